@@ -1,0 +1,244 @@
+"""The parallel, streaming, resumable runner behind ``augment_offline.py``.
+
+Layout under ``WORKDIR/augmented/``: ``<class>/<stem>__aug<k>.jpg``, ``manifest.csv``
+(the copies on disk), ``skipped.csv`` (every file that could not be used, with the
+reason), ``settings.json`` (what the copies were made with) and ``config.yaml``.
+"""
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations
+import cv2
+import pandas as pd
+from tqdm import tqdm
+
+from . import augment
+from .errors import UserError
+from .images import BadImage, read_rgb
+from .splits import training_images
+
+AUGMENTED = "augmented"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based
+    count: int
+
+    @classmethod
+    def parse(cls, text):
+        """'2/4' -> Shard(2, 4); the whole job is '1/1'."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise UserError(f"--shard expects I/N such as 1/2, got {text!r}") from None
+        if not 1 <= index <= count:
+            raise UserError(f"--shard {text}: I must be between 1 and N")
+        return cls(index, count)
+
+    @property
+    def suffix(self):
+        return "" if self.count == 1 else f".shard-{self.index}-of-{self.count}"
+
+
+# --- worker side: one task = one source image and the copies of it still missing -----
+
+_worker = {}
+
+
+def _init_worker(settings):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
+    _worker.update(settings, pipeline=augment.build_recipe(settings["flips"]))
+
+
+def _augment_source(task):
+    """Make the missing copies of one source. Returns (copies written, error or None)."""
+    source_path, jobs = task
+    try:
+        image = read_rgb(source_path, _worker["max_pixels"])
+    except BadImage as err:
+        return 0, str(err)
+    image = augment.resize_square(image, _worker["size"])
+    for seed, out_path in jobs:
+        copy = augment.augment_copy(_worker["pipeline"], image, seed)
+        _write_atomically(out_path, augment.encode_jpeg(copy, _worker["jpeg_quality"]))
+    return len(jobs), None
+
+
+def _write_atomically(path, payload):
+    """Write to a temporary name, then rename: a reader never sees half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+    os.replace(tmp, path)
+
+
+# --- parent side ---------------------------------------------------------------------
+
+
+def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), overwrite=False):
+    """Make the missing augmented copies of the training images; write the manifest.
+
+    Args:
+        config: the resolved Config (uses ``workdir``, ``augment`` and ``data.max_pixels``).
+        dataset: the discovered dataset (``image, label, path``).
+        splits: the saved split for it.
+        skipped: ``(path, reason)`` for files discovery could not use.
+        shard: this run's share of the work.
+        overwrite: delete copies made with other settings instead of refusing.
+
+    Returns:
+        dict with counts and timings for the summary line.
+    """
+    aug = config.augment
+    out_dir = Path(config.workdir) / AUGMENTED
+    _check_settings(out_dir, aug, overwrite)
+    train = training_images(splits).merge(dataset[["image", "path"]], on="image")
+    plan = augment.plan_copies(train[["image", "label"]], aug.copies)
+    removed = _remove_stale(out_dir, set(plan["path"]))
+    for folder in sorted({p.rsplit("/", 1)[0] for p in plan["path"]}):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+
+    source_path = dict(zip(train["image"], train["path"]))
+    plan["seed"] = [augment.copy_seed(aug.seed, s, k) for s, k in zip(plan["source"], plan["copy"])]
+    plan["exists"] = [(out_dir / p).exists() for p in plan["path"]]
+    mine = sorted(source_path)[shard.index - 1 :: shard.count]
+    todo = plan[~plan["exists"] & plan["source"].isin(set(mine))]
+    tasks = [
+        (source_path[source], list(zip(group["seed"], (str(out_dir / p) for p in group["path"]))))
+        for source, group in todo.groupby("source", sort=True)
+    ]
+    settings = {
+        "size": aug.size,
+        "flips": aug.flips,
+        "jpeg_quality": aug.jpeg_quality,
+        "max_pixels": config.data.max_pixels,
+    }
+    workers = aug.workers or os.cpu_count() or 1
+    started = time.perf_counter()
+    written, failures = _run_tasks(tasks, settings, workers, total=len(todo))
+    elapsed = time.perf_counter() - started
+
+    _write_reports(out_dir, plan, skipped + failures, shard, config)
+    return {
+        "sources": len(train),
+        "planned": len(plan),
+        "written": written,
+        "existing": int(plan["exists"].sum()),
+        "removed_stale": removed,
+        "skipped": len(skipped) + len(failures),
+        "seconds": elapsed,
+        "workers": workers,
+        "out_dir": out_dir,
+    }
+
+
+def _run_tasks(tasks, settings, workers, total):
+    """Run tasks in a process pool (in-process for one worker), with a progress bar."""
+    written, failures = 0, []
+    bar = tqdm(total=total, unit="img", desc="augment", dynamic_ncols=True, disable=None)
+    paths = [task[0] for task in tasks]
+    pool = None
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            _init_worker(settings)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            results = map(_augment_source, tasks)
+        else:
+            pool = multiprocessing.get_context("fork").Pool(
+                min(workers, len(tasks)), _init_worker, (settings,)
+            )
+            # Tasks are whole source images (decoded once, then N copies), so small chunks
+            # keep both cores busy to the end; results are counts, so memory stays flat.
+            results = pool.imap(_augment_source, tasks, chunksize=1)
+        for path, (count, error) in zip(paths, results):
+            written += count
+            if error:
+                failures.append((path, error))
+            bar.update(count if not error else 0)
+    except KeyboardInterrupt:
+        if pool is not None:
+            pool.terminate()
+        bar.close()
+        raise UserError(
+            f"interrupted after writing {written} copies; nothing is half-written: "
+            "run the same command again to resume"
+        ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if pool is not None:
+            pool.close()
+            pool.join()
+        bar.close()
+    return written, failures
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _settings_record(aug):
+    return {
+        "recipe_version": augment.RECIPE_VERSION,
+        "size": aug.size,
+        "flips": aug.flips,
+        "jpeg_quality": aug.jpeg_quality,
+        "seed": aug.seed,
+    }
+
+
+def _check_settings(out_dir, aug, overwrite):
+    """Refuse to mix copies made with other settings into this run (or wipe them)."""
+    record_path = out_dir / "settings.json"
+    wanted = _settings_record(aug)
+    if record_path.exists():
+        made = json.loads(record_path.read_text())
+        made.pop("albumentations", None)
+        if made != wanted:
+            if not overwrite:
+                changed = ", ".join(
+                    f"{k} {made.get(k)!r}->{v!r}" for k, v in wanted.items() if made.get(k) != v
+                )
+                raise UserError(
+                    f"{out_dir} holds copies made with other settings ({changed}); "
+                    "pass --overwrite to delete and remake them, or use another --workdir"
+                )
+            shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = dict(wanted, albumentations=albumentations.__version__)
+    _write_atomically(record_path, json.dumps(record, indent=2).encode())
+
+
+def _remove_stale(out_dir, planned):
+    """Delete copies no longer planned (e.g. their source moved to validation after a
+    re-split: keeping them would leak validation images into training) and any temp
+    files an interrupted run left behind."""
+    removed = 0
+    for path in out_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(out_dir).as_posix()
+        is_temp = ".jpg.tmp-" in path.name
+        is_stale_copy = path.suffix == ".jpg" and "__aug" in path.name and rel not in planned
+        if is_temp or is_stale_copy:
+            path.unlink()
+            removed += not is_temp
+    return removed
+
+
+def _write_reports(out_dir, plan, skipped, shard, config):
+    present = plan[[(out_dir / p).exists() for p in plan["path"]]]
+    manifest = present[["source", "path", "label", "copy"]]
+    _write_atomically(out_dir / "manifest.csv", manifest.to_csv(index=False).encode())
+    table = pd.DataFrame(skipped, columns=["path", "reason"])
+    _write_atomically(out_dir / f"skipped{shard.suffix}.csv", table.to_csv(index=False).encode())
+    config.save(out_dir / "config.yaml")

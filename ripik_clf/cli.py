@@ -1,0 +1,66 @@
+"""Argument parsing shared by the scripts: common flags and config resolution."""
+
+import argparse
+
+from .config import load_config
+from .errors import UserError
+
+
+def make_parser(description, epilog=None):
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
+    parser.add_argument("--workdir", metavar="DIR", help="work directory (default: work/)")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override any config value, e.g. --set augment.jpeg_quality=90 (repeatable)",
+    )
+    return parser
+
+
+def add_data_args(parser):
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data",
+        metavar="PATH",
+        help="class-per-folder directory or CSV file (default: the built-in demo data)",
+    )
+    group.add_argument("--image-col", metavar="NAME", help="CSV column with image paths")
+    group.add_argument("--label-col", metavar="NAME", help="CSV column with class names")
+    group.add_argument("--image-root", metavar="DIR", help="folder CSV image paths are relative to")
+    return group
+
+
+# argparse destination -> config key, for the flags that map one-to-one onto config.
+FLAG_TO_KEY = {
+    "workdir": "workdir",
+    "data": "data.path",
+    "image_col": "data.image_col",
+    "label_col": "data.label_col",
+    "image_root": "data.image_root",
+    "copies": "augment.copies",
+    "size": "augment.size",
+    "workers": "augment.workers",
+    "seed": "augment.seed",
+}
+
+
+def resolve_config(args):
+    """Defaults < --config file < --set KEY=VALUE < dedicated flags; validated."""
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    for dest, key in FLAG_TO_KEY.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overrides[key] = value
+    return load_config(args.config, overrides)

@@ -1,0 +1,179 @@
+"""Configuration: one dataclass per stage, loaded from YAML, overridden from the CLI.
+
+Precedence, lowest first: dataclass defaults < the YAML file < command-line flags.
+Every value is validated before any work starts; a bad value is reported as one line
+that names the key and what is allowed.
+"""
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class DataConfig:
+    # Training data: a folder with one sub-folder per class, or a CSV file.
+    # null = the built-in demo data (handwritten digits), created on first use.
+    path: str | None = None
+    image_col: str = "image"  # CSV only: column holding the image path
+    label_col: str = "label"  # CSV only: column holding the class name
+    image_root: str | None = (
+        None  # CSV only: folder image paths are relative to (default: the CSV's)
+    )
+    test: str | None = None  # folder of unlabelled test images (any depth); null = demo test set
+    max_pixels: int = 100_000_000  # refuse larger images (decompression bombs), in pixels
+
+    def validate(self):
+        _require(self.max_pixels > 0, "data.max_pixels", self.max_pixels, "a positive integer")
+        for key in ("image_col", "label_col"):
+            _require(bool(getattr(self, key)), f"data.{key}", "''", "a non-empty column name")
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.2  # share of each class held out for validation (single split)
+    folds: int = 0  # 0 = one train/val split; K >= 2 = stratified K-fold
+    seed: int = 42  # the split is made once with this seed and saved as splits.csv
+
+    def validate(self):
+        _require(0 < self.val_fraction < 1, "split.val_fraction", self.val_fraction, "0 < x < 1")
+        _require(self.folds == 0 or self.folds >= 2, "split.folds", self.folds, "0, or 2 or more")
+
+
+@dataclass
+class AugmentConfig:
+    copies: int = 14  # augmented copies per training image (originals + 14 copies = 15x)
+    size: int = 512  # every copy is resized to size x size pixels before augmenting
+    flips: bool = True  # flips and transposes; switch off when orientation carries meaning (digits)
+    jpeg_quality: int = 95  # quality of the written copies (1-100)
+    workers: int = 0  # processes; 0 = one per CPU core
+    seed: int = 42  # with the source path and copy index, fixes every copy's randomness
+
+    def validate(self):
+        _require(1 <= self.copies <= 1000, "augment.copies", self.copies, "1..1000")
+        _require(16 <= self.size <= 4096, "augment.size", self.size, "16..4096 pixels")
+        _require(1 <= self.jpeg_quality <= 100, "augment.jpeg_quality", self.jpeg_quality, "1..100")
+        _require(self.workers >= 0, "augment.workers", self.workers, "0 (all cores) or more")
+
+
+@dataclass
+class Config:
+    workdir: str = "work"  # every artefact (splits, augmented copies, runs, report) goes here
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self):
+        _require(bool(self.workdir), "workdir", "''", "a folder path")
+        for section in _sections(self):
+            getattr(self, section).validate()
+        return self
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, path):
+        """Write the resolved config as YAML (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+
+    def dump(self):
+        return yaml.safe_dump(self.to_dict(), sort_keys=False).rstrip()
+
+
+def _require(ok, key, value, allowed):
+    if not ok:
+        raise UserError(f"invalid config value {key}={value!r}: expected {allowed}")
+
+
+def _sections(obj):
+    return [f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(f.default_factory)]
+
+
+def _coerce(value, hint, key):
+    """Convert ``value`` to the field type ``hint``; strings (from --set) are parsed."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"invalid config value {key}=None: a value is required")
+    if isinstance(value, str) and value in ("null", "none", "~") and type(None) in allowed:
+        return None
+    if isinstance(value, str) and str not in allowed:
+        value = yaml.safe_load(value)  # "14" -> 14, "true" -> True, "null" -> None
+        return _coerce(value, hint, key)
+    for kind in allowed:
+        if kind is type(None):
+            continue
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+        elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    names = " or ".join(k.__name__ for k in allowed if k is not type(None))
+    raise UserError(f"invalid config value {key}={value!r}: expected {names}")
+
+
+def apply_overrides(config, overrides):
+    """Set ``{"section.key": value}`` (or ``{"key": value}`` for top-level keys) in place."""
+    for dotted, value in overrides.items():
+        *section_path, key = dotted.split(".")
+        target = config
+        for name in section_path:
+            if name not in _sections(target):
+                raise UserError(
+                    f"unknown config section {name!r} in {dotted!r}; "
+                    f"known: {', '.join(_sections(target))}"
+                )
+            target = getattr(target, name)
+        hints = typing.get_type_hints(type(target))
+        plain = [f.name for f in dataclasses.fields(target) if f.name not in _sections(target)]
+        if key not in plain:
+            where = ".".join(section_path) or "the top level"
+            raise UserError(f"unknown config key {dotted!r}; keys in {where}: {', '.join(plain)}")
+        setattr(target, key, _coerce(value, hints[key], dotted))
+    return config
+
+
+def _flatten(mapping, prefix=""):
+    flat = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load_config(path=None, overrides=None):
+    """Build a validated Config from defaults, an optional YAML file and overrides."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(
+                f"config file {path} is not valid YAML: {err}".splitlines()[0]
+            ) from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections, not {loaded!r}")
+        apply_overrides(config, _flatten(loaded))
+    apply_overrides(config, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return config.validate()

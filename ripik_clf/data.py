@@ -1,0 +1,167 @@
+"""Discovering a labelled dataset (class folders or a CSV) and checking every file.
+
+A dataset is a DataFrame with one row per usable image:
+
+    image   the image's id: its path relative to the data root, with '/' separators
+    label   the class name (a string)
+    path    the absolute file path
+
+sorted by ``image``. Files that are not usable images are not rows; they are returned
+separately as ``(path, reason)`` so that every skipped file can be reported.
+"""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import UserError
+from .images import IMAGE_EXTENSIONS, BadImage, probe
+
+COLUMNS = ["image", "label", "path"]
+
+
+def discover(data_path, *, image_col="image", label_col="label", image_root=None, max_pixels=None):
+    """Find every labelled image under ``data_path`` (a folder or a CSV file).
+
+    Returns:
+        (dataset, skipped): the DataFrame described in the module docstring, and a list
+        of ``(path, reason)`` for files that were found but cannot be used.
+
+    Raises:
+        UserError: the path is missing, holds no classes, a class holds no usable
+            image, or the CSV is malformed.
+    """
+    data_path = Path(data_path)
+    if not data_path.exists():
+        raise UserError(f"data path not found: {data_path}")
+    if data_path.is_dir():
+        rows, skipped = _scan_folders(data_path)
+    elif data_path.suffix.lower() == ".csv":
+        rows, skipped = _read_csv(data_path, image_col, label_col, image_root)
+    else:
+        raise UserError(f"--data must be a folder of class folders or a .csv file, got {data_path}")
+
+    usable, skipped = _probe_all(rows, skipped, max_pixels)
+    dataset = pd.DataFrame(usable, columns=COLUMNS).sort_values("image", ignore_index=True)
+    found = {label for _, label, _ in rows}
+    empty = sorted(found - set(dataset["label"]))
+    if empty:
+        raise UserError(
+            f"class {empty[0]!r} has no usable image (all its files were skipped: "
+            f"{'; '.join(f'{Path(p).name}: {r}' for p, r in skipped[:3])})"
+        )
+    return dataset, skipped
+
+
+def _scan_folders(root):
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise UserError(f"no class folders in {root}: expected {root}/<class>/<image files>")
+    rows, skipped = [], []
+    for stray in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
+        skipped.append((str(stray), "not inside a class folder"))
+    for class_dir in class_dirs:
+        files = [
+            p for p in sorted(class_dir.rglob("*")) if p.is_file() and not _hidden(p, class_dir)
+        ]
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        for other in files:
+            if other.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append((str(other), f"unsupported file type {other.suffix or '(none)'!r}"))
+        if not images:
+            raise UserError(
+                f"class folder {class_dir} has no image files "
+                f"(looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        for path in images:
+            rows.append((path.relative_to(root).as_posix(), class_dir.name, str(path.resolve())))
+    return rows, skipped
+
+
+def _hidden(path, base):
+    return any(part.startswith(".") for part in path.relative_to(base).parts)
+
+
+def _read_csv(csv_path, image_col, label_col, image_root):
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read CSV {csv_path}: {str(err).splitlines()[0]}") from None
+    missing = [c for c in (image_col, label_col) if c not in table.columns]
+    if missing:
+        raise UserError(
+            f"CSV {csv_path} has no column {missing[0]!r} (columns: {', '.join(table.columns)}); "
+            "set --image-col/--label-col"
+        )
+    if table.empty:
+        raise UserError(f"CSV {csv_path} has no rows")
+    root = Path(image_root) if image_root else csv_path.parent
+    if not root.is_dir():
+        raise UserError(f"image root not found: {root}")
+    images = table[image_col].str.strip()
+    labels = table[label_col].str.strip()
+    for column, values in ((image_col, images), (label_col, labels)):
+        blank = values.index[values == ""]
+        if len(blank):
+            raise UserError(f"CSV {csv_path}: empty {column!r} in data row {blank[0] + 1}")
+    keys = images.map(lambda s: Path(s).as_posix())
+    dupes = keys[keys.duplicated(keep=False)]
+    if len(dupes):
+        first = dupes.iloc[0]
+        rows_of_first = [str(i + 1) for i in dupes.index[dupes == first]]
+        raise UserError(
+            f"CSV {csv_path}: image {first!r} is listed more than once "
+            f"(data rows {', '.join(rows_of_first)}); each image must appear once"
+        )
+    rows, missing_files = [], []
+    for row_number, (image, label) in enumerate(zip(keys, labels), start=1):
+        path = root / image
+        if not path.is_file():
+            missing_files.append((row_number, path))
+        rows.append((image, label, str(path.resolve())))
+    if missing_files:
+        row_number, path = missing_files[0]
+        raise UserError(
+            f"CSV {csv_path}: {len(missing_files)} listed file(s) do not exist, "
+            f"first: {path} (data row {row_number})"
+        )
+    return rows, []
+
+
+def _probe_all(rows, skipped, max_pixels):
+    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+    usable, skipped = [], list(skipped)
+    for row in rows:
+        try:
+            probe(row[2], **kwargs)
+        except BadImage as err:
+            skipped.append((row[2], str(err)))
+        else:
+            usable.append(row)
+    return usable, skipped
+
+
+def class_names(dataset):
+    """The sorted class list: the order of every model's outputs."""
+    return sorted(dataset["label"].unique())
+
+
+def warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def load_dataset(data_config):
+    """Discover the configured training data; with no path, the demo data (made if absent)."""
+    path = data_config.path
+    if path is None:
+        from .demo import ensure_demo_data
+
+        path = ensure_demo_data()["train"]
+    return discover(
+        path,
+        image_col=data_config.image_col,
+        label_col=data_config.label_col,
+        image_root=data_config.image_root,
+        max_pixels=data_config.max_pixels,
+    )

@@ -1,0 +1,92 @@
+"""Reading any supported image file as 8-bit RGB, or saying exactly why not.
+
+Every stage reads images through :func:`read_rgb`, so a CMYK JPEG, a 16-bit PNG or a
+phone photo with an EXIF rotation looks the same to augmentation, training and
+prediction.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# File extensions we look at when discovering a dataset (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Formats as Pillow names them after sniffing the bytes; the extension is not trusted.
+# MPO is the multi-picture JPEG many phones write.
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF")
+# Default refusal threshold: 100 megapixels (e.g. 10,000 x 10,000). A decompression
+# bomb (30,000 x 30,000) is refused from its header, before any pixel is decoded.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+# We enforce our own limit from the header; Pillow's own check would raise mid-way.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class BadImage(Exception):
+    """A file that is not a usable image; ``str(err)`` is the reason shown to the user."""
+
+
+def probe(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Check a file's header (cheap: no pixel decoding).
+
+    Returns:
+        (format, width, height) as Pillow reports them.
+
+    Raises:
+        BadImage: empty file, not an image, unsupported format, or too many pixels.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadImage("empty file (0 bytes)")
+        with Image.open(path) as im:
+            fmt, (width, height) = im.format, im.size
+    except UnidentifiedImageError:
+        raise BadImage("not an image (unrecognised content)") from None
+    except OSError as err:
+        raise BadImage(f"cannot open: {err}") from None
+    if fmt not in SUPPORTED_FORMATS:
+        raise BadImage(f"unsupported format {fmt} (supported: {', '.join(SUPPORTED_FORMATS)})")
+    if width * height > max_pixels:
+        raise BadImage(
+            f"too large: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
+            "(possible decompression bomb)"
+        )
+    return fmt, width, height
+
+
+def read_rgb(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode an image file to an ``(H, W, 3) uint8`` RGB array, upright.
+
+    EXIF orientation is applied; grayscale, palette, RGBA (alpha dropped), CMYK and
+    16-bit images are converted to 8-bit RGB.
+
+    Raises:
+        BadImage: anything :func:`probe` refuses, or pixel data that fails to decode
+            (truncated or corrupt).
+    """
+    probe(path, max_pixels)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb8(im)
+    except OSError as err:
+        raise BadImage(f"corrupt or truncated image data: {err}") from None
+    except (ValueError, SyntaxError) as err:  # Pillow raises these for some bad headers
+        raise BadImage(f"corrupt image: {err}") from None
+
+
+def _to_rgb8(im):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grayscale: Pillow's convert("RGB") would clip at 255 instead of scaling.
+        gray = np.asarray(im, dtype=np.float64) / 257.0
+        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        gray = np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im, dtype=np.uint8).copy()

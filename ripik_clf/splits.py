@@ -1,0 +1,158 @@
+"""The stratified train/validation split (or K folds), made once and saved.
+
+``splits.csv`` has one row per source image: ``image, label, split, fold``.
+Single split: ``split`` is ``train`` or ``val`` and ``fold`` is -1. K-fold: ``split`` is
+``fold`` and ``fold`` is 0..K-1. ``splits.json`` beside it records how it was made and a
+fingerprint of the dataset, so a later run can refuse a dataset that changed under it.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from .data import warn
+from .errors import UserError
+
+SPLITS_CSV = "splits.csv"
+SPLITS_JSON = "splits.json"
+
+
+def stratified_split(labels, val_fraction, seed):
+    """Assign each item to 'train' or 'val', holding out ``val_fraction`` of every class.
+
+    Pure: the same labels (in the same order), fraction and seed give the same split.
+    Every class with at least two items keeps at least one on each side. A class with a
+    single item cannot be on both sides: it goes to training, with a warning.
+
+    Returns:
+        numpy array of 'train' / 'val' strings, aligned with ``labels``.
+    """
+    labels = np.asarray(labels)
+    assignment = np.full(len(labels), "train", dtype=object)
+    rng = np.random.default_rng(seed)
+    singletons = []
+    for label in sorted(set(labels.tolist())):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            singletons.append(label)
+            continue
+        n_val = int(np.clip(round(len(members) * val_fraction), 1, len(members) - 1))
+        assignment[rng.permutation(members)[:n_val]] = "val"
+    if singletons:
+        warn(
+            f"{len(singletons)} class(es) have a single image and cannot be validated; "
+            f"they are used for training only: {', '.join(map(str, singletons[:5]))}"
+        )
+    return assignment.astype(str)
+
+
+def stratified_folds(labels, folds, seed):
+    """Assign each item a fold 0..folds-1, stratified by label (pure)."""
+    labels = np.asarray(labels)
+    counts = pd.Series(labels).value_counts()
+    if counts.min() < folds:
+        raise UserError(
+            f"cannot make {folds} stratified folds: class {counts.idxmin()!r} has only "
+            f"{counts.min()} image(s); use at most {counts.min()} folds"
+        )
+    fold_of = np.empty(len(labels), dtype=int)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, val_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold_of[val_idx] = fold
+    return fold_of
+
+
+def make_splits(dataset, split_config):
+    """The splits table for a dataset (see module docstring)."""
+    table = dataset[["image", "label"]].copy()
+    if split_config.folds:
+        table["split"] = "fold"
+        table["fold"] = stratified_folds(table["label"], split_config.folds, split_config.seed)
+    else:
+        table["split"] = stratified_split(
+            table["label"], split_config.val_fraction, split_config.seed
+        )
+        table["fold"] = -1
+    return table
+
+
+def fingerprint(dataset):
+    """A hash of (image, label) pairs: changes when files are added, removed or relabelled."""
+    digest = hashlib.sha256()
+    for image, label in zip(dataset["image"], dataset["label"]):
+        digest.update(f"{image}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
+    """Return the saved split for this dataset, making and saving it on first use.
+
+    Raises:
+        UserError: a saved split exists but was made for another dataset or other split
+            settings (pass ``resplit=True`` to replace it).
+    """
+    workdir = Path(workdir)
+    csv_path, meta_path = workdir / SPLITS_CSV, workdir / SPLITS_JSON
+    wanted = {
+        "val_fraction": split_config.val_fraction,
+        "folds": split_config.folds,
+        "seed": split_config.seed,
+    }
+    if csv_path.exists() and meta_path.exists() and not resplit:
+        meta = json.loads(meta_path.read_text())
+        _check_same_dataset(meta, dataset, csv_path)
+        made_with = {k: meta[k] for k in wanted}
+        if made_with != wanted:
+            raise UserError(
+                f"{csv_path} was made with {made_with}, the config asks for {wanted}; "
+                "pass --resplit to replace it (models trained on the old split become stale)"
+            )
+        return pd.read_csv(csv_path, dtype={"image": str, "label": str})
+    table = make_splits(dataset, split_config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(csv_path, table.to_csv(index=False))
+    meta = dict(
+        wanted,
+        n_images=len(table),
+        fingerprint=fingerprint(dataset),
+        images=table["image"].tolist(),
+        labels=table["label"].tolist(),
+    )
+    _atomic_write_text(meta_path, json.dumps(meta))
+    return table
+
+
+def _check_same_dataset(meta, dataset, csv_path):
+    if meta["fingerprint"] == fingerprint(dataset):
+        return
+    saved = dict(zip(meta["images"], meta["labels"]))
+    now = dict(zip(dataset["image"], dataset["label"]))
+    added = len(now.keys() - saved.keys())
+    removed = len(saved.keys() - now.keys())
+    relabelled = sum(1 for k in now.keys() & saved.keys() if now[k] != saved[k])
+    raise UserError(
+        f"the dataset changed since {csv_path} was made ({added} added, {removed} removed, "
+        f"{relabelled} relabelled); pass --resplit to make a new split, or use another --workdir"
+    )
+
+
+def _atomic_write_text(path, text):
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def training_images(splits, fold=None):
+    """Images whose augmented copies may be made: never a validation image.
+
+    Single split: the 'train' rows. K-fold: every image (each copy inherits its source's
+    fold, and the trainer of fold k drops fold k's sources and their copies).
+    """
+    if (splits["split"] == "fold").all():
+        return splits if fold is None else splits[splits["fold"] != fold]
+    return splits[splits["split"] == "train"]

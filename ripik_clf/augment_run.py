@@ -55,6 +55,7 @@ _worker = {}
 
 def _init_worker(settings):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() must just stop us
     cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
     _worker.update(settings, pipeline=augment.build_recipe(settings["flips"]))
 
@@ -124,7 +125,7 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     }
     workers = aug.workers or os.cpu_count() or 1
     started = time.perf_counter()
-    written, failures = _run_tasks(tasks, settings, workers, total=len(todo))
+    written, failures = _run_tasks(tasks, settings, workers, len(todo), out_dir)
     elapsed = time.perf_counter() - started
 
     _write_reports(out_dir, plan, skipped + failures, shard, config)
@@ -141,7 +142,7 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     }
 
 
-def _run_tasks(tasks, settings, workers, total):
+def _run_tasks(tasks, settings, workers, total, out_dir):
     """Run tasks in a process pool (in-process for one worker), with a progress bar."""
     written, failures = 0, []
     bar = tqdm(total=total, unit="img", desc="augment", dynamic_ncols=True, disable=None)
@@ -152,6 +153,7 @@ def _run_tasks(tasks, settings, workers, total):
         if workers == 1 or len(tasks) <= 1:
             _init_worker(settings)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, _raise_interrupt)
             results = map(_augment_source, tasks)
         else:
             pool = multiprocessing.get_context("fork").Pool(
@@ -167,8 +169,10 @@ def _run_tasks(tasks, settings, workers, total):
             bar.update(count if not error else 0)
     except KeyboardInterrupt:
         if pool is not None:
-            pool.terminate()
+            pool.terminate()  # may cut a worker mid-write: only its temp file is affected
+            pool.join()
         bar.close()
+        _remove_stale(out_dir, planned=None)
         raise UserError(
             f"interrupted after writing {written} copies; nothing is half-written: "
             "run the same command again to resume"
@@ -221,14 +225,19 @@ def _check_settings(out_dir, aug, overwrite):
 def _remove_stale(out_dir, planned):
     """Delete copies no longer planned (e.g. their source moved to validation after a
     re-split: keeping them would leak validation images into training) and any temp
-    files an interrupted run left behind."""
+    files an interrupted run left behind. ``planned=None`` removes temp files only."""
     removed = 0
     for path in out_dir.rglob("*"):
         if not path.is_file():
             continue
         rel = path.relative_to(out_dir).as_posix()
         is_temp = ".jpg.tmp-" in path.name
-        is_stale_copy = path.suffix == ".jpg" and "__aug" in path.name and rel not in planned
+        is_stale_copy = (
+            planned is not None
+            and path.suffix == ".jpg"
+            and "__aug" in path.name
+            and rel not in planned
+        )
         if is_temp or is_stale_copy:
             path.unlink()
             removed += not is_temp

@@ -109,8 +109,12 @@ def _coerce(value, hint, key):
     if isinstance(value, str) and value in ("null", "none", "~") and type(None) in allowed:
         return None
     if isinstance(value, str) and str not in allowed:
-        value = yaml.safe_load(value)  # "14" -> 14, "true" -> True, "null" -> None
-        return _coerce(value, hint, key)
+        try:
+            parsed = yaml.safe_load(value)  # "14" -> 14, "true" -> True
+        except yaml.YAMLError:
+            parsed = value
+        if not isinstance(parsed, str):
+            return _coerce(parsed, hint, key)
     for kind in allowed:
         if kind is type(None):
             continue

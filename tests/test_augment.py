@@ -1,0 +1,224 @@
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import augment_offline  # noqa: E402  (the script is importable: its work is in main())
+from conftest import REPO, make_folder_dataset
+from ripik_clf.augment import augment_copy, build_recipe, copy_seed, plan_copies
+
+
+def run(data, workdir, *extra, copies=3, size=32, workers=1):
+    argv = [
+        "--data",
+        str(data),
+        "--workdir",
+        str(workdir),
+        "--copies",
+        str(copies),
+        "--size",
+        str(size),
+        "--workers",
+        str(workers),
+        *extra,
+    ]
+    augment_offline.main(argv)
+
+
+def digests(workdir):
+    out = workdir / "augmented"
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*.jpg"))
+    }
+
+
+def test_copies_layout_and_manifest(small_dataset, tmp_path):
+    run(small_dataset, tmp_path / "w")
+    splits = pd.read_csv(tmp_path / "w" / "splits.csv")
+    manifest = pd.read_csv(tmp_path / "w" / "augmented" / "manifest.csv")
+    train = set(splits.loc[splits.split == "train", "image"])
+    assert list(manifest.columns) == ["source", "path", "label", "copy"]
+    assert len(manifest) == 3 * len(train)
+    assert set(manifest["source"]) == train  # validation images are never augmented
+    assert set(manifest["copy"]) == {0, 1, 2}
+    row = manifest.iloc[0]
+    assert row["path"] == f"{row['label']}/{row['source'].split('/')[-1][:-4]}__aug0.jpg"
+    assert sorted(digests(tmp_path / "w")) == sorted(manifest["path"])
+    assert (tmp_path / "w" / "augmented" / "config.yaml").exists()
+
+
+def test_same_bytes_across_runs_workers_and_shards(small_dataset, tmp_path, capsys):
+    run(small_dataset, tmp_path / "one", workers=1)
+    run(small_dataset, tmp_path / "two", workers=2)
+    run(small_dataset, tmp_path / "shards", "--shard", "1/2", workers=1)
+    assert "manifest INCOMPLETE" in capsys.readouterr().out
+    run(small_dataset, tmp_path / "shards", "--shard", "2/2", workers=1)
+    reference = digests(tmp_path / "one")
+    assert digests(tmp_path / "two") == reference
+    assert digests(tmp_path / "shards") == reference
+    run(small_dataset, tmp_path / "one")  # a rerun does no work
+    assert " 0 written" in capsys.readouterr().out
+    assert digests(tmp_path / "one") == reference
+
+
+def test_resume_after_kill_gives_the_same_bytes(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", {"a": 30, "b": 30}, size=64)
+    cmd = [
+        sys.executable,
+        str(REPO / "augment_offline.py"),
+        "--data",
+        str(data),
+        "--copies",
+        "6",
+        "--size",
+        "256",
+        "--workers",
+        "1",
+    ]
+    subprocess.run(cmd + ["--workdir", str(tmp_path / "clean")], check=True, capture_output=True)
+    victim = subprocess.Popen(
+        cmd + ["--workdir", str(tmp_path / "killed")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out = tmp_path / "killed" / "augmented"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.rglob("*__aug*.jpg"))) < 5:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    partial = len(list(out.rglob("*__aug*.jpg")))
+    assert 0 < partial < len(digests(tmp_path / "clean")), "kill came too late to test resume"
+    subprocess.run(cmd + ["--workdir", str(tmp_path / "killed")], check=True, capture_output=True)
+    assert digests(tmp_path / "killed") == digests(tmp_path / "clean")
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_bad_images_are_listed_in_skipped_csv(small_dataset, tmp_path):
+    (small_dataset / "cat" / "zero.jpg").write_bytes(b"")
+    rng = np.random.default_rng(0)
+    for i in range(8):  # truncated JPEGs pass the header check; most land in training
+        path = small_dataset / "dog" / f"trunc_{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    run(small_dataset, tmp_path / "w")
+    skipped = pd.read_csv(tmp_path / "w" / "augmented" / "skipped.csv")
+    reasons = dict(zip(skipped["path"].map(lambda p: p.split("/")[-1]), skipped["reason"]))
+    assert "empty" in reasons["zero.jpg"]
+    splits = pd.read_csv(tmp_path / "w" / "splits.csv")
+    train_truncated = splits[(splits.split == "train") & splits.image.str.contains("trunc")]
+    assert len(train_truncated) > 0
+    for image in train_truncated["image"]:
+        assert "truncated" in reasons[image.split("/")[-1]]
+
+
+def test_changed_settings_are_refused_then_overwritten(small_dataset, tmp_path, capsys):
+    run(small_dataset, tmp_path / "w", size=32)
+    with pytest.raises(SystemExit) as exit_info:
+        run(small_dataset, tmp_path / "w", size=48)
+    assert exit_info.value.code == 2
+    assert "size 32->48" in capsys.readouterr().err
+    run(small_dataset, tmp_path / "w", "--overwrite", size=48)
+    manifest = pd.read_csv(tmp_path / "w" / "augmented" / "manifest.csv")
+    assert len(digests(tmp_path / "w")) == len(manifest)
+
+
+def test_resplit_removes_copies_of_images_now_in_validation(small_dataset, tmp_path):
+    run(small_dataset, tmp_path / "w")
+    run(small_dataset, tmp_path / "w", "--resplit", "--set", "split.seed=7")
+    splits = pd.read_csv(tmp_path / "w" / "splits.csv")
+    val = set(splits.loc[splits.split == "val", "image"])
+    on_disk = set(digests(tmp_path / "w"))
+    manifest = pd.read_csv(tmp_path / "w" / "augmented" / "manifest.csv")
+    assert on_disk == set(manifest["path"])
+    assert not set(manifest["source"]) & val
+
+
+def test_plan_disambiguates_same_stem():
+    sources = pd.DataFrame({"image": ["a/x.png", "b/x.jpg", "c/y.png"], "label": ["k"] * 3})
+    plan = plan_copies(sources, copies=2)
+    assert plan["path"].is_unique and len(plan) == 6
+    assert "k/y__aug1.jpg" in set(plan["path"])
+
+
+def test_copy_seed_depends_on_every_part():
+    seeds = {copy_seed(s, i, k) for s in (1, 2) for i in ("a.png", "b.png") for k in (0, 1)}
+    assert len(seeds) == 8 and copy_seed(1, "a.png", 0) == copy_seed(1, "a.png", 0)
+
+
+def test_each_transform_draws_independently():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[0, 1] = 255  # an asymmetric marker shows which flips fired
+    pipeline = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)])
+    outcomes = {tuple(np.argwhere(augment_copy(pipeline, image, s)[:, :, 0])[0]) for s in range(40)}
+    assert len(outcomes) == 4  # all four flip combinations occur
+
+
+def test_recipe_keeps_shape_and_dtype():
+    image = np.full((64, 64, 3), 128, np.uint8)
+    for flips in (True, False):
+        out = augment_copy(build_recipe(flips), image, seed=3)
+        assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+
+
+def _script(*args, cwd):
+    return subprocess.run(
+        [sys.executable, str(REPO / "augment_offline.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "nowhere"], "error: data path not found: nowhere"),
+        (["--shard", "3/2"], "error: --shard 3/2: I must be between 1 and N"),
+        (["--copies", "0"], "error: invalid config value augment.copies=0"),
+    ],
+)
+def test_script_errors_are_one_line(tmp_path, args, message):
+    result = _script(*args, "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message or result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "w" / "augmented").exists()
+
+
+def test_ctrl_c_leaves_no_partial_file(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", {"a": 30, "b": 30}, size=64)
+    cmd = [
+        sys.executable,
+        str(REPO / "augment_offline.py"),
+        "--data",
+        str(data),
+        "--copies",
+        "6",
+        "--size",
+        "256",
+        "--workers",
+        "2",
+        "--workdir",
+        str(tmp_path / "w"),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "w" / "augmented"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.rglob("*__aug*.jpg"))) < 5:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "interrupted after writing" in stderr and "Traceback" not in stderr
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]

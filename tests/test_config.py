@@ -1,0 +1,59 @@
+import pytest
+
+from conftest import REPO
+from ripik_clf.config import Config, load_config
+from ripik_clf.errors import UserError
+
+
+def test_default_yaml_documents_the_defaults():
+    assert load_config(REPO / "configs" / "default.yaml").to_dict() == Config().to_dict()
+
+
+def test_demo_yaml_is_valid():
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert config.augment.size == 64 and config.augment.flips is False
+
+
+def test_precedence_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("augment:\n  copies: 3\n  size: 128\n")
+    config = load_config(path, {"augment.size": "256", "split.seed": 7})
+    assert (config.augment.copies, config.augment.size, config.split.seed) == (3, 256, 7)
+
+
+def test_strings_from_the_command_line_are_typed():
+    config = load_config(
+        None, {"augment.flips": "false", "data.path": "null", "split.val_fraction": "0.25"}
+    )
+    assert config.augment.flips is False and config.data.path is None
+    assert config.split.val_fraction == 0.25
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"augment.copies": 0}, r"augment.copies=0: expected 1..1000"),
+        ({"split.val_fraction": 1.5}, r"split.val_fraction=1.5: expected 0 < x < 1"),
+        ({"split.folds": 1}, r"split.folds=1: expected 0, or 2 or more"),
+        ({"augment.size": "big"}, r"augment.size='big': expected int"),
+        ({"augment.colour": 1}, r"unknown config key 'augment.colour'; keys in augment: copies"),
+        ({"trian.epochs": 1}, r"unknown config section 'trian'"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, overrides)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("augment: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_save_round_trips(tmp_path):
+    config = load_config(None, {"augment.copies": 5})
+    config.save(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml").to_dict() == config.to_dict()

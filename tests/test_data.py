@@ -1,0 +1,119 @@
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import make_folder_dataset, png_bomb_header, write_image
+from ripik_clf.data import class_names, discover
+from ripik_clf.errors import UserError
+
+
+def test_folder_discovery(small_dataset):
+    dataset, skipped = discover(small_dataset)
+    assert len(dataset) == 24 and skipped == []
+    assert class_names(dataset) == ["cat", "dog", "fox"]
+    assert dataset["image"].tolist() == sorted(dataset["image"])
+    assert dataset["image"].iloc[0] == "cat/img_000.png"
+
+
+def test_bad_files_are_listed_not_fatal(small_dataset):
+    (small_dataset / "cat" / "empty.jpg").write_bytes(b"")
+    (small_dataset / "cat" / "notes.jpg").write_text("text")
+    Image.new("P", (4, 4)).save(small_dataset / "dog" / "anim.gif")
+    png_bomb_header(small_dataset / "dog" / "bomb.png")
+    (small_dataset / "stray.png").write_bytes(b"")
+    (small_dataset / "fox" / ".DS_Store").write_text("hidden files are ignored")
+    dataset, skipped = discover(small_dataset)
+    assert len(dataset) == 24
+    reasons = {p.split("/")[-1]: r for p, r in skipped}
+    assert set(reasons) == {"empty.jpg", "notes.jpg", "anim.gif", "bomb.png", "stray.png"}
+    assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]
+    assert "'.gif'" in reasons["anim.gif"] and "too large" in reasons["bomb.png"]
+    assert "class folder" in reasons["stray.png"]
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda root: None, "data path not found"),
+        (lambda root: root.mkdir(), "no class folders"),
+        (lambda root: (root / "cat").mkdir(parents=True), "has no image files"),
+    ],
+    ids=["missing", "empty", "empty-class"],
+)
+def test_folder_errors(tmp_path, setup, message):
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(UserError, match=message):
+        discover(root)
+
+
+def test_data_path_that_is_neither_folder_nor_csv(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(UserError, match="folder of class folders or a .csv"):
+        discover(tmp_path / "a.txt")
+
+
+def test_class_with_only_bad_files_is_an_error(small_dataset):
+    (small_dataset / "emu").mkdir()
+    (small_dataset / "emu" / "x.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match="class 'emu' has no usable image"):
+        discover(small_dataset)
+
+
+def _csv_dataset(tmp_path, rows, columns=("file", "species")):
+    for name, _ in rows:
+        if not (tmp_path / "imgs" / name).exists():
+            write_image(tmp_path / "imgs" / name)
+    csv = tmp_path / "train.csv"
+    pd.DataFrame(rows, columns=list(columns)).to_csv(csv, index=False)
+    return csv
+
+
+def test_csv_discovery(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("sub/b.png", "y"), ("c.png", "x")])
+    dataset, _ = discover(csv, image_col="file", label_col="species", image_root=tmp_path / "imgs")
+    assert dataset["image"].tolist() == ["a.png", "c.png", "sub/b.png"]
+    assert dataset["label"].tolist() == ["x", "x", "y"]
+
+
+def test_csv_missing_column(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x")])
+    with pytest.raises(UserError, match="no column 'label'.*file, species"):
+        discover(csv, image_col="file", image_root=tmp_path / "imgs")
+
+
+def test_csv_missing_file(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x")])
+    (tmp_path / "imgs" / "a.png").unlink()
+    with pytest.raises(UserError, match="1 listed file.*do not exist.*a.png"):
+        discover(csv, image_col="file", label_col="species", image_root=tmp_path / "imgs")
+
+
+def test_csv_duplicate_rows(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "y"), ("a.png", "y")])
+    with pytest.raises(UserError, match="'a.png' is listed more than once .*rows 1, 3"):
+        discover(csv, image_col="file", label_col="species", image_root=tmp_path / "imgs")
+
+
+def test_csv_empty_label(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "")])
+    with pytest.raises(UserError, match="empty 'species' in data row 2"):
+        discover(csv, image_col="file", label_col="species", image_root=tmp_path / "imgs")
+
+
+def test_csv_unknown_format_listed(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "x")])
+    Image.new("P", (4, 4)).save(tmp_path / "imgs" / "b.png", format="GIF")
+    dataset, skipped = discover(
+        csv, image_col="file", label_col="species", image_root=tmp_path / "imgs"
+    )
+    assert dataset["image"].tolist() == ["a.png"]
+    assert "unsupported format GIF" in skipped[0][1]
+
+
+def test_unicode_class_and_file_names(tmp_path):
+    root = make_folder_dataset(tmp_path / "d", {"chat noir": 2, "犬": 2})
+    write_image(root / "犬" / "my photo ü.png")
+    dataset, skipped = discover(root)
+    assert len(dataset) == 5 and not skipped
+    assert "犬/my photo ü.png" in set(dataset["image"])

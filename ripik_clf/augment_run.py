@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,8 @@ _worker = {}
 def _init_worker(settings):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool.terminate() must just stop us
-    cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
+    if settings["workers"] > 1:
+        cv2.setNumThreads(1)  # one process per core already; threads inside would oversubscribe
     _worker.update(settings, pipeline=augment.build_recipe(settings["flips"]))
 
 
@@ -117,13 +119,14 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
         (source_path[source], list(zip(group["seed"], (str(out_dir / p) for p in group["path"]))))
         for source, group in todo.groupby("source", sort=True)
     ]
+    workers = aug.workers or os.cpu_count() or 1
     settings = {
+        "workers": workers,
         "size": aug.size,
         "flips": aug.flips,
         "jpeg_quality": aug.jpeg_quality,
         "max_pixels": config.data.max_pixels,
     }
-    workers = aug.workers or os.cpu_count() or 1
     started = time.perf_counter()
     written, failures = _run_tasks(tasks, settings, workers, len(todo), out_dir)
     elapsed = time.perf_counter() - started
@@ -152,13 +155,12 @@ def _run_tasks(tasks, settings, workers, total, out_dir):
     try:
         if workers == 1 or len(tasks) <= 1:
             _init_worker(settings)
+            _worker["threads_started"] = True
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_interrupt)
             results = map(_augment_source, tasks)
         else:
-            pool = multiprocessing.get_context("fork").Pool(
-                min(workers, len(tasks)), _init_worker, (settings,)
-            )
+            pool = _pool_context().Pool(min(workers, len(tasks)), _init_worker, (settings,))
             # Tasks are whole source images (decoded once, then N copies), so small chunks
             # keep both cores busy to the end; results are counts, so memory stays flat.
             results = pool.imap(_augment_source, tasks, chunksize=1)
@@ -184,6 +186,20 @@ def _run_tasks(tasks, settings, workers, total, out_dir):
             pool.join()
         bar.close()
     return written, failures
+
+
+def _pool_context():
+    """fork when it is safe (fast: no re-import), forkserver otherwise.
+
+    Forking a process whose OpenCV or TensorFlow thread pool is already running can
+    deadlock the child; that happens when this process augmented in-process before (a
+    1-worker run, e.g. in a notebook) or has TensorFlow loaded.
+    """
+    if _worker.get("threads_started") or "tensorflow" in sys.modules:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("fork")
 
 
 def _raise_interrupt(signum, frame):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 from .data import warn
 from .errors import UserError
@@ -60,6 +59,8 @@ def stratified_folds(labels, folds, seed):
             f"cannot make {folds} stratified folds: class {counts.idxmin()!r} has only "
             f"{counts.min()} image(s); use at most {counts.min()} folds"
         )
+    from sklearn.model_selection import StratifiedKFold  # lazy: keeps worker start-up light
+
     fold_of = np.empty(len(labels), dtype=int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (_, val_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):

@@ -16,6 +16,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: venv
 	$(PY) augment_offline.py --config $(DEMO_CONFIG)
+	$(PY) train.py --config $(DEMO_CONFIG) --phase head
+	$(PY) train.py --config $(DEMO_CONFIG) --phase full
 
 lint: venv
 	$(VENV)/bin/ruff format --check .

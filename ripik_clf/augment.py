@@ -71,13 +71,6 @@ def build_recipe(flips=True):
     )
 
 
-def resize_square(image, size):
-    """Resize to ``size`` x ``size`` (area filter when shrinking, as the recipe's Resize)."""
-    shrinking = image.shape[0] > size or image.shape[1] > size
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
 def copy_seed(seed, image_id, copy_index):
     """A 63-bit seed for one copy, independent of run order, worker and shard."""
     digest = hashlib.sha256(f"{seed}|{image_id}|{copy_index}".encode()).digest()

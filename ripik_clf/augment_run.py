@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import augment
 from .errors import UserError
-from .images import BadImage, read_rgb
+from .images import BadImage, read_rgb, resize_square
 from .splits import training_images
 
 AUGMENTED = "augmented"
@@ -69,7 +69,7 @@ def _augment_source(task):
         image = read_rgb(source_path, _worker["max_pixels"])
     except BadImage as err:
         return 0, str(err)
-    image = augment.resize_square(image, _worker["size"])
+    image = resize_square(image, _worker["size"])
     for seed, out_path in jobs:
         copy = augment.augment_copy(_worker["pipeline"], image, seed)
         _write_atomically(out_path, augment.encode_jpeg(copy, _worker["jpeg_quality"]))

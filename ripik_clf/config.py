@@ -62,12 +62,75 @@ class AugmentConfig:
         _require(self.workers >= 0, "augment.workers", self.workers, "0 (all cores) or more")
 
 
+MODEL_SOURCES = ("original", "augmented")
+LOSSES = ("crossentropy", "focal")
+ON_THE_FLY = ("none", "flip", "mixup", "cutmix")
+
+
+@dataclass
+class TrainConfig:
+    # Models to train; each name is its training data: "original" (training split only)
+    # or "augmented" (training split + its offline copies), as in the reference recipe.
+    models: list[str] = field(default_factory=lambda: list(MODEL_SOURCES))
+    backbone: str = "efficientnet_lite0"  # a name from ripik_clf.backbones.BACKBONES
+    weights: str = "imagenet"  # imagenet | none (from scratch) | path to a weights file
+    image_size: int | None = None  # model input, pixels; null = the backbone's native size
+    batch_size: int = 32
+    dropout: float = 0.2  # before the classifier
+    head_epochs: int = 30  # head phase: cheap (cached features), so many epochs
+    head_lr: float = 1e-3  # Adam
+    head_patience: int = 5  # epochs without val macro-F1 gain before stopping
+    full_epochs: int = 10  # full phase: every layer but BatchNorm trainable
+    full_lr: float = 1e-5  # Adam, cosine-decayed to 0 over full_epochs
+    full_patience: int = 3
+    loss: str = "crossentropy"  # crossentropy | focal
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0  # focal loss only
+    class_weights: bool = False  # weight classes by inverse frequency ("balanced")
+    on_the_fly: str = "none"  # full phase extra augmentation: none | flip | mixup | cutmix
+    seed: int = 42
+    mlflow: bool = False  # log params, metrics and models to ./mlruns (local file store)
+
+    def validate(self):
+        bad = [m for m in self.models if m not in MODEL_SOURCES]
+        _require(
+            self.models and not bad,
+            "train.models",
+            self.models,
+            f"a list of {', '.join(MODEL_SOURCES)}",
+        )
+        _require(self.loss in LOSSES, "train.loss", self.loss, " or ".join(LOSSES))
+        _require(
+            self.on_the_fly in ON_THE_FLY,
+            "train.on_the_fly",
+            self.on_the_fly,
+            " | ".join(ON_THE_FLY),
+        )
+        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "1 or more")
+        _require(0 <= self.dropout < 1, "train.dropout", self.dropout, "0 <= x < 1")
+        _require(
+            0 <= self.label_smoothing < 1,
+            "train.label_smoothing",
+            self.label_smoothing,
+            "0 <= x < 1",
+        )
+        for key in ("head_epochs", "full_epochs", "head_patience", "full_patience"):
+            _require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "1 or more")
+        for key in ("head_lr", "full_lr"):
+            _require(0 < getattr(self, key) < 1, f"train.{key}", getattr(self, key), "0 < x < 1")
+        from .backbones import get_spec, resolve_image_size
+
+        get_spec(self.backbone)
+        resolve_image_size(self.backbone, self.image_size)
+
+
 @dataclass
 class Config:
     workdir: str = "work"  # every artefact (splits, augmented copies, runs, report) goes here
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self):
         _require(bool(self.workdir), "workdir", "''", "a folder path")
@@ -101,6 +164,12 @@ def _sections(obj):
 
 def _coerce(value, hint, key):
     """Convert ``value`` to the field type ``hint``; strings (from --set) are parsed."""
+    if typing.get_origin(hint) is list:  # "a,b" from the command line, or a YAML list
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise UserError(f"invalid config value {key}={value!r}: expected a list")
+        return [_coerce(item, typing.get_args(hint)[0], key) for item in value]
     allowed = typing.get_args(hint) or (hint,)
     if value is None:
         if type(None) in allowed:

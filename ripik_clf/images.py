@@ -7,6 +7,7 @@ prediction.
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -90,3 +91,15 @@ def _to_rgb8(im):
     if im.mode != "RGB":
         im = im.convert("RGB")
     return np.asarray(im, dtype=np.uint8).copy()
+
+
+def resize_square(image, size):
+    """Resize to ``size`` x ``size`` (area filter when shrinking, as the recipe's Resize)."""
+    shrinking = image.shape[0] > size or image.shape[1] > size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def load_for_model(path, size, max_pixels=DEFAULT_MAX_PIXELS):
+    """What every model sees: the upright RGB image squashed to ``size`` x ``size``."""
+    return resize_square(read_rgb(path, max_pixels), size)

@@ -1,0 +1,90 @@
+"""Backbone features computed once per image and cached on disk.
+
+With the backbone frozen (head phase) its pooled output for an image never changes, and
+the offline copies never change either, so each image goes through the backbone once;
+the head then trains for many epochs on the cached vectors at almost no cost.
+
+Cache entry: ``WORKDIR/features/<tag>/<key[:2]>/<key>.npy``, where ``tag`` names the
+backbone, its weights and the input size, and ``key`` hashes the file path, size and
+modification time (an edited image is recomputed).
+"""
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .images import BadImage, load_for_model
+
+
+def cache_tag(backbone, weights, image_size, seed):
+    """Names what produced the features; random weights depend on the seed."""
+    if weights in (None, "none"):
+        origin = f"random{seed}"
+    elif weights == "imagenet":
+        origin = "imagenet"
+    else:
+        stat = Path(weights).stat()
+        origin = hashlib.sha1(f"{Path(weights).resolve()}|{stat.st_mtime_ns}".encode()).hexdigest()[
+            :12
+        ]
+    return f"{backbone}-{origin}-{image_size}"
+
+
+def _entry(cache_root, path):
+    stat = os.stat(path)
+    key = hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    digest = key.hexdigest()
+    return cache_root / digest[:2] / f"{digest}.npy"
+
+
+def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64, desc="features"):
+    """Pooled backbone features for every path, from the cache where possible.
+
+    Returns:
+        (features, failures): ``features`` is float32 ``(len(paths), D)`` with NaN rows for
+        images that could not be read; ``failures`` lists ``(path, reason)``.
+    """
+    cache_root = Path(cache_root)
+    entries = [_entry(cache_root, p) for p in paths]
+    missing = [i for i, e in enumerate(entries) if not e.exists()]
+    failures = []
+    width = extractor.output_shape[-1]
+    if missing:
+        bar = tqdm(total=len(missing), unit="img", desc=desc, dynamic_ncols=True, disable=None)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for start in range(0, len(missing), batch_size):
+                batch = missing[start : start + batch_size]
+                images = list(pool.map(lambda i: _load(paths[i], image_size), batch))
+                ok = [(i, im) for i, im in zip(batch, images) if not isinstance(im, str)]
+                failures += [(paths[i], im) for i, im in zip(batch, images) if isinstance(im, str)]
+                if ok:
+                    stacked = np.stack([im for _, im in ok]).astype("float32")
+                    vectors = np.asarray(extractor.predict_on_batch(stacked), dtype="float32")
+                    for (i, _), vector in zip(ok, vectors):
+                        _save(entries[i], vector)
+                bar.update(len(batch))
+        bar.close()
+    failed = {p for p, _ in failures}
+    features = np.full((len(paths), width), np.nan, dtype="float32")
+    for i, (path, entry) in enumerate(zip(paths, entries)):
+        if path not in failed:
+            features[i] = np.load(entry)
+    return features, failures
+
+
+def _load(path, image_size):
+    try:
+        return load_for_model(path, image_size)
+    except BadImage as err:
+        return str(err)
+
+
+def _save(entry, vector):
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_name(entry.name + f".tmp-{os.getpid()}.npy")
+    np.save(tmp, vector)
+    os.replace(tmp, entry)

@@ -1,0 +1,121 @@
+"""The command line shared by ``train.py`` and ``finetune.py``."""
+
+from .cli import add_data_args, make_parser, resolve_config
+from .errors import UserError
+
+# --epochs and --lr set the epochs / learning rate of the phase being run.
+PHASE_KEYS = {
+    "head": ("train.head_epochs", "train.head_lr"),
+    "full": ("train.full_epochs", "train.full_lr"),
+}
+
+
+def build_parser(description, epilog, with_phase):
+    parser = make_parser(description, epilog)
+    add_data_args(parser)
+    group = parser.add_argument_group("training")
+    if with_phase:
+        group.add_argument(
+            "--phase",
+            choices=["head", "full"],
+            default="head",
+            help="head: backbone frozen, cached features (default); "
+            "full: everything but BatchNorm unfrozen, low LR",
+        )
+    group.add_argument(
+        "--model",
+        metavar="NAME",
+        help="train only this model: original or augmented (default: all of train.models)",
+    )
+    group.add_argument(
+        "--backbone",
+        metavar="NAME",
+        help="e.g. efficientnet_lite0 (default), efficientnetb0, efficientnetv2-s",
+    )
+    group.add_argument("--weights", metavar="W", help="imagenet (default) | none | PATH")
+    group.add_argument("--epochs", type=int, metavar="N", help="epochs of this phase")
+    group.add_argument("--image-size", type=int, metavar="N", help="model input in pixels")
+    group.add_argument("--batch-size", type=int, metavar="N")
+    group.add_argument("--lr", type=float, metavar="X", help="learning rate of this phase")
+    group.add_argument(
+        "--resplit",
+        action="store_true",
+        help="replace a saved split that no longer matches the data",
+    )
+    group.add_argument(
+        "--mlflow", action="store_true", help="log to a local MLflow file store (./mlruns)"
+    )
+    return parser
+
+
+def config_from_args(args, phase):
+    epochs_key, lr_key = PHASE_KEYS[phase]
+    for flag, key in (
+        ("backbone", "train.backbone"),
+        ("weights", "train.weights"),
+        ("image_size", "train.image_size"),
+        ("batch_size", "train.batch_size"),
+        ("epochs", epochs_key),
+        ("lr", lr_key),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            args.set.append(f"{key}={value}")
+    if args.mlflow:
+        args.set.append("train.mlflow=true")
+    config = resolve_config(args)
+    if args.model is not None:
+        if args.model not in config.train.models:
+            raise UserError(
+                f"unknown model {args.model!r}; known: {', '.join(config.train.models)}"
+            )
+        config.train.models = [args.model]
+    return config
+
+
+def run_phase(args, phase):
+    from .training import train_full, train_head
+
+    config = config_from_args(args, phase)
+    print(config.dump(), end="\n\n")
+    train = train_head if phase == "head" else train_full
+    results = {}
+    for model_name in config.train.models:
+        print(f"=== {phase} phase: model {model_name!r} ({config.train.backbone}) ===")
+        results[model_name] = train(config, model_name, resplit=args.resplit)
+        args.resplit = False  # the split is made once, by the first model
+        if config.train.mlflow:
+            _log_mlflow(config, model_name, phase, results[model_name])
+    print_summary(phase, results)
+
+
+def print_summary(phase, results):
+    print(f"\n{phase} phase summary (validation split, real images only)")
+    print("| model | train images | epochs | accuracy | macro-F1 | seconds |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, m in results.items():
+        print(
+            f"| {name} | {m['train_images']} | {m['epochs']} | {m['accuracy']:.4f} "
+            f"| {m['macro_f1']:.4f} | {m['seconds']:.0f} |"
+        )
+
+
+def _log_mlflow(config, model_name, phase, metrics):
+    try:
+        import mlflow
+    except ImportError:
+        raise UserError("--mlflow needs the mlflow package: pip install mlflow") from None
+    from .training import run_dir
+
+    mlflow.set_tracking_uri("file:./mlruns")
+    mlflow.set_experiment("ripik_clf")
+    with mlflow.start_run(run_name=f"{model_name}-{phase}"):
+        flat = {
+            f"{section}.{k}": v
+            for section, values in config.to_dict().items()
+            if isinstance(values, dict)
+            for k, v in values.items()
+        }
+        mlflow.log_params({k: str(v)[:250] for k, v in flat.items()})
+        mlflow.log_metrics({f"{phase}_{k}": metrics[k] for k in ("accuracy", "macro_f1")})
+        mlflow.log_artifacts(str(run_dir(config, model_name)))

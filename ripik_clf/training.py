@@ -1,0 +1,338 @@
+"""The two phases: head on cached features (backbone frozen), then full fine-tuning.
+
+Run directory ``WORKDIR/runs/<model>/``: ``config.yaml``, ``run.json`` (classes, split
+fingerprint, backbone, image size), ``history_head.csv``, ``history_full.csv``,
+``head.keras``, ``full.keras``, ``metrics.json``, ``skipped.csv``.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import features as feature_cache
+from .backbones import create_backbone, resolve_image_size
+from .data import class_names, load_dataset
+from .errors import UserError
+from .metrics import classification_metrics
+from .splits import SPLITS_JSON, load_or_make_splits
+
+MANIFEST = Path("augmented") / "manifest.csv"
+
+
+def run_dir(config, model_name):
+    return Path(config.workdir) / "runs" / model_name
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def model_data(config, model_name, *, resplit=False):
+    """Training and validation files for one model, as absolute paths and class indices.
+
+    ``original`` trains on the training split; ``augmented`` adds the offline copies of
+    those images. Validation is always the real validation images, never a copy.
+    """
+    dataset, _ = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+    classes = class_names(dataset)
+    index = {c: i for i, c in enumerate(classes)}
+    table = splits.merge(dataset[["image", "path"]], on="image")
+    train, val = table[table.split == "train"], table[table.split == "val"]
+    paths, labels = list(train["path"]), [index[c] for c in train["label"]]
+    if model_name == "augmented":
+        copies = _augmented_copies(config, set(train["image"]), set(val["image"]))
+        paths += list(copies["path"])
+        labels += [index[c] for c in copies["label"]]
+    fingerprint = json.loads((Path(config.workdir) / SPLITS_JSON).read_text())["fingerprint"]
+    return {
+        "classes": classes,
+        "train_paths": paths,
+        "train_y": np.array(labels),
+        "val_paths": list(val["path"]),
+        "val_y": np.array([index[c] for c in val["label"]]),
+        "split_fingerprint": fingerprint,
+    }
+
+
+def _augmented_copies(config, train_images, val_images):
+    manifest_path = Path(config.workdir) / MANIFEST
+    if not manifest_path.exists():
+        raise UserError(
+            f"no augmented copies in {manifest_path.parent}: "
+            "run augment_offline.py first (or train with --model original)"
+        )
+    manifest = pd.read_csv(manifest_path, dtype={"source": str, "label": str})
+    leaked = set(manifest["source"]) & val_images
+    if leaked:  # the runner prunes these; refuse rather than trust it
+        raise UserError(
+            f"augmented copies of {len(leaked)} validation image(s) found, e.g. "
+            f"{sorted(leaked)[0]}: rerun augment_offline.py to prune them"
+        )
+    manifest = manifest[manifest["source"].isin(train_images)]
+    manifest["path"] = [str((manifest_path.parent / p).resolve()) for p in manifest["path"]]
+    return manifest
+
+
+# --- model pieces ----------------------------------------------------------------------
+
+
+def build_classifier(backbone, num_classes, dropout):
+    """Backbone (inference mode) -> pooling -> dropout -> float32 softmax, raw pixels in."""
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    # training=False keeps BatchNorm in inference mode even after unfreezing (phase 2):
+    # updating its statistics on a small dataset destroys what the head learned.
+    x = backbone(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="classifier"
+    )(x)
+    return keras.Model(inputs, outputs, name="classifier_model")
+
+
+def feature_extractor(backbone):
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
+    return keras.Model(backbone.input, pooled, name="feature_extractor")
+
+
+def make_loss(train_config):
+    if train_config.loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(
+            gamma=train_config.focal_gamma, label_smoothing=train_config.label_smoothing
+        )
+    return keras.losses.CategoricalCrossentropy(label_smoothing=train_config.label_smoothing)
+
+
+def compile_model(model, optimizer, train_config):
+    model.compile(
+        optimizer=optimizer,
+        loss=make_loss(train_config),
+        metrics=["accuracy", keras.metrics.F1Score(average="macro", name="macro_f1")],
+    )
+
+
+def class_weights(labels, num_classes, enabled):
+    if not enabled:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights)} | {
+        c: 1.0 for c in range(num_classes) if c not in present
+    }
+
+
+def _drop_failures(paths, labels, failures):
+    failed = {p for p, _ in failures}
+    keep = [i for i, p in enumerate(paths) if p not in failed]
+    return [paths[i] for i in keep], np.asarray(labels)[keep], keep
+
+
+# --- phase 1: head ---------------------------------------------------------------------
+
+
+def train_head(config, model_name, *, resplit=False):
+    """Train the classifier head on cached backbone features; save ``head.keras``."""
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)
+    out = run_dir(config, model_name)
+    out.mkdir(parents=True, exist_ok=True)
+    data = model_data(config, model_name, resplit=resplit)
+    classes, size = data["classes"], resolve_image_size(tc.backbone, tc.image_size)
+    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
+    backbone.trainable = False
+    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
+    cache = Path(config.workdir) / "features" / tag
+    extractor = feature_extractor(backbone)
+    started = time.perf_counter()
+    train_x, train_fail = feature_cache.extract_features(
+        data["train_paths"], extractor, size, cache, desc=f"{model_name} train"
+    )
+    val_x, val_fail = feature_cache.extract_features(
+        data["val_paths"], extractor, size, cache, desc=f"{model_name} val"
+    )
+    if val_fail:
+        raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
+    _, train_y, keep = _drop_failures(data["train_paths"], data["train_y"], train_fail)
+    train_x = train_x[keep]
+    pd.DataFrame(train_fail, columns=["path", "reason"]).to_csv(out / "skipped.csv", index=False)
+    feature_seconds = time.perf_counter() - started
+
+    head = keras.Sequential(
+        [
+            keras.Input((train_x.shape[1],), name="features"),
+            keras.layers.Dropout(tc.dropout, name="head_dropout"),
+            keras.layers.Dense(
+                len(classes), activation="softmax", dtype="float32", name="classifier"
+            ),
+        ]
+    )
+    compile_model(head, keras.optimizers.Adam(tc.head_lr), tc)
+    n = len(classes)
+    history = head.fit(
+        train_x,
+        keras.utils.to_categorical(train_y, n),
+        batch_size=tc.batch_size,
+        epochs=tc.head_epochs,
+        validation_data=(val_x, keras.utils.to_categorical(data["val_y"], n)),
+        class_weight=class_weights(train_y, n, tc.class_weights),
+        verbose=2,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                "val_macro_f1", mode="max", patience=tc.head_patience, restore_best_weights=True
+            ),
+            keras.callbacks.CSVLogger(str(out / "history_head.csv")),
+        ],
+    )
+    model = build_classifier(backbone, n, tc.dropout)
+    model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
+    model.save(out / "head.keras")
+    metrics = classification_metrics(data["val_y"], head.predict(val_x, verbose=0), classes)
+    metrics.update(
+        epochs=len(history.history["loss"]),
+        seconds=time.perf_counter() - started,
+        feature_seconds=feature_seconds,
+        train_images=len(train_y),
+    )
+    _save_run(out, config, data, size, "head", metrics)
+    return metrics
+
+
+# --- phase 2: full ---------------------------------------------------------------------
+
+
+def unfreeze(model):
+    """Every layer trainable except BatchNormalization (kept frozen, see build_classifier)."""
+    model.trainable = True
+    for layer in model.layers:
+        for sublayer in layer.layers if isinstance(layer, keras.Model) else [layer]:
+            if isinstance(sublayer, keras.layers.BatchNormalization):
+                sublayer.trainable = False
+    return model
+
+
+def train_full(config, model_name, *, resplit=False, extra_callbacks=()):
+    """Fine-tune ``head.keras`` end to end at a low learning rate; save ``full.keras``.
+
+    Interrupted runs resume from the last finished epoch (``backup_full/``).
+    """
+    from .pipeline import image_dataset
+
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)
+    out = run_dir(config, model_name)
+    if not (out / "head.keras").exists():
+        raise UserError(f"no head model in {out}: run train.py --phase head first")
+    data = model_data(config, model_name, resplit=resplit)
+    size = _check_run(out, data, tc)
+    skipped = pd.read_csv(out / "skipped.csv")
+    paths, train_y, _ = _drop_failures(
+        data["train_paths"], data["train_y"], list(zip(skipped["path"], skipped["reason"]))
+    )
+    n = len(data["classes"])
+    train_ds = image_dataset(
+        paths, train_y, n, size, tc.batch_size, shuffle=True, seed=tc.seed, on_the_fly=tc.on_the_fly
+    )
+    val_ds = image_dataset(data["val_paths"], data["val_y"], n, size, tc.batch_size)
+
+    model = unfreeze(keras.models.load_model(out / "head.keras"))
+    steps = int(np.ceil(len(paths) / tc.batch_size)) * tc.full_epochs
+    schedule = keras.optimizers.schedules.CosineDecay(tc.full_lr, decay_steps=steps)
+    compile_model(model, keras.optimizers.Adam(schedule), tc)
+    history_csv = out / "history_full.csv"
+    backup = out / "backup_full"
+    resuming = backup.exists()
+    if not resuming and history_csv.exists():
+        history_csv.unlink()
+    best_so_far = _best_logged(history_csv) if resuming else None
+    started = time.perf_counter()
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=tc.full_epochs,
+        verbose=2,
+        class_weight=class_weights(train_y, n, tc.class_weights),
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(backup)),  # resume after an interruption
+            keras.callbacks.ModelCheckpoint(
+                str(out / "full_best.keras"),
+                "val_macro_f1",
+                mode="max",
+                save_best_only=True,
+                initial_value_threshold=best_so_far,
+            ),
+            keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
+            keras.callbacks.CSVLogger(str(history_csv), append=True),
+            *extra_callbacks,
+        ],
+    )
+    best = keras.models.load_model(out / "full_best.keras")
+    best.save(out / "full.keras")
+    (out / "full_best.keras").unlink()
+    probabilities = best.predict(val_ds, verbose=0)
+    metrics = classification_metrics(data["val_y"], probabilities, data["classes"])
+    metrics.update(
+        epochs=len(pd.read_csv(history_csv)),
+        seconds=time.perf_counter() - started,
+        train_images=len(paths),
+    )
+    _save_run(out, config, data, size, "full", metrics)
+    return metrics
+
+
+def _best_logged(history_csv):
+    if not history_csv.exists():
+        return None
+    logged = pd.read_csv(history_csv)
+    return float(logged["val_macro_f1"].max()) if len(logged) else None
+
+
+# --- run records -----------------------------------------------------------------------
+
+
+def _save_run(out, config, data, size, phase, metrics):
+    config.save(out / "config.yaml")
+    record = {
+        "classes": data["classes"],
+        "split_fingerprint": data["split_fingerprint"],
+        "backbone": config.train.backbone,
+        "weights": config.train.weights,
+        "image_size": size,
+    }
+    _write_json(out / "run.json", record)
+    path = out / "metrics.json"
+    all_metrics = json.loads(path.read_text()) if path.exists() else {}
+    all_metrics[phase] = metrics
+    if phase == "head":
+        all_metrics.pop("full", None)  # a new head makes the old full model stale
+    _write_json(path, all_metrics)
+
+
+def _check_run(out, data, tc):
+    """The saved head must match this work directory's split and class list."""
+    record = json.loads((out / "run.json").read_text())
+    if record["classes"] != data["classes"]:
+        raise UserError(
+            f"{out} was trained on classes {record['classes']}, the data now has "
+            f"{data['classes']}: retrain the head (train.py --phase head)"
+        )
+    if record["split_fingerprint"] != data["split_fingerprint"]:
+        raise UserError(f"{out} was trained on another split of the data: retrain the head")
+    if tc.image_size and tc.image_size != record["image_size"]:
+        raise UserError(
+            f"{out} takes {record['image_size']} px images, "
+            f"the config asks for {tc.image_size}: retrain the head"
+        )
+    return record["image_size"]
+
+
+def _write_json(path, payload):
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,59 @@
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_sample_image
+
+from ripik_clf.backbones import BACKBONES, create_backbone, resolve_image_size
+from ripik_clf.errors import UserError
+from ripik_clf.images import resize_square
+
+
+def test_lite0_imagenet_weights_are_right():
+    model = create_backbone("efficientnet_lite0", include_top=True)
+    images = np.stack(
+        [resize_square(load_sample_image(n), 224) for n in ("flower.jpg", "china.jpg")]
+    )
+    top = model.predict(images.astype("float32"), verbose=0).argmax(axis=1)
+    assert top.tolist() == [985, 698]  # daisy, palace
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnetb0", "efficientnetv2-b0"])
+def test_save_load_round_trip(name, tmp_path):
+    weights = "imagenet" if name.startswith("efficientnet_lite") else None
+    model = create_backbone(name, weights=weights, image_size=32)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(
+        again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_registry_names_and_sizes():
+    assert {
+        "efficientnet_lite0",
+        "efficientnet_lite2",
+        "efficientnetb7",
+        "efficientnetv2-s",
+    } <= set(BACKBONES)
+    assert resolve_image_size("efficientnetb3") == 300
+    assert resolve_image_size("efficientnet_lite0", 64) == 64
+
+
+def test_bad_names_and_sizes():
+    with pytest.raises(UserError, match="unknown backbone 'resnet'; known: efficientnet_lite0"):
+        create_backbone("resnet")
+    with pytest.raises(UserError, match="image size 16 is too small"):
+        create_backbone("efficientnet_lite0", image_size=16)
+    with pytest.raises(UserError, match="weights file not found"):
+        create_backbone("efficientnetb0", weights="/nowhere/w.h5")
+
+
+def test_unreachable_keras_weights_say_where_to_put_them(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.efficientnet.file_utils.get_file", offline)
+    with pytest.raises(UserError, match=r"place efficientnetb0_notop.h5 in .*models/"):
+        create_backbone("efficientnetb0", image_size=32)

@@ -1,0 +1,172 @@
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, make_folder_dataset
+from ripik_clf.augment_run import run_augmentation
+from ripik_clf.config import load_config
+from ripik_clf.data import load_dataset
+from ripik_clf.errors import UserError
+from ripik_clf.images import load_for_model
+from ripik_clf.splits import load_or_make_splits
+from ripik_clf.training import (
+    build_classifier,
+    feature_extractor,
+    model_data,
+    run_dir,
+    train_full,
+    train_head,
+    unfreeze,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny 3-class dataset, augmented, with the head phase trained for both models."""
+    root = tmp_path_factory.mktemp("train")
+    data = make_folder_dataset(root / "data", {"a": 8, "b": 8, "c": 8}, size=32)
+    config = load_config(
+        None,
+        {
+            "workdir": str(root / "work"),
+            "data.path": str(data),
+            "augment.copies": 2,
+            "augment.size": 32,
+            "augment.workers": 1,
+            "train.image_size": 32,
+            "train.batch_size": 8,
+            "train.head_epochs": 3,
+            "train.full_epochs": 2,
+        },
+    )
+    dataset, skipped = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir)
+    run_augmentation(config, dataset, splits, skipped)
+    for model in ("original", "augmented"):
+        train_head(config, model)
+    return config
+
+
+def test_no_validation_image_or_copy_in_training(trained):
+    data = model_data(trained, "augmented")
+    manifest = pd.read_csv(f"{trained.workdir}/augmented/manifest.csv")
+    val_names = {p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in data["val_paths"]}
+    train_stems = {
+        p.rsplit("/", 1)[-1].split("__aug")[0].rsplit(".", 1)[0] for p in data["train_paths"]
+    }
+    assert not val_names & train_stems
+    assert len(data["train_paths"]) == 3 * len(set(manifest["source"]))  # originals + 2 copies
+
+
+def test_copies_of_validation_images_are_refused(trained, tmp_path):
+    manifest_path = f"{trained.workdir}/augmented/manifest.csv"
+    manifest = pd.read_csv(manifest_path)
+    splits = pd.read_csv(f"{trained.workdir}/splits.csv")
+    leaked = manifest.iloc[[0]].assign(source=splits.loc[splits.split == "val", "image"].iloc[0])
+    pd.concat([manifest, leaked]).to_csv(manifest_path, index=False)
+    try:
+        with pytest.raises(UserError, match="copies of 1 validation image"):
+            model_data(trained, "augmented")
+    finally:
+        manifest.to_csv(manifest_path, index=False)
+
+
+def test_head_on_cached_features_equals_full_model(trained):
+    model = keras.models.load_model(run_dir(trained, "original") / "head.keras")
+    data = model_data(trained, "original")
+    images = np.stack([load_for_model(p, 32) for p in data["val_paths"]]).astype("float32")
+    through_model = model.predict(images, verbose=0)
+    features = feature_extractor(model.get_layer(index=1)).predict(images, verbose=0)
+    kernel, bias = model.get_layer("classifier").get_weights()
+    logits = features @ kernel + bias
+    by_hand = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(through_model, by_hand / by_hand.sum(1, keepdims=True), atol=1e-5)
+    metrics = json.loads((run_dir(trained, "original") / "metrics.json").read_text())
+    assert set(metrics["head"]) >= {"accuracy", "macro_f1", "per_class", "epochs"}
+
+
+def test_batchnorm_statistics_survive_a_full_phase_step(trained):
+    model = unfreeze(keras.models.load_model(run_dir(trained, "original") / "head.keras"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    bns = [
+        layer
+        for layer in model.get_layer(index=1).layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    before = [np.array(w) for bn in bns for w in (bn.moving_mean, bn.moving_variance)]
+    kernel_before = np.array(model.get_layer(index=1).get_layer("stem_conv").kernel)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.train_on_batch(x, keras.utils.to_categorical(np.arange(8) % 3, 3))
+    after = [np.array(w) for bn in bns for w in (bn.moving_mean, bn.moving_variance)]
+    assert all(np.array_equal(b, a) for b, a in zip(before, after))
+    assert not np.array_equal(kernel_before, model.get_layer(index=1).get_layer("stem_conv").kernel)
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise RuntimeError("simulated interruption")
+
+
+def test_full_phase_resumes_after_interruption(trained):
+    out = run_dir(trained, "original")
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_full(trained, "original", extra_callbacks=[_StopAfterFirstEpoch()])
+    assert (out / "backup_full").exists()
+    metrics = train_full(trained, "original")
+    history = pd.read_csv(out / "history_full.csv")
+    assert history["epoch"].tolist() == [0, 1]  # epoch 0 was not redone
+    assert metrics["epochs"] == 2 and (out / "full.keras").exists()
+    assert not (out / "backup_full").exists()
+    assert set(json.loads((out / "metrics.json").read_text())) == {"head", "full"}
+
+
+def test_class_list_mismatch_is_refused(trained):
+    out = run_dir(trained, "augmented")
+    record = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(dict(record, classes=["a", "b"])))
+    try:
+        with pytest.raises(UserError, match=r"trained on classes \['a', 'b'\]"):
+            train_full(trained, "augmented")
+    finally:
+        (out / "run.json").write_text(json.dumps(record))
+
+
+def test_full_before_head_is_one_line(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", {"a": 3, "b": 3})
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--phase",
+            "full",
+            "--data",
+            str(data),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--model",
+            "original",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no head model in")
+    assert "Traceback" not in result.stderr
+
+
+def test_classifier_save_load_round_trip(tmp_path):
+    from ripik_clf.backbones import create_backbone
+
+    model = build_classifier(create_backbone("efficientnetb0", weights=None, image_size=32), 4, 0.2)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "c.keras")
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "c.keras").predict(x, verbose=0),
+        model.predict(x, verbose=0),
+        atol=1e-6,
+    )

@@ -62,7 +62,9 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
                 ok = [(i, im) for i, im in zip(batch, images) if not isinstance(im, str)]
                 failures += [(paths[i], im) for i, im in zip(batch, images) if isinstance(im, str)]
                 if ok:
-                    stacked = np.stack([im for _, im in ok]).astype("float32")
+                    stacked = np.zeros((batch_size, image_size, image_size, 3), "float32")
+                    stacked[: len(ok)] = np.stack([im for _, im in ok])
+                    # Always a full batch (zero-padded): one traced graph, no retracing.
                     vectors = np.asarray(extractor.predict_on_batch(stacked), dtype="float32")
                     for (i, _), vector in zip(ok, vectors):
                         _save(entries[i], vector)

@@ -42,6 +42,10 @@ _STORAGE_DTYPES = {
 }
 
 
+class _StateDict(dict):
+    """Stands in for OrderedDict; torch also sets a ``_metadata`` attribute on it."""
+
+
 class _StorageType:
     def __init__(self, name):
         self.dtype = np.dtype(_STORAGE_DTYPES[name])
@@ -82,7 +86,7 @@ class _SafeUnpickler(pickle.Unpickler):
     """Resolves only what a tensor file needs; refuses every other global."""
 
     _ALLOWED = {
-        ("collections", "OrderedDict"): dict,
+        ("collections", "OrderedDict"): _StateDict,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
         **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
     }

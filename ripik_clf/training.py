@@ -209,12 +209,15 @@ def train_head(config, model_name, *, resplit=False):
 
 def unfreeze(model):
     """Every layer trainable except BatchNormalization (kept frozen, see build_classifier)."""
-    model.trainable = True
-    for layer in model.layers:
-        for sublayer in layer.layers if isinstance(layer, keras.Model) else [layer]:
-            if isinstance(sublayer, keras.layers.BatchNormalization):
-                sublayer.trainable = False
+    for layer in _walk(model):  # parents before children, so the BN override sticks
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return model
+
+
+def _walk(layer):
+    yield layer
+    for child in layer.layers if isinstance(layer, keras.Model) else []:
+        yield from _walk(child)
 
 
 def train_full(config, model_name, *, resplit=False, extra_callbacks=()):

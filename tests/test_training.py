@@ -55,11 +55,14 @@ def trained(tmp_path_factory):
 def test_no_validation_image_or_copy_in_training(trained):
     data = model_data(trained, "augmented")
     manifest = pd.read_csv(f"{trained.workdir}/augmented/manifest.csv")
-    val_names = {p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in data["val_paths"]}
-    train_stems = {
-        p.rsplit("/", 1)[-1].split("__aug")[0].rsplit(".", 1)[0] for p in data["train_paths"]
+
+    def source_id(path):  # "<class>/<stem>" for an original or any of its copies
+        folder, name = path.rsplit("/", 2)[-2:]
+        return f"{folder}/{name.split('__aug')[0].rsplit('.', 1)[0]}"
+
+    assert not {source_id(p) for p in data["val_paths"]} & {
+        source_id(p) for p in data["train_paths"]
     }
-    assert not val_names & train_stems
     assert len(data["train_paths"]) == 3 * len(set(manifest["source"]))  # originals + 2 copies
 
 

@@ -88,6 +88,7 @@ class TrainConfig:
     focal_gamma: float = 2.0  # focal loss only
     class_weights: bool = False  # weight classes by inverse frequency ("balanced")
     on_the_fly: str = "none"  # full phase extra augmentation: none | flip | mixup | cutmix
+    precision: str = "auto"  # auto (mixed when a GPU is present) | mixed | float32
     seed: int = 42
     mlflow: bool = False  # log params, metrics and models to ./mlruns (local file store)
 
@@ -105,6 +106,12 @@ class TrainConfig:
             "train.on_the_fly",
             self.on_the_fly,
             " | ".join(ON_THE_FLY),
+        )
+        _require(
+            self.precision in ("auto", "mixed", "float32"),
+            "train.precision",
+            self.precision,
+            "auto | mixed | float32",
         )
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "1 or more")
         _require(0 <= self.dropout < 1, "train.dropout", self.dropout, "0 <= x < 1")

@@ -55,10 +55,18 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
     width = extractor.output_shape[-1]
     if missing:
         bar = tqdm(total=len(missing), unit="img", desc=desc, dynamic_ncols=True, disable=None)
+        batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for start in range(0, len(missing), batch_size):
-                batch = missing[start : start + batch_size]
-                images = list(pool.map(lambda i: _load(paths[i], image_size), batch))
+            # Decode batch k+1 (threads: PIL and OpenCV release the GIL) while the
+            # backbone runs on batch k; write the vectors in the background too.
+            def decode(batch):
+                return pool.submit(lambda: [_load(paths[i], image_size) for i in batch])
+
+            pending = decode(batches[0])
+            for k, batch in enumerate(batches):
+                images = pending.result()
+                if k + 1 < len(batches):  # one batch of lookahead: memory stays bounded
+                    pending = decode(batches[k + 1])
                 ok = [(i, im) for i, im in zip(batch, images) if not isinstance(im, str)]
                 failures += [(paths[i], im) for i, im in zip(batch, images) if isinstance(im, str)]
                 if ok:
@@ -67,7 +75,7 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
                     # Always a full batch (zero-padded): one traced graph, no retracing.
                     vectors = np.asarray(extractor.predict_on_batch(stacked), dtype="float32")
                     for (i, _), vector in zip(ok, vectors):
-                        _save(entries[i], vector)
+                        pool.submit(_save, entries[i], vector)
                 bar.update(len(batch))
         bar.close()
     failed = {p for p, _ in failures}
@@ -86,7 +94,7 @@ def _load(path, image_size):
 
 
 def _save(entry, vector):
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.parent.mkdir(parents=True, exist_ok=True)  # 256 folders: cheap after the first
     tmp = entry.with_name(entry.name + f".tmp-{os.getpid()}.npy")
     np.save(tmp, vector)
     os.replace(tmp, entry)

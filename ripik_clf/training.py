@@ -7,6 +7,7 @@ fingerprint, backbone, image size), ``history_head.csv``, ``history_full.csv``,
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from .metrics import classification_metrics
 from .splits import SPLITS_JSON, load_or_make_splits
 
 MANIFEST = Path("augmented") / "manifest.csv"
+_VERBOSE = (
+    1 if sys.stdout.isatty() else 2
+)  # progress bars on a terminal, one line per epoch in logs
 
 
 def run_dir(config, model_name):
@@ -141,6 +145,7 @@ def train_head(config, model_name, *, resplit=False):
     """Train the classifier head on cached backbone features; save ``head.keras``."""
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
+    accelerator_setup(tc.precision)
     out = run_dir(config, model_name)
     out.mkdir(parents=True, exist_ok=True)
     data = model_data(config, model_name, resplit=resplit)
@@ -182,7 +187,7 @@ def train_head(config, model_name, *, resplit=False):
         epochs=tc.head_epochs,
         validation_data=(val_x, keras.utils.to_categorical(data["val_y"], n)),
         class_weight=class_weights(train_y, n, tc.class_weights),
-        verbose=2,
+        verbose=_VERBOSE,
         callbacks=[
             keras.callbacks.EarlyStopping(
                 "val_macro_f1", mode="max", patience=tc.head_patience, restore_best_weights=True
@@ -244,10 +249,12 @@ def train_full(config, model_name, *, resplit=False, extra_callbacks=()):
     )
     val_ds = image_dataset(data["val_paths"], data["val_y"], n, size, tc.batch_size)
 
-    model = unfreeze(keras.models.load_model(out / "head.keras"))
-    steps = int(np.ceil(len(paths) / tc.batch_size)) * tc.full_epochs
-    schedule = keras.optimizers.schedules.CosineDecay(tc.full_lr, decay_steps=steps)
-    compile_model(model, keras.optimizers.Adam(schedule), tc)
+    strategy = accelerator_setup(tc.precision)
+    with strategy.scope():
+        model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
+        steps = int(np.ceil(len(paths) / tc.batch_size)) * tc.full_epochs
+        schedule = keras.optimizers.schedules.CosineDecay(tc.full_lr, decay_steps=steps)
+        compile_model(model, keras.optimizers.Adam(schedule), tc)
     history_csv = out / "history_full.csv"
     backup = out / "backup_full"
     resuming = backup.exists()
@@ -259,7 +266,8 @@ def train_full(config, model_name, *, resplit=False, extra_callbacks=()):
         train_ds,
         validation_data=val_ds,
         epochs=tc.full_epochs,
-        verbose=2,
+        verbose=_VERBOSE,
+        shuffle=False,  # the dataset shuffles itself
         class_weight=class_weights(train_y, n, tc.class_weights),
         callbacks=[
             keras.callbacks.BackupAndRestore(str(backup)),  # resume after an interruption
@@ -287,6 +295,35 @@ def train_full(config, model_name, *, resplit=False, extra_callbacks=()):
     )
     _save_run(out, config, data, size, "full", metrics)
     return metrics
+
+
+def accelerator_setup(precision="auto"):
+    """Mixed precision when a GPU is present (or asked for); several GPUs: mirrored.
+
+    Returns:
+        the tf.distribute strategy to build and compile the model under.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    mixed = bool(gpus) if precision == "auto" else precision == "mixed"
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _load_for_finetuning(path, size, num_classes, dropout):
+    """The saved head model; rebuilt under the global policy when that is mixed precision
+    (a saved model keeps the float32 policy it was built with)."""
+    saved = keras.models.load_model(path)
+    if keras.mixed_precision.global_policy().name == "float32":
+        return saved
+    record = json.loads((path.parent / "run.json").read_text())
+    backbone = create_backbone(record["backbone"], weights=None, image_size=size)
+    model = build_classifier(backbone, num_classes, dropout)
+    model.set_weights(saved.get_weights())
+    return model
 
 
 def _best_logged(history_csv):

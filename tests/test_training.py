@@ -173,3 +173,36 @@ def test_classifier_save_load_round_trip(tmp_path):
         model.predict(x, verbose=0),
         atol=1e-6,
     )
+
+
+def test_mixed_precision_full_phase(trained):
+    import copy
+
+    config = copy.deepcopy(trained)
+    config.train.precision, config.train.full_epochs = "mixed", 1
+    try:
+        train_full(config, "augmented")
+        model = keras.models.load_model(run_dir(config, "augmented") / "full.keras")
+        assert model.get_layer(index=1).get_layer("stem_conv").dtype_policy.name == "mixed_float16"
+        x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+        assert keras.ops.convert_to_numpy(model(x)).dtype == np.float32  # softmax stays float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "fancy"], "unknown model 'fancy'; known: original, augmented"),
+        (["--backbone", "resnet50"], "unknown backbone 'resnet50'; known: efficientnet_lite0"),
+        (["--image-size", "16"], "image size 16 is too small for efficientnet_lite0"),
+        (["--set", "train.loss=hinge"], "invalid config value train.loss='hinge'"),
+    ],
+)
+def test_train_script_bad_arguments(tmp_path, capsys, args, message):
+    import train
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--workdir", str(tmp_path / "w"), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

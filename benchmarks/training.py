@@ -1,0 +1,184 @@
+"""Training speed: the head-phase feature cache and the full-phase input pipeline.
+
+    python benchmarks/training.py [--epochs 10] [--image-size 64]
+
+On the demo digits (training split of the 'original' model), EfficientNet-Lite0:
+
+1. Head phase, same data and epochs: ours (features computed once, then the head trains
+   on vectors) vs plain ``model.fit`` of the frozen classifier on in-memory images.
+   Wall time ratio and validation accuracy of each.
+2. Full phase (every layer but BatchNorm trainable): training images/s through our
+   tf.data pipeline reading the PNG files vs the same model fed in-memory tensors.
+   First epoch (decoding) and the median of later epochs (decoded images cached).
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import ripik_clf  # noqa: E402,F401  (quiet TensorFlow before it loads)
+
+
+def load_demo(image_size):
+    from ripik_clf.config import load_config
+    from ripik_clf.data import class_names, load_dataset
+    from ripik_clf.splits import make_splits
+
+    config = load_config(REPO / "configs" / "demo.yaml")
+    dataset, _ = load_dataset(config.data)
+    splits = make_splits(dataset, config.split).merge(dataset[["image", "path"]], on="image")
+    index = {c: i for i, c in enumerate(class_names(dataset))}
+    train, val = splits[splits.split == "train"], splits[splits.split == "val"]
+    return (
+        list(train["path"]),
+        np.array([index[c] for c in train["label"]]),
+        list(val["path"]),
+        np.array([index[c] for c in val["label"]]),
+        len(index),
+    )
+
+
+class EpochTimer:
+    def __init__(self):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def on_epoch_begin(inner, epoch, logs=None):
+                inner.started = time.perf_counter()
+
+            def on_epoch_end(inner, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - inner.started)
+
+        self.seconds = []
+        self.callback = _Timer()
+
+
+def head_benchmark(data, image_size, epochs, batch_size=64):
+    import keras
+
+    from ripik_clf.backbones import create_backbone
+    from ripik_clf.features import extract_features
+    from ripik_clf.images import load_for_model
+    from ripik_clf.training import build_classifier, feature_extractor
+
+    train_paths, train_y, val_paths, val_y, n = data
+    onehot = lambda y: keras.utils.to_categorical(y, n)  # noqa: E731
+    results = {}
+
+    keras.utils.set_random_seed(0)
+    backbone = create_backbone("efficientnet_lite0", image_size=image_size)
+    backbone.trainable = False
+    with tempfile.TemporaryDirectory() as cache:
+        started = time.perf_counter()
+        extractor = feature_extractor(backbone)
+        train_x, _ = extract_features(train_paths, extractor, image_size, cache, desc="train")
+        val_x, _ = extract_features(val_paths, extractor, image_size, cache, desc="val")
+        head = keras.Sequential(
+            [
+                keras.Input((train_x.shape[1],)),
+                keras.layers.Dropout(0.2),
+                keras.layers.Dense(n, activation="softmax"),
+            ]
+        )
+        head.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        head.fit(train_x, onehot(train_y), batch_size=batch_size, epochs=epochs, verbose=0)
+        results["ours (cached features)"] = (
+            time.perf_counter() - started,
+            head.evaluate(val_x, onehot(val_y), verbose=0)[1],
+        )
+
+    keras.utils.set_random_seed(0)
+    started = time.perf_counter()
+    images = np.stack([load_for_model(p, image_size) for p in train_paths]).astype("float32")
+    val_images = np.stack([load_for_model(p, image_size) for p in val_paths]).astype("float32")
+    model = build_classifier(backbone, n, 0.2)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(images, onehot(train_y), batch_size=batch_size, epochs=epochs, verbose=0)
+    results["plain model.fit (frozen)"] = (
+        time.perf_counter() - started,
+        model.evaluate(val_images, onehot(val_y), verbose=0)[1],
+    )
+    return results
+
+
+def full_benchmark(data, image_size, epochs=4, batch_size=64):
+    import keras
+    import tensorflow as tf
+
+    from ripik_clf.backbones import create_backbone
+    from ripik_clf.images import load_for_model
+    from ripik_clf.pipeline import image_dataset
+    from ripik_clf.training import build_classifier, unfreeze
+
+    train_paths, train_y, _, _, n = data
+    images = np.stack([load_for_model(p, image_size) for p in train_paths])
+    sources = {
+        "ours: tf.data from PNG files": lambda: image_dataset(
+            train_paths, train_y, n, image_size, batch_size, shuffle=True
+        ),
+        "in-memory tensors": lambda: (
+            tf.data.Dataset.from_tensor_slices(
+                (images.astype("float32"), keras.utils.to_categorical(train_y, n))
+            )
+            .shuffle(len(images))
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        ),
+    }
+    rates = {}
+    for name, make in sources.items():
+        keras.utils.set_random_seed(0)
+        model = unfreeze(
+            build_classifier(create_backbone("efficientnet_lite0", image_size=image_size), n, 0.2)
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="categorical_crossentropy")
+        timer = EpochTimer()
+        model.fit(make(), epochs=epochs, verbose=0, callbacks=[timer.callback])
+        per_epoch = [len(train_paths) / s for s in timer.seconds]
+        rates[name] = (per_epoch[0], float(np.median(per_epoch[1:])))
+    return rates
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="head-phase epochs")
+    parser.add_argument("--image-size", type=int, default=64)
+    args = parser.parse_args()
+    data = load_demo(args.image_size)
+    print(
+        f"demo digits: {len(data[0])} training and {len(data[2])} validation images, "
+        f"{args.image_size} px, efficientnet_lite0, this machine's CPU"
+    )
+
+    head = head_benchmark(data, args.image_size, args.epochs)
+    base = head["plain model.fit (frozen)"][0]
+    print(f"\nHead phase, {args.epochs} epochs (time includes computing the features)\n")
+    print("| variant | seconds | speed-up | val accuracy |")
+    print("|---|---:|---:|---:|")
+    for name, (seconds, accuracy) in head.items():
+        print(f"| {name} | {seconds:.1f} | {base / seconds:.1f}x | {accuracy:.4f} |")
+
+    full = full_benchmark(data, args.image_size)
+    memory = full["in-memory tensors"][1]
+    print("\nFull phase training throughput (images/s; later epochs = median of epochs 2-4)\n")
+    print("| input | first epoch | later epochs | vs in-memory |")
+    print("|---|---:|---:|---:|")
+    for name, (first, later) in full.items():
+        print(f"| {name} | {first:.1f} | {later:.1f} | {later / memory:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ demo: venv
 	$(PY) augment_offline.py --config $(DEMO_CONFIG)
 	$(PY) train.py --config $(DEMO_CONFIG) --phase head
 	$(PY) train.py --config $(DEMO_CONFIG) --phase full
+	$(PY) ensemble.py --config $(DEMO_CONFIG) --out work/demo/submission.csv
 
 lint: venv
 	$(VENV)/bin/ruff format --check .
@@ -32,6 +33,8 @@ format: venv
 
 bench: venv
 	$(PY) benchmarks/augment.py
+	$(PY) benchmarks/training.py
+	$(PY) benchmarks/ensemble.py
 
 clean:
 	rm -rf work data/demo

@@ -132,12 +132,46 @@ class TrainConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    members: list[str] = field(default_factory=list)  # run names or .keras files; [] = train.models
+    weights: list[float] = field(default_factory=list)  # soft-voting weight per member; [] = equal
+    tta: str = "flip"  # test-time augmentation: none | flip | d4 (the 8 dihedral views)
+    on_bad_image: str = "fail"  # an unreadable test image: fail (name it) | skip (list it)
+    id_col: str = "image_id"  # submission column: path relative to the test folder
+    label_col: str = "label"  # submission column: predicted class name
+    batch_size: int = 32
+
+    def validate(self):
+        _require(self.tta in ("none", "flip", "d4"), "ensemble.tta", self.tta, "none | flip | d4")
+        _require(
+            self.on_bad_image in ("fail", "skip"),
+            "ensemble.on_bad_image",
+            self.on_bad_image,
+            "fail | skip",
+        )
+        _require(
+            all(w >= 0 for w in self.weights) and (not self.weights or sum(self.weights) > 0),
+            "ensemble.weights",
+            self.weights,
+            "non-negative numbers, not all zero",
+        )
+        _require(self.batch_size >= 1, "ensemble.batch_size", self.batch_size, "1 or more")
+        _require(
+            self.id_col != self.label_col,
+            "ensemble.label_col",
+            self.label_col,
+            "a name other than ensemble.id_col",
+        )
+
+
+@dataclass
 class Config:
     workdir: str = "work"  # every artefact (splits, augmented copies, runs, report) goes here
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def validate(self):
         _require(bool(self.workdir), "workdir", "''", "a folder path")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .images import BadImage, load_for_model
+from .images import decoded_batches
 
 
 def cache_tag(backbone, weights, image_size, seed):
@@ -55,28 +55,18 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
     width = extractor.output_shape[-1]
     if missing:
         bar = tqdm(total=len(missing), unit="img", desc=desc, dynamic_ncols=True, disable=None)
-        batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
+        todo = [paths[i] for i in missing]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            # Decode batch k+1 (threads: PIL and OpenCV release the GIL) while the
-            # backbone runs on batch k; write the vectors in the background too.
-            def decode(batch):
-                return pool.submit(lambda: [_load(paths[i], image_size) for i in batch])
-
-            pending = decode(batches[0])
-            for k, batch in enumerate(batches):
-                images = pending.result()
-                if k + 1 < len(batches):  # one batch of lookahead: memory stays bounded
-                    pending = decode(batches[k + 1])
-                ok = [(i, im) for i, im in zip(batch, images) if not isinstance(im, str)]
-                failures += [(paths[i], im) for i, im in zip(batch, images) if isinstance(im, str)]
-                if ok:
-                    stacked = np.zeros((batch_size, image_size, image_size, 3), "float32")
-                    stacked[: len(ok)] = np.stack([im for _, im in ok])
+            for positions, images, failed in decoded_batches(todo, image_size, batch_size, pool):
+                failures += failed
+                if len(positions):
+                    padded = np.zeros((batch_size, image_size, image_size, 3), "float32")
+                    padded[: len(images)] = images
                     # Always a full batch (zero-padded): one traced graph, no retracing.
-                    vectors = np.asarray(extractor.predict_on_batch(stacked), dtype="float32")
-                    for (i, _), vector in zip(ok, vectors):
-                        pool.submit(_save, entries[i], vector)
-                bar.update(len(batch))
+                    vectors = np.asarray(extractor.predict_on_batch(padded), dtype="float32")
+                    for position, vector in zip(positions, vectors):
+                        pool.submit(_save, entries[missing[position]], vector)
+                bar.update(len(positions) + len(failed))
         bar.close()
     failed = {p for p, _ in failures}
     features = np.full((len(paths), width), np.nan, dtype="float32")
@@ -84,13 +74,6 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
         if path not in failed:
             features[i] = np.load(entry)
     return features, failures
-
-
-def _load(path, image_size):
-    try:
-        return load_for_model(path, image_size)
-    except BadImage as err:
-        return str(err)
 
 
 def _save(entry, vector):

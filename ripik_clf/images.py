@@ -103,3 +103,35 @@ def resize_square(image, size):
 def load_for_model(path, size, max_pixels=DEFAULT_MAX_PIXELS):
     """What every model sees: the upright RGB image squashed to ``size`` x ``size``."""
     return resize_square(read_rgb(path, max_pixels), size)
+
+
+def decoded_batches(paths, size, batch_size, pool):
+    """Yield ``(indices, images, failures)`` per batch of ``paths``, in order.
+
+    ``images`` is a uint8 array of the readable images (their positions in ``indices``);
+    ``failures`` lists ``(path, reason)``. The next batch decodes on ``pool`` (a thread
+    pool: Pillow and OpenCV release the GIL) while the caller works on this one; only one
+    batch is ever held ahead, so memory does not grow with the number of images.
+    """
+    batches = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
+
+    def decode(batch):
+        return pool.submit(lambda: [_load_or_reason(paths[i], size) for i in batch])
+
+    pending = decode(batches[0]) if batches else None
+    for k, batch in enumerate(batches):
+        results = pending.result()
+        if k + 1 < len(batches):
+            pending = decode(batches[k + 1])
+        ok = [i for i, r in zip(batch, results) if not isinstance(r, str)]
+        failures = [(paths[i], r) for i, r in zip(batch, results) if isinstance(r, str)]
+        images = [r for r in results if not isinstance(r, str)]
+        stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+        yield ok, stacked, failures
+
+
+def _load_or_reason(path, size):
+    try:
+        return load_for_model(path, size)
+    except BadImage as err:
+        return str(err)

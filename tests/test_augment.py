@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import augment_offline  # noqa: E402  (the script is importable: its work is in main())
+import augment_offline  # the script is importable: its work is in main()
 from conftest import REPO, make_folder_dataset
 from ripik_clf.augment import augment_copy, build_recipe, copy_seed, plan_copies
 
@@ -70,30 +70,27 @@ def test_same_bytes_across_runs_workers_and_shards(small_dataset, tmp_path, caps
     assert digests(tmp_path / "one") == reference
 
 
-def test_resume_after_kill_gives_the_same_bytes(tmp_path):
+def _slow_job(tmp_path, workers):
+    """A job long enough to interrupt: the command and its data."""
     data = make_folder_dataset(tmp_path / "data", {"a": 30, "b": 30}, size=64)
-    cmd = [
-        sys.executable,
-        str(REPO / "augment_offline.py"),
-        "--data",
-        str(data),
-        "--copies",
-        "6",
-        "--size",
-        "256",
-        "--workers",
-        "1",
-    ]
-    subprocess.run(cmd + ["--workdir", str(tmp_path / "clean")], check=True, capture_output=True)
-    victim = subprocess.Popen(
-        cmd + ["--workdir", str(tmp_path / "killed")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    out = tmp_path / "killed" / "augmented"
+    return [sys.executable, str(REPO / "augment_offline.py"), "--data", str(data),
+            "--copies", "6", "--size", "256", "--workers", str(workers)]  # fmt: skip
+
+
+def _start_and_wait_for_copies(cmd, workdir, **popen):
+    """Start the job and return once a few copies are on disk."""
+    proc = subprocess.Popen(cmd + ["--workdir", str(workdir)], stdout=subprocess.DEVNULL, **popen)
+    out = workdir / "augmented"
     deadline = time.time() + 60
     while time.time() < deadline and len(list(out.rglob("*__aug*.jpg"))) < 5:
         time.sleep(0.01)
+    return proc, out
+
+
+def test_resume_after_kill_gives_the_same_bytes(tmp_path):
+    cmd = _slow_job(tmp_path, workers=1)
+    subprocess.run(cmd + ["--workdir", str(tmp_path / "clean")], check=True, capture_output=True)
+    victim, out = _start_and_wait_for_copies(cmd, tmp_path / "killed", stderr=subprocess.DEVNULL)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     partial = len(list(out.rglob("*__aug*.jpg")))
@@ -197,26 +194,9 @@ def test_script_errors_are_one_line(tmp_path, args, message):
 
 
 def test_ctrl_c_leaves_no_partial_file(tmp_path):
-    data = make_folder_dataset(tmp_path / "data", {"a": 30, "b": 30}, size=64)
-    cmd = [
-        sys.executable,
-        str(REPO / "augment_offline.py"),
-        "--data",
-        str(data),
-        "--copies",
-        "6",
-        "--size",
-        "256",
-        "--workers",
-        "2",
-        "--workdir",
-        str(tmp_path / "w"),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    out = tmp_path / "w" / "augmented"
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(out.rglob("*__aug*.jpg"))) < 5:
-        time.sleep(0.01)
+    proc, out = _start_and_wait_for_copies(
+        _slow_job(tmp_path, workers=2), tmp_path / "w", stderr=subprocess.PIPE, text=True
+    )
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2

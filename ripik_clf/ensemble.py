@@ -1,0 +1,157 @@
+"""Ensembling: voting (pure functions), test-time augmentation and streaming prediction."""
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .images import decoded_batches
+
+TTA_MODES = ("none", "flip", "d4")
+
+
+# --- voting (pure) ---------------------------------------------------------------------
+
+
+def soft_vote(probabilities, weights=None):
+    """Weighted mean of the members' softmaxes: ``(M, N, C) -> (N, C)``."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    weights = np.ones(len(probabilities)) if weights is None else np.asarray(weights, float)
+    return np.tensordot(weights / weights.sum(), probabilities, axes=1)
+
+
+def hard_vote(probabilities):
+    """Majority of the members' arg-maxes; a tie goes to the tied class with the highest
+    mean probability. Returns class indices ``(N,)``."""
+    probabilities = np.asarray(probabilities)
+    members, _, classes = probabilities.shape
+    votes = np.zeros(probabilities.shape[1:], dtype=np.int64)
+    for member in probabilities.argmax(axis=2):
+        votes[np.arange(len(member)), member] += 1
+    # Votes dominate; the mean probability (< 1) only breaks ties between equal counts.
+    return (votes + probabilities.mean(axis=0) * 0.999).argmax(axis=1)
+
+
+# --- test-time augmentation ------------------------------------------------------------
+
+
+def tta_views(images, mode):
+    """The views of a batch ``(B, H, W, C)`` for ``mode``: none (1), flip (2), d4 (8).
+
+    d4 is the dihedral group of the square: four rotations of the image and of its
+    mirror. Batched tensor ops, no Python loop over images.
+    """
+    import tensorflow as tf
+
+    if mode == "none":
+        return [images]
+    mirrored = tf.image.flip_left_right(images)
+    if mode == "flip":
+        return [images, mirrored]
+    return [tf.image.rot90(view, k) for view in (images, mirrored) for k in range(4)]
+
+
+def predict_tta(model, images, mode):
+    """Mean softmax over the TTA views, one forward pass over all views stacked."""
+    import tensorflow as tf
+
+    views = tta_views(tf.convert_to_tensor(images, tf.float32), mode)
+    stacked = tf.concat(views, axis=0)
+    probabilities = np.asarray(model.predict_on_batch(stacked), dtype=np.float64)
+    return probabilities.reshape(len(views), -1, probabilities.shape[-1]).mean(axis=0)
+
+
+# --- members ---------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    name: str
+    path: Path
+    classes: list
+    image_size: int
+    model: object = None
+
+
+def resolve_members(workdir, names, default_names):
+    """Members from run names (``WORKDIR/runs/<name>/full.keras``) or model file paths.
+
+    Raises:
+        UserError: no trained model, a missing or non-Keras file, or members that
+            disagree on the class list or input size.
+    """
+    members = []
+    for name in names or default_names:
+        candidate = Path(name)
+        if candidate.suffix == ".keras":
+            path = candidate
+        else:
+            path = Path(workdir) / "runs" / name / "full.keras"
+        if not path.exists():
+            hint = "" if candidate.suffix == ".keras" else " (run train.py --phase full first)"
+            raise UserError(f"no trained model at {path}{hint}")
+        record_path = path.parent / "run.json"
+        if not record_path.exists():
+            raise UserError(f"no run.json beside {path}: its class list is unknown")
+        record = json.loads(record_path.read_text())
+        members.append(
+            Member(
+                name if candidate.suffix != ".keras" else path.stem + f"@{path.parent.name}",
+                path,
+                record["classes"],
+                record["image_size"],
+            )
+        )
+    if not members:
+        raise UserError("no ensemble members: train models first or pass --members")
+    first = members[0]
+    for other in members[1:]:
+        if other.classes != first.classes:
+            diff = sorted(set(first.classes) ^ set(other.classes)) or ["(same names, other order)"]
+            raise UserError(
+                f"members {first.name} and {other.name} have different class lists: "
+                f"{', '.join(map(str, diff[:5]))}"
+            )
+        if other.image_size != first.image_size:
+            raise UserError(
+                f"members {first.name} ({first.image_size} px) and {other.name} "
+                f"({other.image_size} px) take different input sizes"
+            )
+    return members
+
+
+def load_members(members):
+    import keras
+
+    for member in members:
+        try:
+            member.model = keras.models.load_model(member.path)
+        except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file
+            raise UserError(
+                f"{member.path} is not a loadable Keras model: {str(err).splitlines()[0][:200]}"
+            ) from None
+    return members
+
+
+def predict_members(members, paths, tta, batch_size=32, progress=None):
+    """Per-member TTA softmaxes for ``paths``, decoding each image once.
+
+    Returns:
+        (probabilities ``(M, N, C)`` with NaN rows for unreadable images, failures).
+    """
+    size, n_classes = members[0].image_size, len(members[0].classes)
+    out = np.full((len(members), len(paths), n_classes), np.nan)
+    failures = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for positions, images, failed in decoded_batches(paths, size, batch_size, pool):
+            failures += failed
+            if len(positions):
+                for m, member in enumerate(members):
+                    out[m, positions] = predict_tta(member.model, images.astype("float32"), tta)
+            if progress is not None:
+                progress.update(len(positions) + len(failed))
+    return out, failures

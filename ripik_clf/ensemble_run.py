@@ -1,0 +1,263 @@
+"""``ensemble.py``: predict the test folder, write the submission and the report."""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import evaluation as ev
+from .data import class_names, load_dataset
+from .ensemble import hard_vote, load_members, predict_members, resolve_members, soft_vote
+from .errors import UserError
+from .images import IMAGE_EXTENSIONS
+from .splits import load_or_make_splits
+
+
+def test_images(test_dir):
+    """Every image file below ``test_dir`` (any depth), sorted by relative path."""
+    test_dir = Path(test_dir)
+    if not test_dir.is_dir():
+        raise UserError(f"test folder not found: {test_dir}")
+    files = sorted(
+        p
+        for p in test_dir.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(s.startswith(".") for s in p.relative_to(test_dir).parts)
+    )
+    if not files:
+        raise UserError(
+            f"test folder {test_dir} holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return [p.relative_to(test_dir).as_posix() for p in files]
+
+
+def resolve_test_dir(config):
+    if config.data.test:
+        return Path(config.data.test), None
+    if config.data.path is None:  # the demo: its test folder and answer key
+        from .demo import ensure_demo_data
+
+        paths = ensure_demo_data()
+        return paths["test"], paths["answers"]
+    raise UserError("no test folder: pass --test DIR (or set data.test)")
+
+
+def run_ensemble(config, out_path, answers=None):
+    """Predict validation and test with every member; write submission, probabilities, report."""
+    ens, workdir = config.ensemble, Path(config.workdir)
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise UserError(f"output folder does not exist: {out_path.parent}")
+    test_dir, demo_answers = resolve_test_dir(config)
+    test_ids = test_images(test_dir)
+    members = resolve_members(workdir, ens.members, config.train.models)
+    if ens.weights and len(ens.weights) != len(members):
+        raise UserError(
+            f"{len(ens.weights)} weights given for {len(members)} members "
+            f"({', '.join(m.name for m in members)})"
+        )
+    load_members(members)
+    classes, names = members[0].classes, [m.name for m in members]
+
+    val_paths, val_y = _validation_set(config, classes)
+    compare = ens.tta if ens.tta != "none" else "flip"
+    val = {
+        mode: predict_members(members, val_paths, mode, ens.batch_size)[0]
+        for mode in dict.fromkeys(("none", compare))
+    }
+
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(test_ids), unit="img", desc="predict test", dynamic_ncols=True, disable=None
+    )
+    probabilities, failures = predict_members(
+        members, [str(test_dir / i) for i in test_ids], ens.tta, ens.batch_size, progress=bar
+    )
+    bar.close()
+    seconds = time.perf_counter() - started
+    keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
+    ids = [test_ids[i] for i in keep]
+    soft = soft_vote(probabilities[:, keep], ens.weights or None)
+    submission = pd.DataFrame(
+        {ens.id_col: ids, ens.label_col: [classes[k] for k in soft.argmax(1)]}
+    )
+    _write_csv(submission, out_path)
+    table = pd.DataFrame(soft, columns=[str(c) for c in classes])
+    table.insert(0, ens.id_col, ids)
+    _write_csv(table, out_path.with_name("probabilities.csv"))
+
+    report_dir = workdir / "report"
+    rows = _validation_rows(val, val_y, names, classes, ens.weights or None)
+    test_rows = _test_rows(
+        answers or demo_answers, ids, probabilities[:, keep], names, classes, ens, soft
+    )
+    _write_report(
+        report_dir,
+        rows,
+        test_rows,
+        val[ens.tta],
+        val_y,
+        val_paths,
+        classes,
+        names,
+        ens,
+        len(ids),
+        seconds,
+    )
+    return {
+        "rows": rows,
+        "test_rows": test_rows,
+        "submission": out_path,
+        "report": report_dir,
+        "images": len(ids),
+        "seconds": seconds,
+    }
+
+
+def _validation_set(config, classes):
+    dataset, _ = load_dataset(config.data)
+    if class_names(dataset) != classes:
+        raise UserError(
+            f"the members were trained on classes {classes}, the data has {class_names(dataset)}"
+        )
+    splits = load_or_make_splits(dataset, config.split, config.workdir)
+    val = splits[splits.split == "val"].merge(dataset[["image", "path"]], on="image")
+    index = {c: i for i, c in enumerate(classes)}
+    return list(val["path"]), np.array([index[c] for c in val["label"]])
+
+
+def _handle_failures(failures, test_dir, test_ids, policy, out_path):
+    if failures and policy == "fail":
+        path, reason = failures[0]
+        raise UserError(
+            f"test image {path} cannot be read ({reason}); a submission needs every "
+            f"row: fix it, or pass --on-bad-image skip ({len(failures)} unreadable)"
+        )
+    failed = {Path(p).relative_to(test_dir).as_posix() for p, _ in failures}
+    if failures:
+        skipped = out_path.with_name("skipped.csv")
+        _write_csv(pd.DataFrame(failures, columns=["path", "reason"]), skipped)
+        print(f"warning: skipped {len(failures)} unreadable test image(s), listed in {skipped}:")
+        for path, reason in failures[:10]:
+            print(f"  {path}: {reason}")
+    return [i for i, name in enumerate(test_ids) if name not in failed]
+
+
+def _validation_rows(val, val_y, names, classes, weights):
+    rows = {}
+    for mode, probabilities in val.items():
+        for name, p in zip(names, probabilities):
+            rows[(name, mode)] = ev.summary_row(val_y, p, classes)
+        rows[("soft ensemble", mode)] = ev.summary_row(
+            val_y, soft_vote(probabilities, weights), classes
+        )
+        hard = np.eye(len(classes))[hard_vote(probabilities)]
+        rows[("hard ensemble", mode)] = dict(
+            ev.summary_row(val_y, hard, classes), brier=np.nan, ece=np.nan
+        )
+    return rows
+
+
+def _test_rows(answers, ids, probabilities, names, classes, ens, soft):
+    if answers is None or not Path(answers).exists():
+        return {}
+    key = pd.read_csv(answers, dtype=str)
+    truth = dict(
+        zip(
+            key[ens.id_col] if ens.id_col in key else key.iloc[:, 0],
+            key[ens.label_col] if ens.label_col in key else key.iloc[:, 1],
+        )
+    )
+    index = {c: i for i, c in enumerate(classes)}
+    known = [i for i, name in enumerate(ids) if truth.get(name) in index]
+    y = np.array([index[truth[ids[i]]] for i in known])
+    rows = {name: ev.summary_row(y, p[known], classes) for name, p in zip(names, probabilities)}
+    rows["soft ensemble"] = ev.summary_row(y, soft[known], classes)
+    rows["hard ensemble"] = ev.summary_row(
+        y, np.eye(len(classes))[hard_vote(probabilities[:, known])], classes
+    )
+    return rows
+
+
+def _write_report(
+    report_dir,
+    rows,
+    test_rows,
+    val_probabilities,
+    val_y,
+    val_paths,
+    classes,
+    names,
+    ens,
+    n_test,
+    seconds,
+):
+    report_dir.mkdir(parents=True, exist_ok=True)
+    soft = soft_vote(val_probabilities, ens.weights or None)
+    named = dict(zip(names, val_probabilities)) | {"soft ensemble": soft}
+    for name, p in named.items():
+        slug = name.replace(" ", "_").replace("/", "_")
+        ev.plot_confusion(val_y, p.argmax(1), classes, report_dir / f"confusion_{slug}.png", name)
+    ev.plot_reliability(val_y, named, report_dir / "reliability.png")
+    ev.plot_hardest(val_y, soft, classes, val_paths, report_dir / "hardest.png")
+    lines = [
+        "# ripik_clf evaluation report",
+        "",
+        f"Members: {', '.join(names)}; weights: {ens.weights or 'equal'}; submission TTA: "
+        f"`{ens.tta}`. Validation split: {len(val_y)} real images (never augmented).",
+        "",
+        "## Validation",
+        "",
+        metrics_table(rows),
+        "",
+    ]
+    if test_rows:
+        lines += [
+            "## Test (answer key)",
+            "",
+            metrics_table({(k, ens.tta): v for k, v in test_rows.items()}),
+            "",
+        ]
+    lines += [
+        f"Test set: {n_test} images predicted in {seconds:.1f} s "
+        f"({n_test / max(seconds, 1e-9):.1f} images/s with `{ens.tta}` TTA).",
+        "",
+        "## Figures",
+        "",
+        "- [Reliability diagram](reliability.png)",
+        "- [Most confident mistakes](hardest.png)",
+        *[
+            f"- [Confusion matrix: {n}](confusion_{n.replace(' ', '_').replace('/', '_')}.png)"
+            for n in named
+        ],
+        "",
+        "Brier score: mean squared distance of the probabilities to the one-hot truth (lower is "
+        f"better). ECE: expected calibration error over {ev.ECE_BINS} confidence bins. Hard "
+        "voting gives no probabilities, so no Brier score or ECE.",
+    ]
+    (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def metrics_table(rows):
+    out = [
+        "| model | TTA | accuracy | macro-F1 | weighted-F1 | Brier | ECE |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (name, mode), m in rows.items():
+        brier = "-" if np.isnan(m["brier"]) else f"{m['brier']:.4f}"
+        ece = "-" if np.isnan(m["ece"]) else f"{m['ece']:.4f}"
+        out.append(
+            f"| {name} | {mode} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
+            f"{m['weighted_f1']:.4f} | {brier} | {ece} |"
+        )
+    return "\n".join(out)
+
+
+def _write_csv(frame, path):
+    tmp = Path(f"{path}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

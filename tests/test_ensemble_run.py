@@ -1,0 +1,127 @@
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+import ensemble
+from conftest import make_folder_dataset, write_image
+from ripik_clf.config import load_config
+from ripik_clf.training import train_head
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Two members (head-phase models of the same run, copied) and a small test folder."""
+    root = tmp_path_factory.mktemp("ens")
+    data = make_folder_dataset(root / "data", {"a": 6, "b": 6, "c": 6}, size=32)
+    for i in range(4):
+        write_image(root / "test" / f"t{i}.png", seed=50 + i)
+    write_image(root / "test" / "sub dir" / "nested.jpg", seed=60)
+    config = load_config(
+        None,
+        {
+            "workdir": str(root / "work"),
+            "data.path": str(data),
+            "train.models": "original",
+            "train.image_size": 32,
+            "train.head_epochs": 2,
+            "train.batch_size": 8,
+        },
+    )
+    train_head(config, "original")
+    runs = root / "work" / "runs"
+    shutil.copytree(runs / "original", runs / "second")
+    for run in ("original", "second"):
+        shutil.copy(runs / run / "head.keras", runs / run / "full.keras")
+    return root
+
+
+def run(setup, *extra, out="sub.csv"):
+    argv = [
+        "--data",
+        str(setup / "data"),
+        "--workdir",
+        str(setup / "work"),
+        "--test",
+        str(setup / "test"),
+        "--out",
+        str(setup / out),
+        "--members",
+        "original",
+        "second",
+        *extra,
+    ]
+    ensemble.main(argv)
+
+
+def test_submission_probabilities_and_report(setup):
+    run(setup, "--tta", "flip")
+    submission = pd.read_csv(setup / "sub.csv")
+    assert list(submission.columns) == ["image_id", "label"]
+    assert submission["image_id"].tolist() == sorted(
+        ["t0.png", "t1.png", "t2.png", "t3.png", "sub dir/nested.jpg"]
+    )
+    assert set(submission["label"]) <= {"a", "b", "c"}
+    probabilities = pd.read_csv(setup / "probabilities.csv")
+    assert list(probabilities.columns) == ["image_id", "a", "b", "c"]
+    assert (probabilities[["a", "b", "c"]].sum(axis=1).round(6) == 1).all()
+    report = setup / "work" / "report"
+    for name in (
+        "reliability.png",
+        "hardest.png",
+        "confusion_soft_ensemble.png",
+        "confusion_original.png",
+    ):
+        with Image.open(report / name) as image:
+            assert image.format == "PNG" and image.size[0] > 200
+    text = (report / "report.md").read_text()
+    assert "| soft ensemble | flip |" in text and "| hard ensemble | none |" in text
+
+
+def _fails(setup, capsys, *extra, out="sub.csv"):
+    with pytest.raises(SystemExit) as exit_info:
+        run(setup, *extra, out=out)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_bad_inputs(setup, capsys, tmp_path):
+    assert "output folder does not exist" in _fails(setup, capsys, out="nowhere/sub.csv")
+    assert "3 weights given for 2 members" in _fails(setup, capsys, "--weights", "1", "2", "3")
+    assert "no trained model at" in _fails(setup, capsys, "--members", "nothing")
+    (tmp_path / "fake.keras").write_text("not a model")
+    shutil.copy(setup / "work" / "runs" / "original" / "run.json", tmp_path / "run.json")
+    assert "not a loadable Keras model" in _fails(
+        setup, capsys, "--members", str(tmp_path / "fake.keras")
+    )
+    (tmp_path / "empty").mkdir()
+    assert "holds no image files" in _fails(setup, capsys, "--test", str(tmp_path / "empty"))
+
+
+def test_members_must_agree(setup, capsys):
+    record_path = setup / "work" / "runs" / "second" / "run.json"
+    record = json.loads(record_path.read_text())
+    try:
+        record_path.write_text(json.dumps(dict(record, classes=["a", "b", "d"])))
+        assert "different class lists: c, d" in _fails(setup, capsys)
+        record_path.write_text(json.dumps(dict(record, image_size=64)))
+        assert "take different input sizes" in _fails(setup, capsys)
+    finally:
+        record_path.write_text(json.dumps(record))
+
+
+def test_unreadable_test_image_fails_or_is_skipped(setup, capsys):
+    bad = setup / "test" / "broken.jpg"
+    bad.write_text("not an image")
+    try:
+        assert "broken.jpg cannot be read" in _fails(setup, capsys, out="sub2.csv")
+        assert not (setup / "sub2.csv").exists()
+        run(setup, "--on-bad-image", "skip", out="sub3.csv")
+        assert "broken.jpg" not in set(pd.read_csv(setup / "sub3.csv")["image_id"])
+        assert len(pd.read_csv(setup / "sub3.csv")) == 5
+        assert "broken.jpg" in pd.read_csv(setup / "skipped.csv")["path"].iloc[0]
+        assert "skipped 1 unreadable test image" in capsys.readouterr().out
+    finally:
+        bad.unlink()

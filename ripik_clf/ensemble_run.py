@@ -155,11 +155,14 @@ def _validation_rows(val, val_y, names, classes, weights):
         rows[("soft ensemble", mode)] = ev.summary_row(
             val_y, soft_vote(probabilities, weights), classes
         )
-        hard = np.eye(len(classes))[hard_vote(probabilities)]
-        rows[("hard ensemble", mode)] = dict(
-            ev.summary_row(val_y, hard, classes), brier=np.nan, ece=np.nan
-        )
+        rows[("hard ensemble", mode)] = _hard_row(val_y, probabilities, classes)
     return rows
+
+
+def _hard_row(y_true, probabilities, classes):
+    """Hard voting yields labels, not probabilities: no Brier score or ECE."""
+    onehot = np.eye(len(classes))[hard_vote(probabilities)]
+    return dict(ev.summary_row(y_true, onehot, classes), brier=np.nan, ece=np.nan)
 
 
 def _test_rows(answers, ids, probabilities, names, classes, ens, soft):
@@ -177,9 +180,7 @@ def _test_rows(answers, ids, probabilities, names, classes, ens, soft):
     y = np.array([index[truth[ids[i]]] for i in known])
     rows = {name: ev.summary_row(y, p[known], classes) for name, p in zip(names, probabilities)}
     rows["soft ensemble"] = ev.summary_row(y, soft[known], classes)
-    rows["hard ensemble"] = ev.summary_row(
-        y, np.eye(len(classes))[hard_vote(probabilities[:, known])], classes
-    )
+    rows["hard ensemble"] = _hard_row(y, probabilities[:, known], classes)
     return rows
 
 

@@ -118,7 +118,7 @@ def plot_hardest(y_true, probabilities, classes, image_paths, path, count=16):
     chosen = hardest_mistakes(y_true, probabilities, count)
     cols = 4
     rows = max(1, int(np.ceil(len(chosen) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, chosen):

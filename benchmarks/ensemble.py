@@ -2,14 +2,15 @@
 
     python benchmarks/ensemble.py [--images 1080] [--repeats 3]
 
-Uses the demo's trained `augmented` model when `make demo` has run, else a fresh
-EfficientNet-Lite0 classifier (weights do not change speed), at 64 px. The test images are
+Uses the demo's trained `augmented` model when `make demo` has run and the size matches,
+else a fresh EfficientNet-Lite0 classifier (weights do not change speed). The test images are
 the demo's test digits written as JPEG files (repeated to --images files). Variants run
 interleaved; the table shows medians. The quality table (members, soft vs hard, TTA on/off,
 validation and test) is WORKDIR/report/report.md, written by `make demo`.
 """
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -29,15 +30,17 @@ def member(image_size):
     from ripik_clf.ensemble import Member
 
     trained = REPO / "work" / "demo" / "runs" / "augmented" / "full.keras"
-    if trained.exists():
+    record = trained.parent / "run.json"
+    if trained.exists() and json.loads(record.read_text())["image_size"] == image_size:
         import keras
 
-        return Member("augmented (demo)", trained, [], image_size, keras.models.load_model(trained))
+        model = keras.models.load_model(trained)
+        return Member("augmented (demo)", trained, list(range(10)), image_size, model)
     from ripik_clf.backbones import create_backbone
     from ripik_clf.training import build_classifier
 
     model = build_classifier(create_backbone("efficientnet_lite0", image_size=image_size), 10, 0.2)
-    return Member("lite0 (untrained head)", Path("-"), [], image_size, model)
+    return Member("lite0 (untrained head)", Path("-"), list(range(10)), image_size, model)
 
 
 def write_jpegs(folder, count):

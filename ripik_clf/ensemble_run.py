@@ -1,5 +1,6 @@
 """``ensemble.py``: predict the test folder, write the submission and the report."""
 
+import json
 import os
 import time
 from pathlib import Path
@@ -223,12 +224,29 @@ def _write_report(
             metrics_table({(k, ens.tta): v for k, v in test_rows.items()}),
             "",
         ]
+    per_class = rows[("soft ensemble", ens.tta)]["per_class"]
+    lines += [
+        "## Per class (soft ensemble, validation)",
+        "",
+        "| class | precision | recall | F1 | images |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {c} | {per_class[str(c)]['precision']:.4f} | {per_class[str(c)]['recall']:.4f} "
+        f"| {per_class[str(c)]['f1-score']:.4f} | {per_class[str(c)]['support']:.0f} |"
+        for c in classes
+    ]
+    lines += [""]
+    metrics = {f"{name} | {mode}": m for (name, mode), m in rows.items()}
+    metrics |= {f"test: {name}": m for name, m in test_rows.items()}
+    (report_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     lines += [
         f"Test set: {n_test} images predicted in {seconds:.1f} s "
         f"({n_test / max(seconds, 1e-9):.1f} images/s with `{ens.tta}` TTA).",
         "",
         "## Figures",
         "",
+        "- [All metrics, per class too](metrics.json)",
         "- [Reliability diagram](reliability.png)",
         "- [Most confident mistakes](hardest.png)",
         *[
@@ -241,6 +259,15 @@ def _write_report(
         "voting gives no probabilities, so no Brier score or ECE.",
     ]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _finite(value):
+    """NaN (no Brier score for hard voting) becomes null: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
 
 
 def metrics_table(rows):

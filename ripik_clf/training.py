@@ -198,6 +198,7 @@ def train_head(config, model_name, *, resplit=False):
     model = build_classifier(backbone, n, tc.dropout)
     model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
     model.save(out / "head.keras")
+    _remove_stale_full_phase(out)
     metrics = classification_metrics(data["val_y"], head.predict(val_x, verbose=0), classes)
     metrics.update(
         epochs=len(history.history["loss"]),
@@ -324,6 +325,18 @@ def _load_for_finetuning(path, size, num_classes, dropout):
     model = build_classifier(backbone, num_classes, dropout)
     model.set_weights(saved.get_weights())
     return model
+
+
+def _remove_stale_full_phase(out):
+    """A new head makes an earlier full model (and a half-done full run) stale: its class
+    list or split may differ from the run.json written now, so it must not be used."""
+    import shutil
+
+    shutil.rmtree(out / "backup_full", ignore_errors=True)
+    for name in ("full.keras", "full_best.keras", "history_full.csv"):
+        if (out / name).exists():
+            (out / name).unlink()
+            print(f"removed stale {out / name} (made from the previous head model)")
 
 
 def _best_logged(history_csv):

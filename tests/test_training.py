@@ -128,12 +128,15 @@ def test_full_phase_resumes_after_interruption(trained):
     assert set(json.loads((out / "metrics.json").read_text())) == {"head", "full"}
 
 
-def test_class_list_mismatch_is_refused(trained):
+def test_class_list_or_split_mismatch_is_refused(trained):
     out = run_dir(trained, "augmented")
     record = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps(dict(record, classes=["a", "b"])))
     try:
         with pytest.raises(UserError, match=r"trained on classes \['a', 'b'\]"):
+            train_full(trained, "augmented")
+        (out / "run.json").write_text(json.dumps(dict(record, split_fingerprint="other")))
+        with pytest.raises(UserError, match="trained on another split of the data"):
             train_full(trained, "augmented")
     finally:
         (out / "run.json").write_text(json.dumps(record))
@@ -206,3 +209,12 @@ def test_train_script_bad_arguments(tmp_path, capsys, args, message):
         train.main(["--workdir", str(tmp_path / "w"), *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_new_head_removes_stale_full_model(trained, capsys):
+    out = run_dir(trained, "original")
+    assert (out / "full.keras").exists()  # from the resume test above
+    train_head(trained, "original")
+    assert not (out / "full.keras").exists() and not (out / "history_full.csv").exists()
+    assert "removed stale" in capsys.readouterr().out
+    assert "full" not in json.loads((out / "metrics.json").read_text())

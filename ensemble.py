@@ -45,6 +45,17 @@ def parse_args(argv=None):
         help="an unreadable test image: fail (default) or skip and list it",
     )
     parser.add_argument(
+        "--select",
+        choices=["none", "greedy"],
+        help="greedy: choose members and weights on validation macro-F1 (Caruana et al.)",
+    )
+    parser.add_argument(
+        "--tta-threshold",
+        metavar="auto|X",
+        help="two-stage TTA: re-predict with --tta only images whose ensemble confidence "
+        "is below X (auto: the smallest X that loses no validation macro-F1)",
+    )
+    parser.add_argument(
         "--answers", metavar="CSV", help="answer key (image_id,label) to score the submission"
     )
     return parser.parse_args(argv)
@@ -57,6 +68,8 @@ def main(argv=None):
         ("test", "data.test"),
         ("tta", "ensemble.tta"),
         ("on_bad_image", "ensemble.on_bad_image"),
+        ("select", "ensemble.select"),
+        ("tta_threshold", "ensemble.adaptive"),
     ):
         if getattr(args, flag) is not None:
             args.set.append(f"{key}={getattr(args, flag)}")

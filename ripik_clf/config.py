@@ -140,9 +140,26 @@ class EnsembleConfig:
     id_col: str = "image_id"  # submission column: path relative to the test folder
     label_col: str = "label"  # submission column: predicted class name
     batch_size: int = 32
+    select: str = "none"  # none | greedy (Caruana forward selection on validation macro-F1)
+    # Two-stage TTA: off | auto (threshold chosen on validation) | a confidence in [0, 1];
+    # images whose ensemble confidence is below it get the `tta` views, the rest none.
+    adaptive: str = "off"
 
     def validate(self):
         _require(self.tta in ("none", "flip", "d4"), "ensemble.tta", self.tta, "none | flip | d4")
+        _require(self.select in ("none", "greedy"), "ensemble.select", self.select, "none | greedy")
+        _require(
+            self.adaptive in ("off", "auto") or _is_fraction(self.adaptive),
+            "ensemble.adaptive",
+            self.adaptive,
+            "off | auto | a number in [0, 1]",
+        )
+        _require(
+            self.adaptive == "off" or self.tta != "none",
+            "ensemble.adaptive",
+            self.adaptive,
+            "off when ensemble.tta is none (there is nothing to add)",
+        )
         _require(
             self.on_bad_image in ("fail", "skip"),
             "ensemble.on_bad_image",
@@ -192,6 +209,13 @@ class Config:
 
     def dump(self):
         return yaml.safe_dump(self.to_dict(), sort_keys=False).rstrip()
+
+
+def _is_fraction(text):
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
 
 
 def _require(ok, key, value, allowed):

@@ -11,7 +11,15 @@ from tqdm import tqdm
 
 from . import evaluation as ev
 from .data import class_names, load_dataset
-from .ensemble import hard_vote, load_members, predict_members, resolve_members, soft_vote
+from .ensemble import (
+    choose_threshold,
+    greedy_selection,
+    hard_vote,
+    load_members,
+    predict_members,
+    resolve_members,
+    soft_vote,
+)
 from .errors import UserError
 from .images import IMAGE_EXTENSIONS
 from .splits import load_or_make_splits
@@ -71,18 +79,15 @@ def run_ensemble(config, out_path, answers=None):
         for mode in dict.fromkeys(("none", compare))
     }
 
-    started = time.perf_counter()
-    bar = tqdm(
-        total=len(test_ids), unit="img", desc="predict test", dynamic_ncols=True, disable=None
+    weights, notes = _choose_weights(ens, val[ens.tta], val_y, names)
+    test_paths = [str(test_dir / i) for i in test_ids]
+    probabilities, failures, seconds, adaptive_note = _predict_test(
+        members, test_paths, ens, weights, val, val_y
     )
-    probabilities, failures = predict_members(
-        members, [str(test_dir / i) for i in test_ids], ens.tta, ens.batch_size, progress=bar
-    )
-    bar.close()
-    seconds = time.perf_counter() - started
+    notes += adaptive_note
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids = [test_ids[i] for i in keep]
-    soft = soft_vote(probabilities[:, keep], ens.weights or None)
+    soft = soft_vote(probabilities[:, keep], weights)
     submission = pd.DataFrame(
         {ens.id_col: ids, ens.label_col: [classes[k] for k in soft.argmax(1)]}
     )
@@ -93,10 +98,15 @@ def run_ensemble(config, out_path, answers=None):
 
     report_dir = workdir / "report"
     rows = _validation_rows(val, val_y, names, classes, ens.weights or None)
+    if ens.select == "greedy":
+        for mode, p in val.items():
+            rows[("greedy selection", mode)] = ev.summary_row(val_y, soft_vote(p, weights), classes)
     test_rows = _test_rows(
         answers or demo_answers, ids, probabilities[:, keep], names, classes, ens, soft
     )
     _write_report(
+        notes,
+        weights,
         report_dir,
         rows,
         test_rows,
@@ -117,6 +127,52 @@ def run_ensemble(config, out_path, answers=None):
         "images": len(ids),
         "seconds": seconds,
     }
+
+
+def _choose_weights(ens, val_probabilities, val_y, names):
+    """The soft-voting weights: given, equal, or chosen by greedy selection on validation."""
+    if ens.select != "greedy":
+        return ens.weights or None, []
+    counts, score = greedy_selection(val_probabilities, val_y)
+    chosen = ", ".join(f"{n} x{c}" for n, c in zip(names, counts) if c)
+    print(f"greedy selection: {chosen} (validation macro-F1 {score:.4f})")
+    return counts.tolist(), [
+        f"Greedy selection (Caruana et al., 2004) chose: {chosen}; "
+        f"validation macro-F1 {score:.4f}.",
+        "",
+    ]
+
+
+def _predict_test(members, paths, ens, weights, val, val_y):
+    """Per-member test probabilities with plain or two-stage (adaptive) TTA."""
+    bar = tqdm(total=len(paths), unit="img", desc="predict test", dynamic_ncols=True, disable=None)
+    started = time.perf_counter()
+    if ens.adaptive == "off":
+        probabilities, failures = predict_members(members, paths, ens.tta, ens.batch_size, bar)
+        bar.close()
+        return probabilities, failures, time.perf_counter() - started, []
+    threshold = (
+        choose_threshold(soft_vote(val["none"], weights), soft_vote(val[ens.tta], weights), val_y)
+        if ens.adaptive == "auto"
+        else float(ens.adaptive)
+    )
+    plain, failures = predict_members(members, paths, "none", ens.batch_size, bar)
+    bar.close()
+    confidence = np.nan_to_num(soft_vote(plain, weights)).max(axis=1)
+    failed = np.isnan(plain[0, :, 0])
+    redo = np.flatnonzero(~failed & ((confidence < threshold) | (threshold >= 1)))
+    probabilities = plain.copy()
+    if len(redo):
+        again, _ = predict_members(members, [paths[i] for i in redo], ens.tta, ens.batch_size)
+        probabilities[:, redo] = again
+    seconds = time.perf_counter() - started
+    note = (
+        f"Adaptive TTA: threshold {threshold:.4f} ({ens.adaptive}); {len(redo)} of "
+        f"{len(paths)} test images ({len(redo) / len(paths):.1%}) re-predicted with "
+        f"`{ens.tta}` in {seconds:.1f} s in all."
+    )
+    print(note)
+    return probabilities, failures, seconds, [note, ""]
 
 
 def _validation_set(config, classes):
@@ -186,6 +242,8 @@ def _test_rows(answers, ids, probabilities, names, classes, ens, soft):
 
 
 def _write_report(
+    notes,
+    weights,
     report_dir,
     rows,
     test_rows,
@@ -199,7 +257,7 @@ def _write_report(
     seconds,
 ):
     report_dir.mkdir(parents=True, exist_ok=True)
-    soft = soft_vote(val_probabilities, ens.weights or None)
+    soft = soft_vote(val_probabilities, weights)
     named = dict(zip(names, val_probabilities)) | {"soft ensemble": soft}
     for name, p in named.items():
         slug = name.replace(" ", "_").replace("/", "_")
@@ -209,9 +267,10 @@ def _write_report(
     lines = [
         "# ripik_clf evaluation report",
         "",
-        f"Members: {', '.join(names)}; weights: {ens.weights or 'equal'}; submission TTA: "
+        f"Members: {', '.join(names)}; weights: {weights or 'equal'}; submission TTA: "
         f"`{ens.tta}`. Validation split: {len(val_y)} real images (never augmented).",
         "",
+        *notes,
         "## Validation",
         "",
         metrics_table(rows),

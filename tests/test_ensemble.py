@@ -80,3 +80,36 @@ def test_perfect_confident_predictions_are_calibrated():
     probabilities = np.eye(3)[[0, 1, 2, 1]]
     assert expected_calibration_error([0, 1, 2, 1], probabilities) == 0.0
     assert brier_score([0, 1, 2, 1], probabilities) == 0.0
+
+
+def test_greedy_selection_picks_the_complementary_pair():
+    from ripik_clf.ensemble import greedy_selection
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    onehot = np.eye(3)[y]
+    a = onehot.copy()
+    a[4:] = [0.4, 0.35, 0.25]  # A: right on 0-3, mildly wrong on 4-5
+    b = onehot.copy()
+    b[:2] = [0.3, 0.45, 0.25]  # B: right on 2-5, mildly wrong on 0-1
+    c = np.tile([0.2, 0.2, 0.6], (6, 1))  # C: always says class 2
+    weights, score = greedy_selection(np.stack([a, b, c]), y)
+    assert score == 1.0
+    assert weights[0] > 0 and weights[1] > 0 and weights[2] == 0
+
+
+def test_adaptive_tta_limits():
+    from ripik_clf.ensemble import adaptive_merge, choose_threshold
+
+    rng = np.random.default_rng(0)
+    plain = rng.dirichlet(np.ones(4), size=50)
+    full = rng.dirichlet(np.ones(4), size=50)
+    merged, redo = adaptive_merge(plain, full, 1.0)
+    assert redo.all() and np.array_equal(merged, full)
+    merged, redo = adaptive_merge(plain, full, 0.0)
+    assert not redo.any() and np.array_equal(merged, plain)
+    merged, redo = adaptive_merge(plain, full, 0.5)
+    assert np.array_equal(redo, plain.max(1) < 0.5)
+    y = full.argmax(1)  # full TTA is perfect here, so the threshold must re-predict enough
+    threshold = choose_threshold(plain, full, y)
+    assert (adaptive_merge(plain, full, threshold)[0].argmax(1) == y).all()
+    assert choose_threshold(full, full, y) == 0.0  # nothing to gain: re-predict nothing

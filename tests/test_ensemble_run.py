@@ -125,3 +125,26 @@ def test_unreadable_test_image_fails_or_is_skipped(setup, capsys):
         assert "skipped 1 unreadable test image" in capsys.readouterr().out
     finally:
         bad.unlink()
+
+
+def test_greedy_selection_and_adaptive_tta(setup, capsys):
+    run(setup, "--tta", "flip", "--select", "greedy", "--tta-threshold", "auto", out="g.csv")
+    out = capsys.readouterr().out
+    assert "greedy selection:" in out and "Adaptive TTA: threshold" in out
+    text = (setup / "work" / "report" / "report.md").read_text()
+    assert "Greedy selection (Caruana et al., 2004) chose:" in text
+    assert "| greedy selection | flip |" in text
+
+    def probabilities(*extra):
+        run(setup, *extra, out="p.csv")
+        return pd.read_csv(setup / "probabilities.csv").drop(columns="image_id").to_numpy()
+
+    full = probabilities("--tta", "flip")
+    plain = probabilities("--tta", "none")
+    assert abs(probabilities("--tta", "flip", "--tta-threshold", "1") - full).max() < 1e-6
+    assert abs(probabilities("--tta", "flip", "--tta-threshold", "0") - plain).max() < 1e-6
+
+
+def test_adaptive_needs_tta(setup, capsys):
+    message = _fails(setup, capsys, "--tta", "none", "--tta-threshold", "0.5")
+    assert "ensemble.adaptive" in message and "off when ensemble.tta is none" in message

@@ -148,3 +148,52 @@ def test_greedy_selection_and_adaptive_tta(setup, capsys):
 def test_adaptive_needs_tta(setup, capsys):
     message = _fails(setup, capsys, "--tta", "none", "--tta-threshold", "0.5")
     assert "ensemble.adaptive" in message and "off when ensemble.tta is none" in message
+
+
+def _cli(setup, *argv):
+    from ripik_clf.__main__ import main
+
+    main([*argv, "--workdir", str(setup / "work"), "--set", f"data.path={setup / 'data'}",
+          "--set", "train.models=original"])  # fmt: skip
+
+
+def test_predict_command(setup, capsys):
+    _cli(setup, "predict", str(setup / "test"), "--top-k", "2")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all(line.count(",") == 1 for line in lines)
+    _cli(setup, "predict", str(setup / "test" / "t0.png"), "--json", "--tta", "flip")
+    result = json.loads(capsys.readouterr().out)
+    top = result["predictions"][0]["top"]
+    assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"]
+    assert {t["class"] for t in top} == {"a", "b", "c"}
+    with pytest.raises(SystemExit):
+        _cli(setup, "predict", str(setup / "missing.png"))
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt,quantize", [("savedmodel", "none"), ("tflite", "float16")])
+def test_export_round_trips(setup, capsys, fmt, quantize):
+    _cli(setup, "export", "original", "--format", fmt, "--quantize", quantize,
+         "--out", str(setup / "export"))  # fmt: skip
+    out = capsys.readouterr().out
+    agreement = float(out.split("arg-max agreement ")[1].split("%")[0])
+    assert agreement >= 99.5  # below that the command itself fails
+    difference = float(out.split("max |p - p_keras| = ")[1].split(",")[0])
+    assert difference < (1e-4 if quantize == "none" else 5e-2)
+    assert json.loads((setup / "export" / "original_classes.json").read_text()) == ["a", "b", "c"]
+
+
+def test_export_errors(setup, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)  # as if not installed
+    for argv, message in [
+        (["export", "original", "--format", "onnx"], "needs the packages tf2onnx"),
+        (["export", "original", "--format", "pdf"], "unknown export format 'pdf'"),
+        (["export", "ghost", "--format", "tflite"], "no trained model for run 'ghost'"),
+        (
+            ["export", "original", "--format", "savedmodel", "--quantize", "float16"],
+            "applies to tflite only",
+        ),
+    ]:
+        with pytest.raises(SystemExit):
+            _cli(setup, *argv)
+        assert message in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""``python -m ripik_clf predict|export``: quick predictions and deployable exports.
+
+Examples:
+    python -m ripik_clf predict photo.jpg more_photos/ --top-k 3
+    python -m ripik_clf predict test/ --members original augmented --tta flip --json
+    python -m ripik_clf export augmented --format tflite --quantize float16
+    python -m ripik_clf export work/runs/original/full.keras --format savedmodel
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from .cli import make_parser, resolve_config
+from .errors import UserError, exit_on_user_error
+from .images import IMAGE_EXTENSIONS
+
+
+def parse_args(argv):
+    parser = make_parser(__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2])
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="top-k classes for images or folders")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    predict.add_argument(
+        "--members",
+        nargs="+",
+        metavar="NAME_OR_PATH",
+        help="run names or .keras files (default: train.models)",
+    )
+    predict.add_argument("--tta", choices=["none", "flip", "d4"], default="none")
+    predict.add_argument("--top-k", type=int, default=3, metavar="K")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    export = commands.add_parser("export", help="SavedModel, TFLite or ONNX, checked")
+    export.add_argument("run", metavar="RUN", help="run name under WORKDIR/runs/ or a .keras file")
+    export.add_argument("--format", required=True, help="savedmodel | tflite | onnx")
+    export.add_argument("--quantize", default="none", help="tflite only: none | float16 | dynamic")
+    export.add_argument("--out", metavar="DIR", help="output folder (default: WORKDIR/export)")
+    export.add_argument(
+        "--check-images",
+        type=int,
+        default=256,
+        metavar="N",
+        help="validation images compared with the Keras model (default 256)",
+    )
+    for sub in (predict, export):  # the common flags work after the command too
+        sub.add_argument("--config", metavar="FILE", default=argparse_default())
+        sub.add_argument("--workdir", metavar="DIR", default=argparse_default())
+        sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse_default())
+    return parser.parse_args(argv)
+
+
+def argparse_default():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def collect_images(inputs):
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserError(f"not found: {item}")
+    if not files:
+        raise UserError(f"no image files in {', '.join(inputs)}")
+    return files
+
+
+def predict(args, config):
+    import numpy as np
+
+    from .ensemble import load_members, predict_members, resolve_members, soft_vote
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be 1 or more, got {args.top_k}")
+    files = collect_images(args.inputs)
+    members = load_members(resolve_members(config.workdir, args.members, config.train.models))
+    classes = members[0].classes
+    probabilities, failures = predict_members(members, [str(f) for f in files], args.tta)
+    failed = {p for p, _ in failures}
+    results = []
+    for path, row in zip(files, soft_vote(np.nan_to_num(probabilities))):
+        if str(path) in failed:
+            continue
+        top = np.argsort(-row)[: args.top_k]
+        results.append(
+            {
+                "image": str(path),
+                "top": [{"class": classes[k], "probability": float(row[k])} for k in top],
+            }
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "predictions": results,
+                    "unreadable": [{"image": p, "reason": r} for p, r in failures],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for result in results:
+            ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+            print(f"{result['image']}: {ranked}")
+        for path, reason in failures:
+            print(f"{path}: unreadable ({reason})", file=sys.stderr)
+    if failures and not results:
+        raise UserError("no image could be read")
+
+
+def export(args, config):
+    from .data import load_dataset
+    from .export import check_export, export_model, resolve_model_file
+    from .images import load_for_model
+    from .splits import load_or_make_splits
+
+    model_path = resolve_model_file(config.workdir, args.run)
+    out_dir = Path(args.out or Path(config.workdir) / "export")
+    target = export_model(model_path, args.format, out_dir, args.quantize)
+    record = json.loads((model_path.parent / "run.json").read_text())
+    dataset, _ = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir)
+    val = splits[splits.split == "val"].merge(dataset[["image", "path"]], on="image")
+    paths = list(val["path"])[: args.check_images]
+    import numpy as np
+
+    images = np.stack([load_for_model(p, record["image_size"]) for p in paths]).astype("float32")
+    difference, agreement = check_export(model_path, target, args.format, images)
+    print(
+        f"exported {target}; on {len(paths)} validation images: max |p - p_keras| = "
+        f"{difference:.2e}, arg-max agreement {agreement:.2%}"
+    )
+    from .export import MIN_AGREEMENT
+
+    if agreement < MIN_AGREEMENT:
+        raise UserError(
+            f"the export disagrees with the Keras model on {1 - agreement:.2%} of "
+            f"the check images (allowed: {1 - MIN_AGREEMENT:.1%})"
+        )
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
+    for name in ("config", "workdir"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    config = resolve_config(args)
+    {"predict": predict, "export": export}[args.command](args, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Exporting a trained model (SavedModel, TFLite, ONNX), checked against the Keras model."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "float16", "dynamic")
+MIN_AGREEMENT = 0.995  # arg-max agreement with the Keras model on the check images
+
+
+def resolve_model_file(workdir, run):
+    """A run name (``WORKDIR/runs/<run>/full.keras``, else ``head.keras``) or a .keras path."""
+    path = Path(run)
+    if path.suffix == ".keras":
+        if not path.exists():
+            raise UserError(f"model file not found: {path}")
+        return path
+    folder = Path(workdir) / "runs" / run
+    for name in ("full.keras", "head.keras"):
+        if (folder / name).exists():
+            return folder / name
+    raise UserError(f"no trained model for run {run!r} in {folder} (train it first)")
+
+
+def export_model(model_path, fmt, out_dir, quantize="none"):
+    """Write the export; returns the path of the exported artefact."""
+    import keras
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and fmt != "tflite":
+        raise UserError(f"--quantize {quantize} applies to tflite only")
+    if fmt == "onnx":  # tf2onnx converts, onnxruntime runs the check
+        try:
+            import onnxruntime  # noqa: F401
+            import tf2onnx  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "format onnx needs the packages tf2onnx and onnxruntime: "
+                "pip install tf2onnx onnxruntime"
+            ) from None
+    model = keras.models.load_model(model_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = model_path.parent.name
+    if fmt == "savedmodel":
+        target = out_dir / f"{stem}_savedmodel"
+        model.export(str(target), format="tf_saved_model", verbose=False)
+    elif fmt == "tflite":
+        target = out_dir / f"{stem}{'' if quantize == 'none' else '_' + quantize}.tflite"
+        target.write_bytes(_tflite_bytes(model, quantize))
+    else:
+        target = out_dir / f"{stem}.onnx"
+        model.export(str(target), format="onnx", verbose=False)
+    record = model_path.parent / "run.json"
+    if record.exists():  # the class list travels with the export
+        classes = json.loads(record.read_text())["classes"]
+        (out_dir / f"{stem}_classes.json").write_text(json.dumps(classes))
+    return target
+
+
+def _tflite_bytes(model, quantize):
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantize in ("float16", "dynamic"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def run_export(path, fmt, images):
+    """Probabilities of the exported artefact for ``images`` (float32 0-255 NHWC)."""
+    import tensorflow as tf
+
+    if fmt == "savedmodel":
+        loaded = tf.saved_model.load(str(path))
+        return np.asarray(loaded.serve(tf.constant(images)))
+    if fmt == "tflite":
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        interpreter.resize_tensor_input(inp["index"], images.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], images)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path))
+    return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+
+def check_export(model_path, exported, fmt, images):
+    """Compare the export with the Keras model: (max abs difference, arg-max agreement)."""
+    import keras
+
+    expected = keras.models.load_model(model_path).predict(images, verbose=0)
+    got = run_export(exported, fmt, images)
+    difference = float(np.abs(expected - got).max())
+    agreement = float((expected.argmax(1) == got.argmax(1)).mean())
+    return difference, agreement

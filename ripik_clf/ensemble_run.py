@@ -183,6 +183,11 @@ def _validation_set(config, classes):
         )
     splits = load_or_make_splits(dataset, config.split, config.workdir)
     val = splits[splits.split == "val"].merge(dataset[["image", "path"]], on="image")
+    if val.empty:
+        raise UserError(
+            f"{config.workdir}/splits.csv has no validation images "
+            "(k-fold splits are not supported by ensemble.py yet)"
+        )
     index = {c: i for i, c in enumerate(classes)}
     return list(val["path"]), np.array([index[c] for c in val["label"]])
 

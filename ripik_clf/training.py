@@ -43,6 +43,11 @@ def model_data(config, model_name, *, resplit=False):
     """
     dataset, _ = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+    if (splits["split"] == "fold").all():
+        raise UserError(
+            f"split.folds={config.split.folds}: k-fold training is not built yet; "
+            "use split.folds: 0 (one stratified train/validation split)"
+        )
     classes = class_names(dataset)
     index = {c: i for i, c in enumerate(classes)}
     table = splits.merge(dataset[["image", "path"]], on="image")

@@ -56,6 +56,11 @@ def parse_args(argv=None):
         "is below X (auto: the smallest X that loses no validation macro-F1)",
     )
     parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="let fold models and plain models vote together",
+    )
+    parser.add_argument(
         "--answers", metavar="CSV", help="answer key (image_id,label) to score the submission"
     )
     return parser.parse_args(argv)
@@ -76,6 +81,8 @@ def main(argv=None):
     for flag, key in (("members", "ensemble.members"), ("weights", "ensemble.weights")):
         if getattr(args, flag):
             args.set.append(f"{key}={','.join(map(str, getattr(args, flag)))}")
+    if args.allow_mixed:
+        args.set.append("ensemble.allow_mixed=true")
     config = resolve_config(args)
     print(config.dump(), end="\n\n")
 

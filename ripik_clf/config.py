@@ -144,6 +144,7 @@ class EnsembleConfig:
     # Two-stage TTA: off | auto (threshold chosen on validation) | a confidence in [0, 1];
     # images whose ensemble confidence is below it get the `tta` views, the rest none.
     adaptive: str = "off"
+    allow_mixed: bool = False  # let fold models and plain models vote together
 
     def validate(self):
         _require(self.tta in ("none", "flip", "d4"), "ensemble.tta", self.tta, "none | flip | d4")

@@ -75,6 +75,8 @@ class Member:
     classes: list
     image_size: int
     model: object = None
+    family: str = ""  # the trained model it belongs to: fold runs of one model share it
+    fold: int | None = None  # its validation fold, for a run of a k-fold split
 
 
 def resolve_members(workdir, names, default_names):
@@ -104,6 +106,8 @@ def resolve_members(workdir, names, default_names):
                 path,
                 record["classes"],
                 record["image_size"],
+                family=record.get("model") if record.get("fold") is not None else name,
+                fold=record.get("fold"),
             )
         )
     if not members:

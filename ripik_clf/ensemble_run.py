@@ -63,31 +63,32 @@ def run_ensemble(config, out_path, answers=None):
         raise UserError(f"output folder does not exist: {out_path.parent}")
     test_dir, demo_answers = resolve_test_dir(config)
     test_ids = test_images(test_dir)
-    members = resolve_members(workdir, ens.members, config.train.models)
-    if ens.weights and len(ens.weights) != len(members):
+    default = config.train.models
+    if config.split.folds:  # every fold run of every model
+        default = [f"{m}_fold{k}" for m in default for k in range(config.split.folds)]
+    members = resolve_members(workdir, ens.members, default)
+    names = list(dict.fromkeys(m.family for m in members))  # validated per family (OOF)
+    _check_fold_mix(members, ens.allow_mixed)
+    if ens.weights and len(ens.weights) != len(names):
         raise UserError(
-            f"{len(ens.weights)} weights given for {len(members)} members "
-            f"({', '.join(m.name for m in members)})"
+            f"{len(ens.weights)} weights given for {len(names)} members ({', '.join(names)})"
         )
     load_members(members)
-    classes, names = members[0].classes, [m.name for m in members]
+    classes = members[0].classes
 
-    val_paths, val_y = _validation_set(config, classes)
     compare = ens.tta if ens.tta != "none" else "flip"
-    val = {
-        mode: predict_members(members, val_paths, mode, ens.batch_size)[0]
-        for mode in dict.fromkeys(("none", compare))
-    }
-
+    modes = list(dict.fromkeys(("none", compare)))
+    val, val_y, val_paths = _validation(config, members, names, classes, modes, ens.batch_size)
     weights, notes = _choose_weights(ens, val[ens.tta], val_y, names)
+    member_weights = _per_member(weights, members, names)
     test_paths = [str(test_dir / i) for i in test_ids]
     probabilities, failures, seconds, adaptive_note = _predict_test(
-        members, test_paths, ens, weights, val, val_y
+        members, test_paths, ens, weights, member_weights, val, val_y
     )
     notes += adaptive_note
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids = [test_ids[i] for i in keep]
-    soft = soft_vote(probabilities[:, keep], weights)
+    soft = soft_vote(probabilities[:, keep], member_weights)
     submission = pd.DataFrame(
         {ens.id_col: ids, ens.label_col: [classes[k] for k in soft.argmax(1)]}
     )
@@ -102,7 +103,13 @@ def run_ensemble(config, out_path, answers=None):
         for mode, p in val.items():
             rows[("greedy selection", mode)] = ev.summary_row(val_y, soft_vote(p, weights), classes)
     test_rows = _test_rows(
-        answers or demo_answers, ids, probabilities[:, keep], names, classes, ens, soft
+        answers or demo_answers,
+        ids,
+        probabilities[:, keep],
+        [m.name for m in members],
+        classes,
+        ens,
+        soft,
     )
     _write_report(
         notes,
@@ -143,7 +150,7 @@ def _choose_weights(ens, val_probabilities, val_y, names):
     ]
 
 
-def _predict_test(members, paths, ens, weights, val, val_y):
+def _predict_test(members, paths, ens, weights, member_weights, val, val_y):
     """Per-member test probabilities with plain or two-stage (adaptive) TTA."""
     bar = tqdm(total=len(paths), unit="img", desc="predict test", dynamic_ncols=True, disable=None)
     started = time.perf_counter()
@@ -158,7 +165,7 @@ def _predict_test(members, paths, ens, weights, val, val_y):
     )
     plain, failures = predict_members(members, paths, "none", ens.batch_size, bar)
     bar.close()
-    confidence = np.nan_to_num(soft_vote(plain, weights)).max(axis=1)
+    confidence = np.nan_to_num(soft_vote(plain, member_weights)).max(axis=1)
     failed = np.isnan(plain[0, :, 0])
     redo = np.flatnonzero(~failed & ((confidence < threshold) | (threshold >= 1)))
     probabilities = plain.copy()
@@ -175,21 +182,62 @@ def _predict_test(members, paths, ens, weights, val, val_y):
     return probabilities, failures, seconds, [note, ""]
 
 
-def _validation_set(config, classes):
+def _check_fold_mix(members, allow_mixed):
+    folded = {m.fold is not None for m in members}
+    if len(folded) == 2 and not allow_mixed:
+        plain = next(m.name for m in members if m.fold is None)
+        raise UserError(
+            f"member {plain} is not a fold model but others are; fold models "
+            "are validated out-of-fold, so mixing needs --allow-mixed"
+        )
+
+
+def _per_member(weights, members, names):
+    """Family weights (one per validated name) spread over the family's members."""
+    if weights is None:
+        return None
+    size = {n: sum(m.family == n for m in members) for n in names}
+    return [weights[names.index(m.family)] / size[m.family] for m in members]
+
+
+def _validation(config, members, names, classes, modes, batch_size):
+    """Validation probabilities per family ``(F, N, C)`` for each TTA mode.
+
+    One split: every member predicts the validation images. K folds: each fold model
+    predicts only its own fold, so every image is scored by a model that never trained
+    on it (out-of-fold); a model family must then have a run for every fold.
+    """
     dataset, _ = load_dataset(config.data)
     if class_names(dataset) != classes:
         raise UserError(
             f"the members were trained on classes {classes}, the data has {class_names(dataset)}"
         )
     splits = load_or_make_splits(dataset, config.split, config.workdir)
-    val = splits[splits.split == "val"].merge(dataset[["image", "path"]], on="image")
-    if val.empty:
-        raise UserError(
-            f"{config.workdir}/splits.csv has no validation images "
-            "(k-fold splits are not supported by ensemble.py yet)"
-        )
+    folded = (splits["split"] == "fold").all()
+    table = splits.merge(dataset[["image", "path"]], on="image")
+    if not folded:
+        table = table[table.split == "val"]
+    if table.empty:
+        raise UserError(f"{config.workdir}/splits.csv has no validation images")
     index = {c: i for i, c in enumerate(classes)}
-    return list(val["path"]), np.array([index[c] for c in val["label"]])
+    paths = list(table["path"])
+    val = {mode: np.full((len(names), len(paths), len(classes)), np.nan) for mode in modes}
+    for member in members:
+        rows = (
+            np.flatnonzero(table["fold"] == member.fold)
+            if folded and member.fold is not None
+            else np.arange(len(paths))
+        )
+        for mode in modes:
+            predicted, _ = predict_members([member], [paths[i] for i in rows], mode, batch_size)
+            val[mode][names.index(member.family), rows] = predicted[0]
+    missing = [n for n, family in zip(names, val[modes[0]]) if np.isnan(family).any()]
+    if missing:
+        raise UserError(
+            f"{missing[0]} has no model for some validation images "
+            "(a fold run is missing or an image is unreadable)"
+        )
+    return val, np.array([index[c] for c in table["label"]]), paths
 
 
 def _handle_failures(failures, test_dir, test_ids, policy, out_path):

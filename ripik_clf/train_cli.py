@@ -28,6 +28,12 @@ def build_parser(description, epilog, with_phase):
         help="train only this model: original or augmented (default: all of train.models)",
     )
     group.add_argument(
+        "--fold",
+        type=int,
+        metavar="K",
+        help="with split.folds: train only fold K (default: every fold)",
+    )
+    group.add_argument(
         "--backbone",
         metavar="NAME",
         help="e.g. efficientnet_lite0 (default), efficientnetb0, efficientnetv2-s",
@@ -79,13 +85,20 @@ def run_phase(args, phase):
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
     train = train_head if phase == "head" else train_full
+    from .training import run_name
+
+    if args.fold is not None and not config.split.folds:
+        raise UserError(f"--fold {args.fold} needs a k-fold split (set split.folds: K >= 2)")
+    folds = [args.fold] if args.fold is not None else list(range(config.split.folds)) or [None]
     results = {}
     for model_name in config.train.models:
-        print(f"=== {phase} phase: model {model_name!r} ({config.train.backbone}) ===")
-        results[model_name] = train(config, model_name, resplit=args.resplit)
-        args.resplit = False  # the split is made once, by the first model
-        if config.train.mlflow:
-            _log_mlflow(config, model_name, phase, results[model_name])
+        for fold in folds:
+            name = run_name(model_name, fold)
+            print(f"=== {phase} phase: {name} ({config.train.backbone}) ===")
+            results[name] = train(config, model_name, fold=fold, resplit=args.resplit)
+            args.resplit = False  # the split is made once, by the first model
+            if config.train.mlflow:
+                _log_mlflow(config, name, phase, results[name])
     print_summary(phase, results)
 
 

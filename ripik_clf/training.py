@@ -35,26 +35,33 @@ def run_dir(config, model_name):
 # --- data ------------------------------------------------------------------------------
 
 
-def model_data(config, model_name, *, resplit=False):
+def run_name(model_name, fold=None):
+    """``augmented`` for a single split, ``augmented_fold3`` for fold 3 of a k-fold split."""
+    return model_name if fold is None else f"{model_name}_fold{fold}"
+
+
+def model_data(config, model_name, *, fold=None, resplit=False):
     """Training and validation files for one model, as absolute paths and class indices.
 
     ``original`` trains on the training split; ``augmented`` adds the offline copies of
-    those images. Validation is always the real validation images, never a copy.
+    those images. Validation is always real images, never a copy. With K folds, fold k
+    validates on the images of fold k and trains on the others (and their copies).
     """
     dataset, _ = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
-    if (splits["split"] == "fold").all():
-        raise UserError(
-            f"split.folds={config.split.folds}: k-fold training is not built yet; "
-            "use split.folds: 0 (one stratified train/validation split)"
-        )
+    folds = int(splits["fold"].max()) + 1 if (splits["split"] == "fold").all() else 0
+    if folds and not (fold is not None and 0 <= fold < folds):
+        raise UserError(f"fold {fold} is out of range: the split has folds 0..{folds - 1}")
+    if not folds and fold is not None:
+        raise UserError(f"--fold {fold} needs a k-fold split (split.folds: K >= 2)")
     classes = class_names(dataset)
     index = {c: i for i, c in enumerate(classes)}
     table = splits.merge(dataset[["image", "path"]], on="image")
-    train, val = table[table.split == "train"], table[table.split == "val"]
+    in_val = table.fold == fold if folds else table.split == "val"
+    train, val = table[~in_val], table[in_val]
     paths, labels = list(train["path"]), [index[c] for c in train["label"]]
     if model_name == "augmented":
-        copies = _augmented_copies(config, set(train["image"]), set(val["image"]))
+        copies = _augmented_copies(config, set(train["image"]), set(val["image"]), not folds)
         paths += list(copies["path"])
         labels += [index[c] for c in copies["label"]]
     fingerprint = json.loads((Path(config.workdir) / SPLITS_JSON).read_text())["fingerprint"]
@@ -65,10 +72,12 @@ def model_data(config, model_name, *, resplit=False):
         "val_paths": list(val["path"]),
         "val_y": np.array([index[c] for c in val["label"]]),
         "split_fingerprint": fingerprint,
+        "model": model_name,
+        "fold": fold,
     }
 
 
-def _augmented_copies(config, train_images, val_images):
+def _augmented_copies(config, train_images, val_images, single_split):
     manifest_path = Path(config.workdir) / MANIFEST
     if not manifest_path.exists():
         raise UserError(
@@ -76,7 +85,9 @@ def _augmented_copies(config, train_images, val_images):
             "run augment_offline.py first (or train with --model original)"
         )
     manifest = pd.read_csv(manifest_path, dtype={"source": str, "label": str})
-    leaked = set(manifest["source"]) & val_images
+    # With K folds every image has copies (each belongs to the other folds' training);
+    # with one split, a copy of a validation image means the runner's pruning failed.
+    leaked = set(manifest["source"]) & val_images if single_split else set()
     if leaked:  # the runner prunes these; refuse rather than trust it
         raise UserError(
             f"augmented copies of {len(leaked)} validation image(s) found, e.g. "
@@ -146,14 +157,14 @@ def _drop_failures(paths, labels, failures):
 # --- phase 1: head ---------------------------------------------------------------------
 
 
-def train_head(config, model_name, *, resplit=False):
+def train_head(config, model_name, *, fold=None, resplit=False):
     """Train the classifier head on cached backbone features; save ``head.keras``."""
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
     accelerator_setup(tc.precision)
-    out = run_dir(config, model_name)
+    data = model_data(config, model_name, fold=fold, resplit=resplit)
+    out = run_dir(config, run_name(model_name, fold))
     out.mkdir(parents=True, exist_ok=True)
-    data = model_data(config, model_name, resplit=resplit)
     classes, size = data["classes"], resolve_image_size(tc.backbone, tc.image_size)
     backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
     backbone.trainable = False
@@ -231,7 +242,7 @@ def _walk(layer):
         yield from _walk(child)
 
 
-def train_full(config, model_name, *, resplit=False, extra_callbacks=()):
+def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=()):
     """Fine-tune ``head.keras`` end to end at a low learning rate; save ``full.keras``.
 
     Interrupted runs resume from the last finished epoch (``backup_full/``).
@@ -240,10 +251,10 @@ def train_full(config, model_name, *, resplit=False, extra_callbacks=()):
 
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-    out = run_dir(config, model_name)
+    out = run_dir(config, run_name(model_name, fold))
     if not (out / "head.keras").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")
-    data = model_data(config, model_name, resplit=resplit)
+    data = model_data(config, model_name, fold=fold, resplit=resplit)
     size = _check_run(out, data, tc)
     skipped = pd.read_csv(out / "skipped.csv")
     paths, train_y, _ = _drop_failures(
@@ -362,6 +373,8 @@ def _save_run(out, config, data, size, phase, metrics):
         "backbone": config.train.backbone,
         "weights": config.train.weights,
         "image_size": size,
+        "model": data["model"],
+        "fold": data["fold"],
     }
     _write_json(out / "run.json", record)
     path = out / "metrics.json"

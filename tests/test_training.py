@@ -218,11 +218,3 @@ def test_new_head_removes_stale_full_model(trained, capsys):
     assert not (out / "full.keras").exists() and not (out / "history_full.csv").exists()
     assert "removed stale" in capsys.readouterr().out
     assert "full" not in json.loads((out / "metrics.json").read_text())
-
-
-def test_k_fold_split_is_refused_readably(tmp_path):
-    data = make_folder_dataset(tmp_path / "data", {"a": 4, "b": 4})
-    config = load_config(None, {"workdir": str(tmp_path / "w"), "data.path": str(data),
-                                "split.folds": 2})  # fmt: skip
-    with pytest.raises(UserError, match="k-fold training is not built yet"):
-        model_data(config, "original")

@@ -1,0 +1,99 @@
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+import ensemble
+import train
+from conftest import make_folder_dataset, write_image
+from ripik_clf.augment_run import run_augmentation
+from ripik_clf.config import load_config
+from ripik_clf.data import load_dataset
+from ripik_clf.splits import load_or_make_splits
+from ripik_clf.training import model_data, train_head
+
+FOLDS = 3
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory):
+    """A 3-fold split, one augmented copy per image, and a head model per fold."""
+    root = tmp_path_factory.mktemp("kfold")
+    data = make_folder_dataset(root / "data", {"a": 6, "b": 6, "c": 6}, size=32)
+    for i in range(3):
+        write_image(root / "test" / f"t{i}.png", seed=80 + i)
+    config = load_config(None, {
+        "workdir": str(root / "work"), "data.path": str(data), "split.folds": FOLDS,
+        "augment.copies": 1, "augment.size": 32, "augment.workers": 1,
+        "train.models": "augmented", "train.image_size": 32, "train.head_epochs": 2,
+        "train.batch_size": 8,
+    })  # fmt: skip
+    dataset, skipped = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir)
+    run_augmentation(config, dataset, splits, skipped)
+    for fold in range(FOLDS):
+        train_head(config, "augmented", fold=fold)
+        run = root / "work" / "runs" / f"augmented_fold{fold}"
+        shutil.copy(run / "head.keras", run / "full.keras")  # stands in for the full phase
+    return root, config
+
+
+def _stem(path):
+    folder, name = path.rsplit("/", 2)[-2:]
+    return f"{folder}/{name.split('__aug')[0].rsplit('.', 1)[0]}"
+
+
+def test_folds_never_train_on_their_validation_images_or_copies(folded):
+    _, config = folded
+    seen = []
+    for fold in range(FOLDS):
+        data = model_data(config, "augmented", fold=fold)
+        val = {_stem(p) for p in data["val_paths"]}
+        assert not val & {_stem(p) for p in data["train_paths"]}
+        seen += sorted(val)
+    assert len(seen) == len(set(seen)) == 18  # the folds cover every image once
+
+
+def test_out_of_fold_report_covers_every_image_once(folded):
+    root, _ = folded
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                   "--set", "split.folds=3", "--set", "train.models=augmented",
+                   "--test", str(root / "test"), "--out", str(root / "sub.csv"),
+                   "--tta", "none"])  # fmt: skip
+    metrics = json.loads((root / "work" / "report" / "metrics.json").read_text())
+    assert metrics["augmented | none"]["n"] == 18
+    assert len(pd.read_csv(root / "sub.csv")) == 3
+
+
+def test_mixing_fold_and_plain_models_needs_allow_mixed(folded, capsys):
+    root, _ = folded
+    runs = root / "work" / "runs"
+    shutil.copytree(runs / "augmented_fold0", runs / "plain", dirs_exist_ok=True)
+    record = json.loads((runs / "plain" / "run.json").read_text())
+    (runs / "plain" / "run.json").write_text(json.dumps(dict(record, fold=None)))
+    argv = ["--data", str(root / "data"), "--workdir", str(root / "work"), "--set",
+            "split.folds=3", "--test", str(root / "test"), "--out", str(root / "mixed.csv"),
+            "--tta", "none", "--members", "augmented_fold0", "augmented_fold1",
+            "augmented_fold2", "plain"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        ensemble.main(argv)
+    assert "mixing needs --allow-mixed" in capsys.readouterr().err
+    ensemble.main([*argv, "--allow-mixed"])
+    assert len(pd.read_csv(root / "mixed.csv")) == 3
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--fold", "5", "--set", "split.folds=3"], "fold 5 is out of range"),
+        (["--fold", "1"], "--fold 1 needs a k-fold split"),
+        (["--set", "split.folds=1"], "split.folds=1: expected 0, or 2 or more"),
+    ],
+)
+def test_fold_arguments(folded, capsys, args, message):
+    root, _ = folded
+    with pytest.raises(SystemExit):
+        train.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                    "--model", "original", *args])  # fmt: skip
+    assert message in capsys.readouterr().err

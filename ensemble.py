@@ -69,21 +69,17 @@ def parse_args(argv=None):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    for flag, key in (
-        ("test", "data.test"),
-        ("tta", "ensemble.tta"),
-        ("on_bad_image", "ensemble.on_bad_image"),
-        ("select", "ensemble.select"),
-        ("tta_threshold", "ensemble.adaptive"),
-    ):
-        if getattr(args, flag) is not None:
-            args.set.append(f"{key}={getattr(args, flag)}")
-    for flag, key in (("members", "ensemble.members"), ("weights", "ensemble.weights")):
-        if getattr(args, flag):
-            args.set.append(f"{key}={','.join(map(str, getattr(args, flag)))}")
-    if args.allow_mixed:
-        args.set.append("ensemble.allow_mixed=true")
-    config = resolve_config(args)
+    flags = {
+        "test": "data.test",
+        "tta": "ensemble.tta",
+        "on_bad_image": "ensemble.on_bad_image",
+        "select": "ensemble.select",
+        "tta_threshold": "ensemble.adaptive",
+        "members": "ensemble.members",
+        "weights": "ensemble.weights",
+        "allow_mixed": "ensemble.allow_mixed",
+    }
+    config = resolve_config(args, flags)
     print(config.dump(), end="\n\n")
 
     from ripik_clf.ensemble_run import metrics_table, run_ensemble

@@ -51,16 +51,21 @@ FLAG_TO_KEY = {
 }
 
 
-def resolve_config(args):
-    """Defaults < --config file < --set KEY=VALUE < dedicated flags; validated."""
+def resolve_config(args, flags=None):
+    """Defaults < --config file < --set KEY=VALUE < dedicated flags; validated.
+
+    Args:
+        flags: this script's own ``{argparse dest: config key}``, on top of FLAG_TO_KEY.
+            A flag left unset (None, False, empty list) changes nothing.
+    """
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value.strip()
-    for dest, key in FLAG_TO_KEY.items():
+    for dest, key in {**FLAG_TO_KEY, **(flags or {})}.items():
         value = getattr(args, dest, None)
-        if value is not None:
+        if value is not None and value is not False and value != []:
             overrides[key] = value
     return load_config(args.config, overrides)

@@ -56,20 +56,16 @@ def build_parser(description, epilog, with_phase):
 
 def config_from_args(args, phase):
     epochs_key, lr_key = PHASE_KEYS[phase]
-    for flag, key in (
-        ("backbone", "train.backbone"),
-        ("weights", "train.weights"),
-        ("image_size", "train.image_size"),
-        ("batch_size", "train.batch_size"),
-        ("epochs", epochs_key),
-        ("lr", lr_key),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            args.set.append(f"{key}={value}")
-    if args.mlflow:
-        args.set.append("train.mlflow=true")
-    config = resolve_config(args)
+    flags = {
+        "backbone": "train.backbone",
+        "weights": "train.weights",
+        "image_size": "train.image_size",
+        "batch_size": "train.batch_size",
+        "epochs": epochs_key,
+        "lr": lr_key,
+        "mlflow": "train.mlflow",
+    }
+    config = resolve_config(args, flags)
     if args.model is not None:
         if args.model not in config.train.models:
             raise UserError(

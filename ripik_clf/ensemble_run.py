@@ -222,15 +222,19 @@ def _validation(config, members, names, classes, modes, batch_size):
     index = {c: i for i, c in enumerate(classes)}
     paths = list(table["path"])
     val = {mode: np.full((len(names), len(paths), len(classes)), np.nan) for mode in modes}
-    for member in members:
-        rows = (
-            np.flatnonzero(table["fold"] == member.fold)
-            if folded and member.fold is not None
-            else np.arange(len(paths))
-        )
+
+    # Members that score the same images (all of them with one split; one fold's models
+    # with K folds) predict together, so each image is decoded once per group and mode.
+    def scored_fold(member):
+        return member.fold if folded else None
+
+    for fold in dict.fromkeys(scored_fold(m) for m in members):
+        group = [m for m in members if scored_fold(m) == fold]
+        rows = np.flatnonzero(table["fold"] == fold) if fold is not None else np.arange(len(paths))
         for mode in modes:
-            predicted, _ = predict_members([member], [paths[i] for i in rows], mode, batch_size)
-            val[mode][names.index(member.family), rows] = predicted[0]
+            predicted, _ = predict_members(group, [paths[i] for i in rows], mode, batch_size)
+            for member, probabilities in zip(group, predicted):
+                val[mode][names.index(member.family), rows] = probabilities
     missing = [n for n, family in zip(names, val[modes[0]]) if np.isnan(family).any()]
     if missing:
         raise UserError(

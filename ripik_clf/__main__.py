@@ -27,7 +27,12 @@ def parse_args(argv):
         metavar="NAME_OR_PATH",
         help="run names or .keras files (default: train.models)",
     )
-    predict.add_argument("--tta", choices=["none", "flip", "d4"], default="none")
+    predict.add_argument(
+        "--tta",
+        choices=["auto", "none", "flip", "d4"],
+        default="auto",
+        help="auto (default): flip for members trained on mirrored images, none otherwise",
+    )
     predict.add_argument("--top-k", type=int, default=3, metavar="K")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     export = commands.add_parser("export", help="SavedModel, TFLite or ONNX, checked")
@@ -72,12 +77,21 @@ def collect_images(inputs):
 def predict(args, config):
     import numpy as np
 
-    from .ensemble import load_members, predict_members, resolve_members, soft_vote
+    from .ensemble import (
+        check_member_splits,
+        load_members,
+        predict_members,
+        resolve_members,
+        soft_vote,
+    )
+    from .splits import saved_split_record
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be 1 or more, got {args.top_k}")
     files = collect_images(args.inputs)
-    members = load_members(resolve_members(config.workdir, args.members, config.train.models))
+    members = resolve_members(config.workdir, args.members, config.train.models)
+    check_member_splits(members, saved_split_record(config.workdir))
+    load_members(members)
     classes = members[0].classes
     probabilities, failures = predict_members(members, [str(f) for f in files], args.tta)
     failed = {p for p, _ in failures}
@@ -116,9 +130,19 @@ def export(args, config):
     from .data import load_dataset
     from .export import check_export, export_model, resolve_model_file
     from .images import load_for_model
-    from .splits import load_or_make_splits
+    from .splits import load_or_make_splits, saved_split_record, split_mismatch
 
     model_path = resolve_model_file(config.workdir, args.run)
+    run_record = model_path.parent / "run.json"
+    if not run_record.exists():
+        raise UserError(f"no run.json beside {model_path}: its class list is unknown")
+    mismatch = split_mismatch(
+        model_path.parent.name,
+        json.loads(run_record.read_text()).get("split"),
+        saved_split_record(config.workdir),
+    )
+    if mismatch and saved_split_record(config.workdir) is not None:
+        raise UserError(mismatch)
     out_dir = Path(args.out or Path(config.workdir) / "export")
     target = export_model(model_path, args.format, out_dir, args.quantize)
     record = json.loads((model_path.parent / "run.json").read_text())

@@ -18,11 +18,11 @@ from pathlib import Path
 import albumentations
 import cv2
 import pandas as pd
-from tqdm import tqdm
 
 from . import augment
 from .errors import UserError
 from .images import BadImage, read_rgb, resize_square
+from .progress import progress
 from .splits import training_images
 
 AUGMENTED = "augmented"
@@ -148,7 +148,7 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
 def _run_tasks(tasks, settings, workers, total, out_dir):
     """Run tasks in a process pool (in-process for one worker), with a progress bar."""
     written, failures = 0, []
-    bar = tqdm(total=total, unit="img", desc="augment", dynamic_ncols=True, disable=None)
+    bar = progress(total, "augment")
     paths = [task[0] for task in tasks]
     pool = None
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -3,7 +3,7 @@
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from .errors import UserError
 from .images import decoded_batches
 
-TTA_MODES = ("none", "flip", "d4")
+TTA_MODES = ("none", "flip", "d4")  # per member; "auto" picks one of these per member
 
 
 # --- voting (pure) ---------------------------------------------------------------------
@@ -24,16 +24,18 @@ def soft_vote(probabilities, weights=None):
     return np.tensordot(weights / weights.sum(), probabilities, axes=1)
 
 
-def hard_vote(probabilities):
-    """Majority of the members' arg-maxes; a tie goes to the tied class with the highest
-    mean probability. Returns class indices ``(N,)``."""
-    probabilities = np.asarray(probabilities)
-    members, _, classes = probabilities.shape
-    votes = np.zeros(probabilities.shape[1:], dtype=np.int64)
-    for member in probabilities.argmax(axis=2):
-        votes[np.arange(len(member)), member] += 1
-    # Votes dominate; the mean probability (< 1) only breaks ties between equal counts.
-    return (votes + probabilities.mean(axis=0) * 0.999).argmax(axis=1)
+def hard_vote(probabilities, weights=None):
+    """(Weighted) majority of the members' arg-maxes; a tie goes to the tied class with
+    the highest mean probability. Returns class indices ``(N,)``."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    weights = np.ones(len(probabilities)) if weights is None else np.asarray(weights, float)
+    weights = weights / weights.sum()
+    votes = np.zeros(probabilities.shape[1:])
+    for weight, member in zip(weights, probabilities.argmax(axis=2)):
+        votes[np.arange(len(member)), member] += weight
+    # Votes decide; the mean probability, scaled below the smallest vote, only breaks ties.
+    tie_break = probabilities.mean(axis=0) * 1e-3 * weights[weights > 0].min()
+    return (votes + tie_break).argmax(axis=1)
 
 
 # --- test-time augmentation ------------------------------------------------------------
@@ -53,6 +55,14 @@ def tta_views(images, mode):
     if mode == "flip":
         return [images, mirrored]
     return [tf.image.rot90(view, k) for view in (images, mirrored) for k in range(4)]
+
+
+def member_tta(member, mode):
+    """The TTA a member gets: ``auto`` is flip for a member trained on mirrored images
+    (flip TTA only shows it what it learned) and none otherwise."""
+    if mode != "auto":
+        return mode
+    return "flip" if member.record.get("trained_with_flips") else "none"
 
 
 def predict_tta(model, images, mode):
@@ -77,6 +87,7 @@ class Member:
     model: object = None
     family: str = ""  # the trained model it belongs to: fold runs of one model share it
     fold: int | None = None  # its validation fold, for a run of a k-fold split
+    record: dict = field(default_factory=dict)  # its run.json
 
 
 def resolve_members(workdir, names, default_names):
@@ -108,6 +119,7 @@ def resolve_members(workdir, names, default_names):
                 record["image_size"],
                 family=record.get("model") if record.get("fold") is not None else name,
                 fold=record.get("fold"),
+                record=record,
             )
         )
     if not members:
@@ -128,6 +140,18 @@ def resolve_members(workdir, names, default_names):
     return members
 
 
+def check_member_splits(members, current_split):
+    """Refuse a member trained on another split than ``current_split`` (a split record)."""
+    from .splits import split_mismatch
+
+    if current_split is None:
+        return
+    for member in members:
+        mismatch = split_mismatch(member.name, member.record.get("split"), current_split)
+        if mismatch:
+            raise UserError(mismatch)
+
+
 def load_members(members):
     import keras
 
@@ -142,7 +166,8 @@ def load_members(members):
 
 
 def predict_members(members, paths, tta, batch_size=32, progress=None):
-    """Per-member TTA softmaxes for ``paths``, decoding each image once.
+    """Per-member TTA softmaxes for ``paths``, decoding each image once. ``tta`` is a
+    mode of TTA_MODES or ``auto`` (see :func:`member_tta`).
 
     Returns:
         (probabilities ``(M, N, C)`` with NaN rows for unreadable images, failures).
@@ -155,7 +180,9 @@ def predict_members(members, paths, tta, batch_size=32, progress=None):
             failures += failed
             if len(positions):
                 for m, member in enumerate(members):
-                    out[m, positions] = predict_tta(member.model, images.astype("float32"), tta)
+                    out[m, positions] = predict_tta(
+                        member.model, images.astype("float32"), member_tta(member, tta)
+                    )
             if progress is not None:
                 progress.update(len(positions) + len(failed))
     return out, failures

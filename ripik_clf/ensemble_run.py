@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from . import evaluation as ev
 from .data import class_names, load_dataset
 from .ensemble import (
+    check_member_splits,
     choose_threshold,
     greedy_selection,
     hard_vote,
@@ -22,7 +22,8 @@ from .ensemble import (
 )
 from .errors import UserError
 from .images import IMAGE_EXTENSIONS
-from .splits import load_or_make_splits
+from .progress import progress
+from .splits import load_or_make_splits, split_record
 
 
 def test_images(test_dir):
@@ -78,17 +79,20 @@ def run_ensemble(config, out_path, answers=None):
 
     compare = ens.tta if ens.tta != "none" else "flip"
     modes = list(dict.fromkeys(("none", compare)))
-    val, val_y, val_paths = _validation(config, members, names, classes, modes, ens.batch_size)
+    val, val_y, val_paths, val_notes = _validation(config, members, names, classes, modes)
+    # The ensemble, defined once: a weight per family (fold runs of one model share
+    # theirs); every table, figure and the submission use exactly these weights.
     weights, notes = _choose_weights(ens, val[ens.tta], val_y, names)
-    member_weights = _per_member(weights, members, names)
+    notes = val_notes + notes
     test_paths = [str(test_dir / i) for i in test_ids]
     probabilities, failures, seconds, adaptive_note = _predict_test(
-        members, test_paths, ens, weights, member_weights, val, val_y
+        members, names, test_paths, ens, weights, val, val_y
     )
     notes += adaptive_note
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids = [test_ids[i] for i in keep]
-    soft = soft_vote(probabilities[:, keep], member_weights)
+    families = family_mean(probabilities[:, keep], members, names)
+    soft = soft_vote(families, weights)
     submission = pd.DataFrame(
         {ens.id_col: ids, ens.label_col: [classes[k] for k in soft.argmax(1)]}
     )
@@ -98,18 +102,17 @@ def run_ensemble(config, out_path, answers=None):
     _write_csv(table, out_path.with_name("probabilities.csv"))
 
     report_dir = workdir / "report"
-    rows = _validation_rows(val, val_y, names, classes, ens.weights or None)
-    if ens.select == "greedy":
-        for mode, p in val.items():
-            rows[("greedy selection", mode)] = ev.summary_row(val_y, soft_vote(p, weights), classes)
+    rows = _validation_rows(val, val_y, names, classes, weights)
     test_rows = _test_rows(
         answers or demo_answers,
         ids,
         probabilities[:, keep],
+        families,
         [m.name for m in members],
+        names,
         classes,
         ens,
-        soft,
+        weights,
     )
     _write_report(
         notes,
@@ -139,20 +142,31 @@ def run_ensemble(config, out_path, answers=None):
 def _choose_weights(ens, val_probabilities, val_y, names):
     """The soft-voting weights: given, equal, or chosen by greedy selection on validation."""
     if ens.select != "greedy":
-        return ens.weights or None, []
+        return [float(w) for w in ens.weights] if ens.weights else [1.0] * len(names), []
     counts, score = greedy_selection(val_probabilities, val_y)
     chosen = ", ".join(f"{n} x{c}" for n, c in zip(names, counts) if c)
     print(f"greedy selection: {chosen} (validation macro-F1 {score:.4f})")
-    return counts.tolist(), [
+    return [float(c) for c in counts], [
         f"Greedy selection (Caruana et al., 2004) chose: {chosen}; "
         f"validation macro-F1 {score:.4f}.",
         "",
     ]
 
 
-def _predict_test(members, paths, ens, weights, member_weights, val, val_y):
+def family_mean(probabilities, members, names):
+    """Member probabilities ``(M, N, C)`` -> one per family ``(F, N, C)``: the mean of a
+    family's fold runs (a plain run is a family of one)."""
+    return np.stack(
+        [
+            np.mean([p for p, m in zip(probabilities, members) if m.family == name], axis=0)
+            for name in names
+        ]
+    )
+
+
+def _predict_test(members, names, paths, ens, weights, val, val_y):
     """Per-member test probabilities with plain or two-stage (adaptive) TTA."""
-    bar = tqdm(total=len(paths), unit="img", desc="predict test", dynamic_ncols=True, disable=None)
+    bar = progress(len(paths), "predict test")
     started = time.perf_counter()
     if ens.adaptive == "off":
         probabilities, failures = predict_members(members, paths, ens.tta, ens.batch_size, bar)
@@ -165,7 +179,7 @@ def _predict_test(members, paths, ens, weights, member_weights, val, val_y):
     )
     plain, failures = predict_members(members, paths, "none", ens.batch_size, bar)
     bar.close()
-    confidence = np.nan_to_num(soft_vote(plain, member_weights)).max(axis=1)
+    confidence = np.nan_to_num(soft_vote(family_mean(plain, members, names), weights)).max(axis=1)
     failed = np.isnan(plain[0, :, 0])
     redo = np.flatnonzero(~failed & ((confidence < threshold) | (threshold >= 1)))
     probabilities = plain.copy()
@@ -192,20 +206,16 @@ def _check_fold_mix(members, allow_mixed):
         )
 
 
-def _per_member(weights, members, names):
-    """Family weights (one per validated name) spread over the family's members."""
-    if weights is None:
-        return None
-    size = {n: sum(m.family == n for m in members) for n in names}
-    return [weights[names.index(m.family)] / size[m.family] for m in members]
-
-
-def _validation(config, members, names, classes, modes, batch_size):
+def _validation(config, members, names, classes, modes):
     """Validation probabilities per family ``(F, N, C)`` for each TTA mode.
 
-    One split: every member predicts the validation images. K folds: each fold model
-    predicts only its own fold, so every image is scored by a model that never trained
-    on it (out-of-fold); a model family must then have a run for every fold.
+    A member is only ever scored on images it never trained on (``held_out`` in its
+    run.json): with one split, the validation images; with K folds, its own fold, so each
+    family is scored out-of-fold. With ``--allow-mixed`` members may come from different
+    splits; the validation set is then the images every family held out.
+
+    Returns:
+        (probabilities by mode, labels, paths, report notes).
     """
     dataset, _ = load_dataset(config.data)
     if class_names(dataset) != classes:
@@ -213,35 +223,54 @@ def _validation(config, members, names, classes, modes, batch_size):
             f"the members were trained on classes {classes}, the data has {class_names(dataset)}"
         )
     splits = load_or_make_splits(dataset, config.split, config.workdir)
-    folded = (splits["split"] == "fold").all()
-    table = splits.merge(dataset[["image", "path"]], on="image")
-    if not folded:
-        table = table[table.split == "val"]
-    if table.empty:
-        raise UserError(f"{config.workdir}/splits.csv has no validation images")
+    if not config.ensemble.allow_mixed:
+        check_member_splits(members, split_record(splits, config.split))
+    held = {}
+    for member in members:
+        if "held_out" not in member.record:
+            raise UserError(
+                f"run {member.name} has no record of its validation images "
+                "(made by an older version): retrain it"
+            )
+        held[member.name] = set(member.record["held_out"])
+    common = set(splits["image"])
+    for name in names:
+        common &= set().union(*(held[m.name] for m in members if m.family == name))
+    if not common:
+        raise UserError(
+            "no image is held out by every member (each one trained on images the others "
+            "validate on): there is no fair validation set; use members of one split"
+        )
+    table = splits[splits["image"].isin(common)].merge(dataset[["image", "path"]], on="image")
     index = {c: i for i, c in enumerate(classes)}
-    paths = list(table["path"])
+    paths, images = list(table["path"]), list(table["image"])
     val = {mode: np.full((len(names), len(paths), len(classes)), np.nan) for mode in modes}
 
     # Members that score the same images (all of them with one split; one fold's models
     # with K folds) predict together, so each image is decoded once per group and mode.
-    def scored_fold(member):
-        return member.fold if folded else None
-
-    for fold in dict.fromkeys(scored_fold(m) for m in members):
-        group = [m for m in members if scored_fold(m) == fold]
-        rows = np.flatnonzero(table["fold"] == fold) if fold is not None else np.arange(len(paths))
+    rows_of = {
+        m.name: tuple(i for i, img in enumerate(images) if img in held[m.name]) for m in members
+    }
+    for rows in dict.fromkeys(rows_of.values()):
+        group = [m for m in members if rows_of[m.name] == rows]
+        rows = np.array(rows, dtype=int)
         for mode in modes:
-            predicted, _ = predict_members(group, [paths[i] for i in rows], mode, batch_size)
+            predicted, _ = predict_members(
+                group, [paths[i] for i in rows], mode, config.ensemble.batch_size
+            )
             for member, probabilities in zip(group, predicted):
                 val[mode][names.index(member.family), rows] = probabilities
     missing = [n for n, family in zip(names, val[modes[0]]) if np.isnan(family).any()]
     if missing:
-        raise UserError(
-            f"{missing[0]} has no model for some validation images "
-            "(a fold run is missing or an image is unreadable)"
-        )
-    return val, np.array([index[c] for c in table["label"]]), paths
+        raise UserError(f"{missing[0]} could not score some validation images (unreadable)")
+    notes = []
+    if len(table) < len(splits[splits["split"] != "train"]):
+        notes = [
+            f"Validation: the {len(table)} images that every member held out (members of "
+            "different splits: each is scored only on images it never trained on).",
+            "",
+        ]
+    return val, np.array([index[c] for c in table["label"]]), paths, notes
 
 
 def _handle_failures(failures, test_dir, test_ids, policy, out_path):
@@ -269,17 +298,21 @@ def _validation_rows(val, val_y, names, classes, weights):
         rows[("soft ensemble", mode)] = ev.summary_row(
             val_y, soft_vote(probabilities, weights), classes
         )
-        rows[("hard ensemble", mode)] = _hard_row(val_y, probabilities, classes)
+        rows[("hard ensemble", mode)] = _hard_row(val_y, probabilities, classes, weights)
+        if len(set(weights)) > 1:  # how the chosen weights compare with plain averaging
+            rows[("soft, equal weights", mode)] = ev.summary_row(
+                val_y, soft_vote(probabilities), classes
+            )
     return rows
 
 
-def _hard_row(y_true, probabilities, classes):
+def _hard_row(y_true, probabilities, classes, weights=None):
     """Hard voting yields labels, not probabilities: no Brier score or ECE."""
-    onehot = np.eye(len(classes))[hard_vote(probabilities)]
+    onehot = np.eye(len(classes))[hard_vote(probabilities, weights)]
     return dict(ev.summary_row(y_true, onehot, classes), brier=np.nan, ece=np.nan)
 
 
-def _test_rows(answers, ids, probabilities, names, classes, ens, soft):
+def _test_rows(answers, ids, probabilities, families, member_names, names, classes, ens, weights):
     if answers is None or not Path(answers).exists():
         return {}
     key = pd.read_csv(answers, dtype=str)
@@ -292,9 +325,16 @@ def _test_rows(answers, ids, probabilities, names, classes, ens, soft):
     index = {c: i for i, c in enumerate(classes)}
     known = [i for i, name in enumerate(ids) if truth.get(name) in index]
     y = np.array([index[truth[ids[i]]] for i in known])
-    rows = {name: ev.summary_row(y, p[known], classes) for name, p in zip(names, probabilities)}
-    rows["soft ensemble"] = ev.summary_row(y, soft[known], classes)
-    rows["hard ensemble"] = _hard_row(y, probabilities[:, known], classes)
+    rows = {
+        name: ev.summary_row(y, p[known], classes) for name, p in zip(member_names, probabilities)
+    }
+    if len(names) < len(member_names):  # fold runs: each model family's mean too
+        rows |= {
+            f"{n} (mean of folds)": ev.summary_row(y, p[known], classes)
+            for n, p in zip(names, families)
+        }
+    rows["soft ensemble"] = ev.summary_row(y, soft_vote(families[:, known], weights), classes)
+    rows["hard ensemble"] = _hard_row(y, families[:, known], classes, weights)
     return rows
 
 
@@ -324,7 +364,8 @@ def _write_report(
     lines = [
         "# ripik_clf evaluation report",
         "",
-        f"Members: {', '.join(names)}; weights: {weights or 'equal'}; submission TTA: "
+        f"Members: {', '.join(names)}; weights: {', '.join(f'{w:g}' for w in weights)}; "
+        f"submission TTA: "
         f"`{ens.tta}`. Validation split: {len(val_y)} real images (never augmented).",
         "",
         *notes,

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .images import decoded_batches
+from .progress import progress
 
 
 def cache_tag(backbone, weights, image_size, seed):
@@ -54,7 +54,7 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
     failures = []
     width = extractor.output_shape[-1]
     if missing:
-        bar = tqdm(total=len(missing), unit="img", desc=desc, dynamic_ncols=True, disable=None)
+        bar = progress(len(missing), desc)
         todo = [paths[i] for i in missing]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for positions, images, failed in decoded_batches(todo, image_size, batch_size, pool):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,8 @@ def make_splits(dataset, split_config):
 
 
 def fingerprint(dataset):
-    """A hash of (image, label) pairs: changes when files are added, removed or relabelled."""
+    """A hash of the dataset's (image, label) pairs, not of the split: changes when files
+    are added, removed or relabelled. See :func:`split_record` for the split itself."""
     digest = hashlib.sha256()
     for image, label in zip(dataset["image"], dataset["label"]):
         digest.update(f"{image}\t{label}\n".encode())
@@ -146,6 +148,50 @@ def _atomic_write_text(path, text):
     tmp = Path(f"{path}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def split_record(splits, split_config):
+    """What a model must agree with to be validated on this split: the settings and a hash
+    of the assignment itself (image -> split, fold), so a re-split with another seed,
+    fraction or fold count, or of changed data, is seen."""
+    digest = hashlib.sha256()
+    for image, split, fold in sorted(zip(splits["image"], splits["split"], splits["fold"])):
+        digest.update(f"{image}\t{split}\t{int(fold)}\n".encode())
+    return {
+        "seed": split_config.seed,
+        "val_fraction": split_config.val_fraction,
+        "folds": split_config.folds,
+        "assignment": digest.hexdigest(),
+    }
+
+
+def saved_split_record(workdir):
+    """The split record of ``WORKDIR/splits.csv`` as saved (None when there is none)."""
+    csv_path, meta_path = Path(workdir) / SPLITS_CSV, Path(workdir) / SPLITS_JSON
+    if not (csv_path.exists() and meta_path.exists()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    splits = pd.read_csv(csv_path, dtype={"image": str, "label": str})
+    settings = SimpleNamespace(**{k: meta[k] for k in ("seed", "val_fraction", "folds")})
+    return split_record(splits, settings)
+
+
+def split_mismatch(run_name, trained_on, current):
+    """One line saying how a run's split differs from the current one (None: the same)."""
+    if trained_on is None:
+        return f"run {run_name} has no split record (made by an older version): retrain it"
+    if trained_on == current:
+        return None
+    changed = [
+        f"{key} {trained_on.get(key)} -> {current[key]}"
+        for key in ("seed", "val_fraction", "folds")
+        if trained_on.get(key) != current[key]
+    ]
+    what = ", ".join(changed) if changed else "the same settings, other images (data changed)"
+    return (
+        f"run {run_name} was trained on another split of the data ({what}): its training "
+        "images may be validation images now; retrain it (train.py --phase head, then full)"
+    )
 
 
 def training_images(splits, fold=None):

@@ -17,10 +17,12 @@ import pandas as pd
 
 from . import features as feature_cache
 from .backbones import create_backbone, resolve_image_size
+from .callbacks import FitProgress
 from .data import class_names, load_dataset
 from .errors import UserError
 from .metrics import classification_metrics
-from .splits import SPLITS_JSON, load_or_make_splits
+from .pipeline import EpochClock, versioned_dataset
+from .splits import load_or_make_splits, split_mismatch, split_record
 
 MANIFEST = Path("augmented") / "manifest.csv"
 _VERBOSE = (
@@ -46,6 +48,11 @@ def model_data(config, model_name, *, fold=None, resplit=False):
     ``original`` trains on the training split; ``augmented`` adds the offline copies of
     those images. Validation is always real images, never a copy. With K folds, fold k
     validates on the images of fold k and trains on the others (and their copies).
+
+    Returns a dict with ``train_versions`` (per source image: its path, then its copies'),
+    ``train_sources_y``, the flat ``train_paths`` / ``train_y`` (every version),
+    ``val_paths`` / ``val_y``, ``split`` (see :func:`ripik_clf.splits.split_record`) and
+    ``held_out`` (the images this model never trains on).
     """
     dataset, _ = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
@@ -59,19 +66,26 @@ def model_data(config, model_name, *, fold=None, resplit=False):
     table = splits.merge(dataset[["image", "path"]], on="image")
     in_val = table.fold == fold if folds else table.split == "val"
     train, val = table[~in_val], table[in_val]
-    paths, labels = list(train["path"]), [index[c] for c in train["label"]]
+    versions = [[p] for p in train["path"]]
+    sources_y = [index[c] for c in train["label"]]
     if model_name == "augmented":
         copies = _augmented_copies(config, set(train["image"]), set(val["image"]), not folds)
-        paths += list(copies["path"])
-        labels += [index[c] for c in copies["label"]]
-    fingerprint = json.loads((Path(config.workdir) / SPLITS_JSON).read_text())["fingerprint"]
+        by_source = copies.sort_values("copy").groupby("source")["path"].apply(list).to_dict()
+        for group, image in zip(versions, train["image"]):
+            group += by_source.get(image, [])
+    if config.train.epoch == "all":  # the old recipe: every copy is its own image, each epoch
+        sources_y = [y for group, y in zip(versions, sources_y) for _ in group]
+        versions = [[p] for group in versions for p in group]
     return {
         "classes": classes,
-        "train_paths": paths,
-        "train_y": np.array(labels),
+        "train_versions": versions,
+        "train_sources_y": np.array(sources_y),
+        "train_paths": [p for group in versions for p in group],
+        "train_y": np.repeat(np.array(sources_y), [len(g) for g in versions]),
         "val_paths": list(val["path"]),
         "val_y": np.array([index[c] for c in val["label"]]),
-        "split_fingerprint": fingerprint,
+        "split": split_record(splits, config.split),
+        "held_out": sorted(val["image"]),
         "model": model_name,
         "fold": fold,
     }
@@ -245,33 +259,47 @@ def _walk(layer):
 def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=()):
     """Fine-tune ``head.keras`` end to end at a low learning rate; save ``full.keras``.
 
+    An epoch is one pass over the source images, each shown as one of its versions (the
+    original or a copy: a different one each epoch), unless ``train.epoch: all``.
     Interrupted runs resume from the last finished epoch (``backup_full/``).
     """
-    from .pipeline import image_dataset
-
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-    out = run_dir(config, run_name(model_name, fold))
+    name = run_name(model_name, fold)
+    out = run_dir(config, name)
     if not (out / "head.keras").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     size = _check_run(out, data, tc)
-    skipped = pd.read_csv(out / "skipped.csv")
-    paths, train_y, _ = _drop_failures(
-        data["train_paths"], data["train_y"], list(zip(skipped["path"], skipped["reason"]))
-    )
+    skipped = set(pd.read_csv(out / "skipped.csv")["path"])
+    versions, sources_y = _drop_unreadable(data["train_versions"], data["train_sources_y"], skipped)
     n = len(data["classes"])
-    train_ds = image_dataset(
-        paths, train_y, n, size, tc.batch_size, shuffle=True, seed=tc.seed, on_the_fly=tc.on_the_fly
+    clock = EpochClock()
+    train_ds = versioned_dataset(
+        versions,
+        sources_y,
+        n,
+        size,
+        tc.batch_size,
+        seed=tc.seed,
+        clock=clock,
+        epochs=tc.full_epochs,
+        on_the_fly=tc.on_the_fly,
+        desc=f"{name}: decode training images",
     )
-    val_ds = image_dataset(data["val_paths"], data["val_y"], n, size, tc.batch_size)
-
+    val_ds = versioned_dataset(
+        [[p] for p in data["val_paths"]],
+        data["val_y"],
+        n,
+        size,
+        tc.batch_size,
+        desc=f"{name}: decode validation images",
+    )
     strategy = accelerator_setup(tc.precision)
+    steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
     with strategy.scope():
         model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
-        steps = int(np.ceil(len(paths) / tc.batch_size)) * tc.full_epochs
-        schedule = keras.optimizers.schedules.CosineDecay(tc.full_lr, decay_steps=steps)
-        compile_model(model, keras.optimizers.Adam(schedule), tc)
+        compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
     history_csv = out / "history_full.csv"
     backup = out / "backup_full"
     resuming = backup.exists()
@@ -284,9 +312,10 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         validation_data=val_ds,
         epochs=tc.full_epochs,
         verbose=_VERBOSE,
-        shuffle=False,  # the dataset shuffles itself
-        class_weight=class_weights(train_y, n, tc.class_weights),
+        shuffle=False,  # the dataset shuffles itself, by epoch
+        class_weight=class_weights(sources_y, n, tc.class_weights),
         callbacks=[
+            clock,  # first: the epoch's versions are chosen from it
             keras.callbacks.BackupAndRestore(str(backup)),  # resume after an interruption
             keras.callbacks.ModelCheckpoint(
                 str(out / "full_best.keras"),
@@ -297,21 +326,49 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
             ),
             keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
             keras.callbacks.CSVLogger(str(history_csv), append=True),
+            FitProgress(f"full phase {name}", len(versions), tc.batch_size, tc.full_epochs),
             *extra_callbacks,
         ],
     )
+    seconds = time.perf_counter() - started
     best = keras.models.load_model(out / "full_best.keras")
     best.save(out / "full.keras")
     (out / "full_best.keras").unlink()
     probabilities = best.predict(val_ds, verbose=0)
     metrics = classification_metrics(data["val_y"], probabilities, data["classes"])
+    epochs_run = len(pd.read_csv(history_csv))
     metrics.update(
-        epochs=len(pd.read_csv(history_csv)),
-        seconds=time.perf_counter() - started,
-        train_images=len(paths),
+        epochs=epochs_run,
+        seconds=seconds,
+        train_images=len(versions),
+        train_versions=sum(map(len, versions)),
     )
     _save_run(out, config, data, size, "full", metrics)
     return metrics
+
+
+def full_phase_optimizer(tc, steps_per_epoch):
+    """Adam(W) with a linear warm-up to ``full_lr`` over ``full_warmup_epochs``, then
+    cosine decay to 0: a warm-up keeps the first large steps from wrecking the head."""
+    total = steps_per_epoch * tc.full_epochs
+    warmup = min(int(round(steps_per_epoch * tc.full_warmup_epochs)), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else tc.full_lr,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=tc.full_lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    if tc.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
+    return keras.optimizers.Adam(schedule)
+
+
+def _drop_unreadable(versions, sources_y, unreadable):
+    """Versions without the files the head phase could not read (listed in skipped.csv);
+    a source left with no readable version is dropped."""
+    kept = [([p for p in group if p not in unreadable], y) for group, y in zip(versions, sources_y)]
+    kept = [(group, y) for group, y in kept if group]
+    return [g for g, _ in kept], np.array([y for _, y in kept])
 
 
 def accelerator_setup(precision="auto"):
@@ -369,7 +426,9 @@ def _save_run(out, config, data, size, phase, metrics):
     config.save(out / "config.yaml")
     record = {
         "classes": data["classes"],
-        "split_fingerprint": data["split_fingerprint"],
+        "split": data["split"],
+        "held_out": data["held_out"],
+        "trained_with_flips": trained_with_flips(config, data["model"]),
         "backbone": config.train.backbone,
         "weights": config.train.weights,
         "image_size": size,
@@ -385,6 +444,16 @@ def _save_run(out, config, data, size, phase, metrics):
     _write_json(path, all_metrics)
 
 
+def trained_with_flips(config, model_name):
+    """Did training show mirrored images? Then flip TTA matches what the model learned."""
+    if config.train.on_the_fly == "flip":
+        return True
+    settings = Path(config.workdir) / "augmented" / "settings.json"
+    if model_name != "augmented" or not settings.exists():
+        return False
+    return bool(json.loads(settings.read_text()).get("flips"))
+
+
 def _check_run(out, data, tc):
     """The saved head must match this work directory's split and class list."""
     record = json.loads((out / "run.json").read_text())
@@ -393,8 +462,9 @@ def _check_run(out, data, tc):
             f"{out} was trained on classes {record['classes']}, the data now has "
             f"{data['classes']}: retrain the head (train.py --phase head)"
         )
-    if record["split_fingerprint"] != data["split_fingerprint"]:
-        raise UserError(f"{out} was trained on another split of the data: retrain the head")
+    mismatch = split_mismatch(out.name, record.get("split"), data["split"])
+    if mismatch:
+        raise UserError(mismatch)
     if tc.image_size and tc.image_size != record["image_size"]:
         raise UserError(
             f"{out} takes {record['image_size']} px images, "

@@ -81,6 +81,29 @@ def test_mixing_fold_and_plain_models_needs_allow_mixed(folded, capsys):
     assert "mixing needs --allow-mixed" in capsys.readouterr().err
     ensemble.main([*argv, "--allow-mixed"])
     assert len(pd.read_csv(root / "mixed.csv")) == 3
+    # "plain" trained on folds 1 and 2: it is scored only on fold 0, the images it held
+    # out, and so is everyone else (never on a member's training images).
+    metrics = json.loads((root / "work" / "report" / "metrics.json").read_text())
+    fold0 = len(record["held_out"])
+    assert fold0 == 6 and metrics["plain | none"]["n"] == fold0
+    assert metrics["augmented | none"]["n"] == fold0
+    assert "every member held out" in (root / "work" / "report" / "report.md").read_text()
+
+
+def test_members_with_no_common_held_out_image_are_refused(folded, capsys):
+    root, _ = folded
+    runs = root / "work" / "runs"
+    for name, fold in (("only0", 0), ("only1", 1)):
+        shutil.copytree(runs / f"augmented_fold{fold}", runs / name, dirs_exist_ok=True)
+        record = json.loads((runs / name / "run.json").read_text())
+        (runs / name / "run.json").write_text(json.dumps(dict(record, fold=None)))
+    with pytest.raises(SystemExit):
+        ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                       "--set", "split.folds=3", "--test", str(root / "test"),
+                       "--out", str(root / "none.csv"), "--tta", "none", "--allow-mixed",
+                       "--members", "only0", "only1"])  # fmt: skip
+    assert "no image is held out by every member" in capsys.readouterr().err
+    assert not (root / "none.csv").exists()
 
 
 @pytest.mark.parametrize(

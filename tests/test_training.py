@@ -135,11 +135,24 @@ def test_class_list_or_split_mismatch_is_refused(trained):
     try:
         with pytest.raises(UserError, match=r"trained on classes \['a', 'b'\]"):
             train_full(trained, "augmented")
-        (out / "run.json").write_text(json.dumps(dict(record, split_fingerprint="other")))
-        with pytest.raises(UserError, match="trained on another split of the data"):
-            train_full(trained, "augmented")
     finally:
         (out / "run.json").write_text(json.dumps(record))
+
+
+def test_a_resplit_with_another_seed_is_refused(trained):
+    """Same images, same labels, another assignment: the dataset hash cannot see it."""
+    import copy
+
+    other = copy.deepcopy(trained)
+    other.split.seed = 7
+    dataset, _ = load_dataset(other.data)
+    try:
+        load_or_make_splits(dataset, other.split, other.workdir, resplit=True)
+        with pytest.raises(UserError, match=r"run original was trained on another split of the "
+                           r"data \(seed 42 -> 7\)"):  # fmt: skip
+            train_full(other, "original")
+    finally:
+        load_or_make_splits(dataset, trained.split, trained.workdir, resplit=True)
 
 
 def test_full_before_head_is_one_line(tmp_path):

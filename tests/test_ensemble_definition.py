@@ -1,0 +1,90 @@
+"""One ensemble (members and weights) behind the submission and every table."""
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import ensemble
+from ripik_clf.config import load_config
+from ripik_clf.ensemble import soft_vote
+from ripik_clf.images import load_for_model
+from ripik_clf.training import train_head
+
+COLOURS = {"blue": (0, 0, 220), "green": (0, 200, 0), "red": (220, 0, 0)}
+
+
+def _noisy(path, colour, seed):
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def two_members(tmp_path_factory):
+    """A head model that tells colours apart, and a confident constant one ("always
+    blue"): equal weights follow the constant member, greedy selection does not."""
+    root = tmp_path_factory.mktemp("definition")
+    answers = []
+    for k, (label, colour) in enumerate(COLOURS.items()):
+        for i in range(8):
+            _noisy(root / "data" / label / f"{i}.png", colour, 100 * k + i)
+        for i in range(3):
+            _noisy(root / "test" / f"{label}{i}.png", colour, 1000 + 100 * k + i)
+            answers.append((f"{label}{i}.png", label))
+    pd.DataFrame(answers, columns=["image_id", "label"]).to_csv(root / "answers.csv", index=False)
+    config = load_config(None, {
+        "workdir": str(root / "work"), "data.path": str(root / "data"),
+        "train.models": "original", "train.image_size": 32, "train.head_epochs": 40,
+        "train.head_lr": 0.01, "train.batch_size": 8,
+    })  # fmt: skip
+    train_head(config, "original")
+    runs = root / "work" / "runs"
+    shutil.copytree(runs / "original", runs / "constant")
+    shutil.copy(runs / "original" / "head.keras", runs / "original" / "full.keras")
+    model = keras.models.load_model(runs / "original" / "head.keras")
+    kernel, bias = model.get_layer("classifier").get_weights()
+    model.get_layer("classifier").set_weights([kernel * 0, np.array([8.0, 0.0, 0.0])])
+    model.save(runs / "constant" / "full.keras")
+    return root
+
+
+def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
+    root = two_members
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                   "--test", str(root / "test"), "--out", str(root / "sub.csv"),
+                   "--members", "original", "constant", "--tta", "none",
+                   "--select", "greedy", "--answers", str(root / "answers.csv")])  # fmt: skip
+    assert "greedy selection: original x1 (" in capsys.readouterr().out
+    metrics = json.loads((root / "work" / "report" / "metrics.json").read_text())
+
+    # Validation: the "soft ensemble" row is the greedy ensemble (= original alone here),
+    # not the equal-weight average, which the constant member dominates.
+    assert metrics["soft ensemble | none"]["macro_f1"] == metrics["original | none"]["macro_f1"]
+    equal = metrics["soft, equal weights | none"]["macro_f1"]
+    assert equal < metrics["soft ensemble | none"]["macro_f1"]  # the weighting matters
+
+    # Test: the reported ensemble scores exactly what the submission holds.
+    truth = pd.read_csv(root / "answers.csv").set_index("image_id")["label"]
+    submitted = pd.read_csv(root / "sub.csv").set_index("image_id")["label"]
+    accuracy = float((submitted == truth[submitted.index]).mean())
+    assert metrics["test: soft ensemble"]["accuracy"] == pytest.approx(accuracy)
+
+    # And the probabilities are the weighted vote of the members, recomputed by hand.
+    files = sorted((root / "test").iterdir())
+    images = np.stack([load_for_model(f, 32) for f in files]).astype("float32")
+    members = [
+        keras.models.load_model(root / "work" / "runs" / name / "full.keras").predict(
+            images, verbose=0
+        )
+        for name in ("original", "constant")
+    ]
+    written = pd.read_csv(root / "probabilities.csv").set_index("image_id")
+    np.testing.assert_allclose(
+        written.loc[[f.name for f in files]].to_numpy(), soft_vote(members, [1, 0]), atol=1e-5
+    )

@@ -1,0 +1,83 @@
+"""A model trained on one split is refused everywhere once the split changes."""
+
+import shutil
+
+import pytest
+
+import augment_offline
+import ensemble
+import train
+from conftest import make_folder_dataset, write_image
+from ripik_clf.__main__ import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def resplit(tmp_path_factory):
+    """Head models trained on the seed-42 split, then a new split with seed 7."""
+    root = tmp_path_factory.mktemp("resplit")
+    data = make_folder_dataset(root / "data", {"a": 6, "b": 6, "c": 6}, size=32)
+    write_image(root / "test" / "t0.png", seed=70)
+    common = ["--data", str(data), "--workdir", str(root / "work")]
+    aug = ["--copies", "1", "--size", "32", "--workers", "1"]
+    augment_offline.main([*common, *aug])
+    train.main([*common, "--phase", "head", "--image-size", "32", "--epochs", "1"])
+    for run in ("original", "augmented"):
+        run_dir = root / "work" / "runs" / run
+        shutil.copy(run_dir / "head.keras", run_dir / "full.keras")
+    augment_offline.main([*common, *aug, "--resplit", "--set", "split.seed=7"])
+    return root, common
+
+
+def _one_line_error(capsys, call):
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("model", ["original", "augmented"])
+def test_full_phase_refuses_a_head_of_the_old_split(resplit, capsys, model):
+    root, common = resplit
+    line = _one_line_error(
+        capsys,
+        lambda: train.main(
+            [
+                *common,
+                "--phase",
+                "full",
+                "--model",
+                model,
+                "--set",
+                "split.seed=7",
+                "--image-size",
+                "32",
+            ]
+        ),  # fmt: skip
+    )
+    assert line.startswith(f"error: run {model} was trained on another split of the data")
+    assert "seed 42 -> 7" in line
+
+
+def test_ensemble_predict_and_export_refuse_members_of_the_old_split(resplit, capsys):
+    root, common = resplit
+    seven = ["--set", "split.seed=7"]
+    line = _one_line_error(
+        capsys,
+        lambda: ensemble.main(
+            [*common, *seven, "--test", str(root / "test"), "--out", str(root / "sub.csv")]
+        ),  # fmt: skip
+    )
+    assert "run original was trained on another split of the data (seed 42 -> 7)" in line
+    assert not (root / "sub.csv").exists()
+    workdir = ["--workdir", str(root / "work")]
+    line = _one_line_error(
+        capsys, lambda: cli_main(["predict", str(root / "test"), *workdir, *seven])
+    )
+    assert "run original was trained on another split" in line
+    line = _one_line_error(
+        capsys,
+        lambda: cli_main(["export", "augmented", "--format", "savedmodel", *workdir, *seven]),
+    )
+    assert "run augmented was trained on another split" in line

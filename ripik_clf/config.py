@@ -80,9 +80,9 @@ class TrainConfig:
     image_size: int | None = None  # model input, pixels; null = the backbone's native size
     batch_size: int = 32
     dropout: float = 0.2  # before the classifier
-    head_epochs: int = 30  # head phase: cheap (cached features), so many epochs
+    head_epochs: int = 100  # head phase: cheap (cached features), so many epochs
     head_lr: float = 1e-3  # Adam
-    head_patience: int = 5  # epochs without val macro-F1 gain before stopping
+    head_patience: int = 10  # epochs without val macro-F1 gain before stopping
     full_epochs: int = 10  # full phase: every layer but BatchNorm trainable
     full_lr: float = 1e-4  # peak learning rate, reached after the warm-up, cosine-decayed to 0
     full_warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs (0 = none)

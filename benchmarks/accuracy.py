@@ -1,0 +1,250 @@
+"""Accuracy on real photos: the default pipeline, run as a user runs it, scored on test.
+
+    python benchmarks/accuracy.py [--data ../shared/datasets/clothing8] [--workdir DIR]
+    make bench-accuracy
+
+Runs ``augment_offline.py``, ``train.py --phase head``, ``train.py --phase full`` and
+``ensemble.py --out`` with the default configuration on a photo dataset laid out as
+``train/<class>/``, ``test/`` and ``test_labels.csv`` (clothing8 by default), in a fresh
+work directory. Training and every selection (early stopping, C of the probe) use the
+training folder only; the test answer key is read only to score. Prints and writes
+``benchmarks/results_accuracy.md``: one row per model and ensemble, with a
+logistic-regression probe on the cached head features as the baseline.
+
+Columns: test accuracy and macro-F1 (the headline), validation macro-F1 (what selection
+saw), wall time of the stage and its images/s.
+"""
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "clothing8"
+TIME_LIMIT_MIN = 45  # the whole default pipeline must fit in this on a 2-core CPU
+
+
+def run_stage(name, argv, log):
+    """One script of the pipeline, as a user would type it; returns its wall time."""
+    started = time.perf_counter()
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(argv)}", flush=True)
+    with open(log, "a") as out:
+        out.write(f"\n=== {name}: {' '.join(argv)}\n")
+        out.flush()
+        code = subprocess.call([sys.executable, *argv], cwd=REPO, stdout=out, stderr=out)
+    seconds = time.perf_counter() - started
+    if code:
+        sys.exit(f"{name} failed (exit {code}); see {log}")
+    print(f"    {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def score(y_true, probabilities):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted = np.asarray(probabilities).argmax(1)
+    return (
+        accuracy_score(y_true, predicted),
+        f1_score(y_true, predicted, average="macro", labels=range(probabilities.shape[1])),
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--workdir", type=Path, default=REPO / "work" / "bench_accuracy")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_accuracy.md")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every stage"
+    )
+    args = parser.parse_args()
+    if not (args.data / "train").is_dir() or not (args.data / "test_labels.csv").exists():
+        sys.exit(f"{args.data} needs train/<class>/, test/ and test_labels.csv")
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    log = args.workdir / "pipeline.log"
+    common = ["--data", str(args.data / "train"), "--workdir", str(args.workdir)]
+    common += [item for pair in args.set for item in ("--set", pair)]
+    wall = {}
+    started = time.perf_counter()
+    wall["augment"] = run_stage("augment", ["augment_offline.py", *common], log)
+    wall["head"] = run_stage("head phase", ["train.py", "--phase", "head", *common], log)
+    wall["full"] = run_stage("full phase", ["train.py", "--phase", "full", *common], log)
+    submission = args.workdir / "submission.csv"
+    wall["ensemble"] = run_stage(
+        "ensemble",
+        ["ensemble.py", *common, "--test", str(args.data / "test"), "--out", str(submission)],
+        log,
+    )
+    pipeline_seconds = time.perf_counter() - started
+    print(f"pipeline: {pipeline_seconds / 60:.1f} min; scoring", flush=True)
+    rows = score_everything(args, submission, wall)
+    write_table(args, rows, pipeline_seconds)
+
+
+def score_everything(args, submission, wall):
+    import keras
+    import pandas as pd
+
+    from ripik_clf.config import load_config
+    from ripik_clf.ensemble import Member, hard_vote, member_tta, predict_members, soft_vote
+    from ripik_clf.features import cache_tag, extract_features
+    from ripik_clf.probe import fit_probe
+    from ripik_clf.training import feature_extractor, model_data
+
+    config = load_config(
+        None, {"workdir": str(args.workdir), "data.path": str(args.data / "train")}
+    )
+    answers = pd.read_csv(args.data / "test_labels.csv", dtype=str)
+    ids, truth = list(answers["image_id"]), list(answers["label"])
+    test_paths = [str(args.data / "test" / i) for i in ids]
+    runs = args.workdir / "runs"
+    rows = []
+
+    # The probe: the original model's cached training features (made by the head phase).
+    data = model_data(config, "original")
+    classes = data["classes"]
+    y_test = np.array([classes.index(label) for label in truth])
+    head = keras.models.load_model(runs / "original" / "head.keras")
+    extractor = feature_extractor(head.get_layer(index=1))
+    tc = config.train
+    cache = args.workdir / "features" / cache_tag(tc.backbone, tc.weights, 224, tc.seed)
+    started = time.perf_counter()
+    train_x, _ = extract_features(data["train_paths"], extractor, 224, cache, desc="probe")
+    val_x, _ = extract_features(data["val_paths"], extractor, 224, cache, desc="probe val")
+    test_x, _ = extract_features(test_paths, extractor, 224, cache, desc="probe test")
+    probe = fit_probe(train_x, data["train_y"], seed=42)
+    probe_seconds = time.perf_counter() - started
+    c = probe.best_params_["logisticregression__C"]
+    rows.append(
+        _row(
+            f"logistic-regression probe on head features (C={c:g} by 5-fold CV)",
+            score(y_test, probe.predict_proba(test_x)),
+            score(data["val_y"], probe.predict_proba(val_x))[1],
+            probe_seconds,
+            None,
+        )
+    )
+
+    plain, with_tta, names = [], [], []
+    for phase in ("head", "full"):
+        for model in config.train.models:
+            metrics = json.loads((runs / model / "metrics.json").read_text())[phase]
+            member = Member(model, runs / model / f"{phase}.keras", classes, 224)
+            member.record = json.loads((runs / model / "run.json").read_text())
+            member.model = keras.models.load_model(member.path)
+            mode = member_tta(member, config.ensemble.tta)
+            p_none = predict_members([member], test_paths, "none")[0][0]
+            p_tta = predict_members([member], test_paths, mode)[0][0]
+            if phase == "full":
+                plain.append(p_none)
+                with_tta.append(p_tta)
+                names.append(model)
+            images = metrics["train_images"] * (
+                metrics["epochs"] if phase == "full" else 1
+            )  # head: images through the backbone (features), full: images trained on
+            seconds = metrics["feature_seconds"] if phase == "head" else metrics["seconds"]
+            label = f"{model}, {phase} phase"
+            extra = f" ({metrics['epochs']} epochs)"
+            rows.append(
+                _row(
+                    f"{label}{extra}, no TTA",
+                    score(y_test, p_none),
+                    metrics["macro_f1"],
+                    metrics["seconds"],
+                    images / max(seconds, 1e-9),
+                )  # fmt: skip
+            )
+            if mode != "none":
+                rows.append(_row(f"{label}, TTA {mode}", score(y_test, p_tta), None, None, None))
+
+    report = json.loads((args.workdir / "report" / "metrics.json").read_text())
+    tta = config.ensemble.tta
+    submitted = pd.read_csv(submission, dtype=str).set_index("image_id")["label"]
+    submitted_p = np.eye(len(classes))[[classes.index(submitted[i]) for i in ids]]
+    rows.append(
+        _row(
+            f"soft ensemble, TTA {tta} = submission.csv",
+            score(y_test, submitted_p),
+            report[f"soft ensemble | {tta}"]["macro_f1"],
+            wall["ensemble"],
+            len(ids) / max(wall["ensemble"], 1e-9),
+        )  # fmt: skip
+    )
+    rows.append(
+        _row(
+            "soft ensemble, no TTA",
+            score(y_test, soft_vote(plain)),
+            report["soft ensemble | none"]["macro_f1"],
+            None,
+            None,
+        )  # fmt: skip
+    )
+    for label, probabilities, key in (
+        (f"hard ensemble, TTA {tta}", with_tta, tta),
+        ("hard ensemble, no TTA", plain, "none"),
+    ):
+        onehot = np.eye(len(classes))[hard_vote(probabilities)]
+        rows.append(
+            _row(
+                label,
+                score(y_test, onehot),
+                report[f"hard ensemble | {key}"]["macro_f1"],
+                None,
+                None,
+            )  # fmt: skip
+        )
+    rows.insert(0, _row("augment_offline.py (14 copies per training image)", None, None,
+                        wall["augment"], None))  # fmt: skip
+    return rows
+
+
+def _row(name, test, val_f1, seconds, rate):
+    return {"name": name, "test": test, "val_f1": val_f1, "seconds": seconds, "rate": rate}
+
+
+def write_table(args, rows, pipeline_seconds):
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "ripik_clf", "*.py"],
+                           cwd=REPO, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    test_n = sum(1 for _ in open(args.data / "test_labels.csv")) - 1
+
+    def f(value, digits=4):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        f"Real photos: {args.data.name}, test set of {test_n} images (answer key used only "
+        f"to score). {datetime.date.today()}, commit {commit}{' + local changes' if dirty else ''}"
+        f", {', '.join(args.set) or 'default configuration'}; whole pipeline "
+        f"{pipeline_seconds / 60:.1f} min (limit {TIME_LIMIT_MIN}).",
+        "",
+        "| row | test accuracy | test macro-F1 | val macro-F1 (used for selection) "
+        "| stage wall time (s) | images/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        test = row["test"] or (None, None)
+        lines.append(
+            f"| {row['name']} | {f(test[0])} | {f(test[1])} | {f(row['val_f1'])} "
+            f"| {f(row['seconds'], 0)} | {f(row['rate'], 1)} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+    if pipeline_seconds > TIME_LIMIT_MIN * 60:
+        print(f"warning: the pipeline took longer than {TIME_LIMIT_MIN} min")
+
+
+if __name__ == "__main__":
+    main()

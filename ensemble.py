@@ -36,7 +36,8 @@ def parse_args(argv=None):
         nargs="+",
         type=float,
         metavar="W",
-        help="soft-voting weight per member (default: equal)",
+        help="soft-voting weight per model, in --members order (default: chosen by "
+        "--select greedy on validation)",
     )
     parser.add_argument("--tta", choices=["none", "flip", "d4"], help="test-time augmentation")
     parser.add_argument(
@@ -47,7 +48,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--select",
         choices=["none", "greedy"],
-        help="greedy: choose members and weights on validation macro-F1 (Caruana et al.)",
+        help="greedy (default): choose members and weights on validation macro-F1 "
+        "(Caruana et al.); none: every member, equal weights. --weights turns it off",
     )
     parser.add_argument(
         "--tta-threshold",

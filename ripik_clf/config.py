@@ -163,7 +163,9 @@ class EnsembleConfig:
     id_col: str = "image_id"  # submission column: path relative to the test folder
     label_col: str = "label"  # submission column: predicted class name
     batch_size: int = 32
-    select: str = "none"  # none | greedy (Caruana forward selection on validation macro-F1)
+    # greedy: members and weights by forward selection on validation macro-F1 (Caruana);
+    # the ensemble is then never below its best member on validation | none: all, equal
+    select: str = "greedy"
     # Two-stage TTA: off | auto (threshold chosen on validation) | a confidence in [0, 1];
     # images whose ensemble confidence is below it get the `tta` views, the rest none.
     adaptive: str = "off"

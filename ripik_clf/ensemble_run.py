@@ -141,7 +141,7 @@ def run_ensemble(config, out_path, answers=None):
 
 def _choose_weights(ens, val_probabilities, val_y, names):
     """The soft-voting weights: given, equal, or chosen by greedy selection on validation."""
-    if ens.select != "greedy":
+    if ens.weights or ens.select != "greedy":  # weights given: the user's choice wins
         return [float(w) for w in ens.weights] if ens.weights else [1.0] * len(names), []
     counts, score = greedy_selection(val_probabilities, val_y)
     chosen = ", ".join(f"{n} x{c}" for n, c in zip(names, counts) if c)
@@ -251,15 +251,18 @@ def _validation(config, members, names, classes, modes):
     rows_of = {
         m.name: tuple(i for i, img in enumerate(images) if img in held[m.name]) for m in members
     }
-    for rows in dict.fromkeys(rows_of.values()):
+    groups = list(dict.fromkeys(rows_of.values()))
+    bar = progress(sum(len(rows) for rows in groups) * len(modes), "predict validation")
+    for rows in groups:
         group = [m for m in members if rows_of[m.name] == rows]
         rows = np.array(rows, dtype=int)
         for mode in modes:
             predicted, _ = predict_members(
-                group, [paths[i] for i in rows], mode, config.ensemble.batch_size
+                group, [paths[i] for i in rows], mode, config.ensemble.batch_size, bar
             )
             for member, probabilities in zip(group, predicted):
                 val[mode][names.index(member.family), rows] = probabilities
+    bar.close()
     missing = [n for n, family in zip(names, val[modes[0]]) if np.isnan(family).any()]
     if missing:
         raise UserError(f"{missing[0]} could not score some validation images (unreadable)")

@@ -73,34 +73,45 @@ def main():
         help="also train the augmented model's full phase with train.epoch=all for N "
         "epochs, for comparison (0 = skip; default 1)",
     )
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the artefacts of an earlier run in --workdir again (no training)",
+    )
     args = parser.parse_args()
     if not (args.data / "train").is_dir() or not (args.data / "test_labels.csv").exists():
         sys.exit(f"{args.data} needs train/<class>/, test/ and test_labels.csv")
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
     log = args.workdir / "pipeline.log"
     common = ["--data", str(args.data / "train"), "--workdir", str(args.workdir)]
     common += [item for pair in args.set for item in ("--set", pair)]
-    wall = {}
-    started = time.perf_counter()
-    wall["augment"] = run_stage("augment", ["augment_offline.py", *common], log)
-    wall["head"] = run_stage("head phase", ["train.py", "--phase", "head", *common], log)
-    wall["full"] = run_stage("full phase", ["train.py", "--phase", "full", *common], log)
     submission = args.workdir / "submission.csv"
-    wall["ensemble"] = run_stage(
-        "ensemble",
-        ["ensemble.py", *common, "--test", str(args.data / "test"), "--out", str(submission)],
-        log,
-    )
-    pipeline_seconds = time.perf_counter() - started
-    print(f"pipeline: {pipeline_seconds / 60:.1f} min; scoring", flush=True)
+    wall_record = args.workdir / "wall_seconds.json"
+    if args.score_only:  # the artefacts and wall times of an earlier run of this script
+        wall = json.loads(wall_record.read_text())
+    else:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+        args.workdir.mkdir(parents=True)
+        wall = {}
+        started = time.perf_counter()
+        wall["augment"] = run_stage("augment", ["augment_offline.py", *common], log)
+        wall["head"] = run_stage("head phase", ["train.py", "--phase", "head", *common], log)
+        wall["full"] = run_stage("full phase", ["train.py", "--phase", "full", *common], log)
+        wall["ensemble"] = run_stage(
+            "ensemble",
+            ["ensemble.py", *common, "--test", str(args.data / "test"), "--out", str(submission)],
+            log,
+        )
+        wall["pipeline"] = time.perf_counter() - started
+        wall_record.write_text(json.dumps(wall))
+    print(f"pipeline: {wall['pipeline'] / 60:.1f} min; scoring", flush=True)
     rows = score_everything(args, submission, wall)
     if args.epoch_all:
-        rows += epoch_all_rows(args, common, log)
-    write_table(args, rows, pipeline_seconds)
+        rows += epoch_all_rows(args, common, log, wall)
+        wall_record.write_text(json.dumps(wall))
+    write_table(args, rows, wall["pipeline"])
 
 
-def epoch_all_rows(args, common, log):
+def epoch_all_rows(args, common, log, wall):
     """The old epoch (every copy, every epoch) beside the default (one version of each
     source per epoch), for the `augmented` model, from the same head model. At its old
     default of 10 epochs it would take 15x the default's time (hours here), so it gets
@@ -111,18 +122,20 @@ def epoch_all_rows(args, common, log):
     from ripik_clf.ensemble import Member, predict_members
 
     other = args.workdir.with_name(args.workdir.name + "_epoch_all")
-    shutil.rmtree(other, ignore_errors=True)
-    shutil.copytree(args.workdir, other, ignore=shutil.ignore_patterns("features", "report"))
     run = other / "runs" / "augmented"
-    for name in ("full.keras", "history_full.csv"):
-        (run / name).unlink(missing_ok=True)
-    # The same number of warm-up steps as the default (one source epoch = 1/15 of all).
-    warmup = f"train.full_warmup_epochs={1 / 15:.4f}"
-    argv = ["train.py", "--phase", "full", "--model", "augmented",
-            *[a if a != str(args.workdir) else str(other) for a in common],
-            "--set", "train.epoch=all", "--set", f"train.full_epochs={args.epoch_all}",
-            "--set", warmup]  # fmt: skip
-    seconds = run_stage("full phase, train.epoch=all", argv, log)
+    if "epoch_all" not in wall:
+        shutil.rmtree(other, ignore_errors=True)
+        shutil.copytree(args.workdir, other, ignore=shutil.ignore_patterns("features", "report"))
+        for name in ("full.keras", "history_full.csv"):
+            (run / name).unlink(missing_ok=True)
+        # The same number of warm-up steps as the default (one source epoch = 1/15 of all).
+        warmup = f"train.full_warmup_epochs={1 / 15:.4f}"
+        argv = ["train.py", "--phase", "full", "--model", "augmented",
+                *[a if a != str(args.workdir) else str(other) for a in common],
+                "--set", "train.epoch=all", "--set", f"train.full_epochs={args.epoch_all}",
+                "--set", warmup]  # fmt: skip
+        wall["epoch_all"] = run_stage("full phase, train.epoch=all", argv, log)
+    seconds = wall["epoch_all"]
     metrics = json.loads((run / "metrics.json").read_text())["full"]
     record = json.loads((run / "run.json").read_text())
     member = Member("augmented", run / "full.keras", record["classes"], record["image_size"])
@@ -224,6 +237,8 @@ def score_everything(args, submission, wall):
                 rows.append(_row(f"{label}, TTA {mode}", score(y_test, p_tta), None, None, None))
 
     report = json.loads((args.workdir / "report" / "metrics.json").read_text())
+    definition = json.loads((args.workdir / "report" / "ensemble.json").read_text())
+    weights = [definition["weights"][definition["members"].index(n)] for n in names]
     tta = config.ensemble.tta
     submitted = pd.read_csv(submission, dtype=str).set_index("image_id")["label"]
     submitted_p = np.eye(len(classes))[[classes.index(submitted[i]) for i in ids]]
@@ -239,7 +254,7 @@ def score_everything(args, submission, wall):
     rows.append(
         _row(
             "soft ensemble, no TTA",
-            score(y_test, soft_vote(plain)),
+            score(y_test, soft_vote(plain, weights)),
             report["soft ensemble | none"]["macro_f1"],
             None,
             None,
@@ -249,7 +264,7 @@ def score_everything(args, submission, wall):
         (f"hard ensemble, TTA {tta}", with_tta, tta),
         ("hard ensemble, no TTA", plain, "none"),
     ):
-        onehot = np.eye(len(classes))[hard_vote(probabilities)]
+        onehot = np.eye(len(classes))[hard_vote(probabilities, weights)]
         rows.append(
             _row(
                 label,
@@ -259,6 +274,19 @@ def score_everything(args, submission, wall):
                 None,
             )  # fmt: skip
         )
+    if len(set(weights)) > 1:  # what the recipe's plain average would have scored
+        for label, probabilities, key in ((f"TTA {tta}", with_tta, tta), ("no TTA", plain, "none")):
+            rows.append(
+                _row(
+                    f"soft ensemble, equal weights (not submitted), {label}",
+                    score(y_test, soft_vote(probabilities)),
+                    report[f"soft, equal weights | {key}"]["macro_f1"],
+                    None,
+                    None,
+                )  # fmt: skip
+            )
+    chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
+    rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
     rows.insert(0, _row("augment_offline.py (14 copies per training image)", None, None,
                         wall["augment"], None))  # fmt: skip
     return rows

@@ -400,6 +400,9 @@ def _write_report(
     metrics = {f"{name} | {mode}": m for (name, mode), m in rows.items()}
     metrics |= {f"test: {name}": m for name, m in test_rows.items()}
     (report_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    # The ensemble behind the submission, for anyone who scores it again (benchmarks).
+    definition = {"members": names, "weights": weights, "tta": ens.tta}
+    (report_dir / "ensemble.json").write_text(json.dumps(definition, indent=2))
     lines += [
         f"Test set: {n_test} images predicted in {seconds:.1f} s "
         f"({n_test / max(seconds, 1e-9):.1f} images/s with `{ens.tta}` TTA).",

@@ -61,7 +61,8 @@ class EpochClock(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_clock")
+        with tf.device("/CPU:0"):  # read by the input pipeline, which runs on the CPU
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_clock")
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch.assign(epoch)
@@ -149,9 +150,12 @@ def versioned_dataset(
         return tf.one_hot(tf.gather(label_table, index), num_classes)
 
     if cache:
-        images = tf.Variable(  # a resource, not a graph constant: no 2 GB graph limit
-            decode_all(flat_paths, image_size, desc), trainable=False, name="decoded_images"
-        )
+        # A resource, not a graph constant (no 2 GB graph limit), kept in host memory
+        # where the input pipeline runs, even when a GPU is present.
+        with tf.device("/CPU:0"):
+            images = tf.Variable(
+                decode_all(flat_paths, image_size, desc), trainable=False, name="decoded_images"
+            )
         ds = indices.batch(batch_size).map(
             lambda i: (tf.gather(images, i), one_hot(i)), num_parallel_calls=tf.data.AUTOTUNE
         )

@@ -136,16 +136,13 @@ def export(args, config):
     run_record = model_path.parent / "run.json"
     if not run_record.exists():
         raise UserError(f"no run.json beside {model_path}: its class list is unknown")
-    mismatch = split_mismatch(
-        model_path.parent.name,
-        json.loads(run_record.read_text()).get("split"),
-        saved_split_record(config.workdir),
-    )
-    if mismatch and saved_split_record(config.workdir) is not None:
+    record = json.loads(run_record.read_text())
+    current = saved_split_record(config.workdir)  # None: no split here to compare with
+    mismatch = current and split_mismatch(model_path.parent.name, record.get("split"), current)
+    if mismatch:
         raise UserError(mismatch)
     out_dir = Path(args.out or Path(config.workdir) / "export")
     target = export_model(model_path, args.format, out_dir, args.quantize)
-    record = json.loads((model_path.parent / "run.json").read_text())
     dataset, _ = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir)
     val = splits[splits.split == "val"].merge(dataset[["image", "path"]], on="image")

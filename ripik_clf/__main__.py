@@ -130,17 +130,16 @@ def export(args, config):
     from .data import load_dataset
     from .export import check_export, export_model, resolve_model_file
     from .images import load_for_model
-    from .splits import load_or_make_splits, saved_split_record, split_mismatch
+    from .splits import load_or_make_splits, refuse_other_split, saved_split_record
 
     model_path = resolve_model_file(config.workdir, args.run)
     run_record = model_path.parent / "run.json"
     if not run_record.exists():
         raise UserError(f"no run.json beside {model_path}: its class list is unknown")
     record = json.loads(run_record.read_text())
-    current = saved_split_record(config.workdir)  # None: no split here to compare with
-    mismatch = current and split_mismatch(model_path.parent.name, record.get("split"), current)
-    if mismatch:
-        raise UserError(mismatch)
+    refuse_other_split(
+        model_path.parent.name, record.get("split"), saved_split_record(config.workdir)
+    )
     out_dir = Path(args.out or Path(config.workdir) / "export")
     target = export_model(model_path, args.format, out_dir, args.quantize)
     dataset, _ = load_dataset(config.data)

@@ -142,14 +142,10 @@ def resolve_members(workdir, names, default_names):
 
 def check_member_splits(members, current_split):
     """Refuse a member trained on another split than ``current_split`` (a split record)."""
-    from .splits import split_mismatch
+    from .splits import refuse_other_split
 
-    if current_split is None:
-        return
     for member in members:
-        mismatch = split_mismatch(member.name, member.record.get("split"), current_split)
-        if mismatch:
-            raise UserError(mismatch)
+        refuse_other_split(member.name, member.record.get("split"), current_split)
 
 
 def load_members(members):

@@ -176,19 +176,26 @@ def saved_split_record(workdir):
     return split_record(splits, settings)
 
 
-def split_mismatch(run_name, trained_on, current):
-    """One line saying how a run's split differs from the current one (None: the same)."""
+def refuse_other_split(run_name, trained_on, current):
+    """Stop, in one line saying what differs, when a run's split record (``trained_on``)
+    is not ``current``; ``current`` None (no split to compare with) passes.
+
+    Raises:
+        UserError: the run was trained on another split, or predates split records.
+    """
+    if current is None or trained_on == current:
+        return
     if trained_on is None:
-        return f"run {run_name} has no split record (made by an older version): retrain it"
-    if trained_on == current:
-        return None
+        raise UserError(
+            f"run {run_name} has no split record (made by an older version): retrain it"
+        )
     changed = [
         f"{key} {trained_on.get(key)} -> {current[key]}"
         for key in ("seed", "val_fraction", "folds")
         if trained_on.get(key) != current[key]
     ]
     what = ", ".join(changed) if changed else "the same settings, other images (data changed)"
-    return (
+    raise UserError(
         f"run {run_name} was trained on another split of the data ({what}): its training "
         "images may be validation images now; retrain it (train.py --phase head, then full)"
     )

@@ -22,7 +22,7 @@ from .data import class_names, load_dataset
 from .errors import UserError
 from .metrics import classification_metrics
 from .pipeline import EpochClock, versioned_dataset
-from .splits import load_or_make_splits, split_mismatch, split_record
+from .splits import load_or_make_splits, refuse_other_split, split_record
 
 MANIFEST = Path("augmented") / "manifest.csv"
 _VERBOSE = (
@@ -462,9 +462,7 @@ def _check_run(out, data, tc):
             f"{out} was trained on classes {record['classes']}, the data now has "
             f"{data['classes']}: retrain the head (train.py --phase head)"
         )
-    mismatch = split_mismatch(out.name, record.get("split"), data["split"])
-    if mismatch:
-        raise UserError(mismatch)
+    refuse_other_split(out.name, record.get("split"), data["split"])
     if tc.image_size and tc.image_size != record["image_size"]:
         raise UserError(
             f"{out} takes {record['image_size']} px images, "

@@ -1,17 +1,18 @@
-"""``python -m ripik_clf predict|export``: quick predictions and deployable exports.
+"""``python -m ripik_clf predict|export|audit``: predictions, exports and a data audit.
 
 Examples:
     python -m ripik_clf predict photo.jpg more_photos/ --top-k 3
     python -m ripik_clf predict test/ --members original augmented --tta flip --json
     python -m ripik_clf export augmented --format tflite --quantize float16
     python -m ripik_clf export work/runs/original/full.keras --format savedmodel
+    python -m ripik_clf audit --data photos/ --test test/ --workdir work
 """
 
 import json
 import sys
 from pathlib import Path
 
-from .cli import make_parser, resolve_config
+from .cli import add_data_args, make_parser, resolve_config
 from .errors import UserError, exit_on_user_error
 from .images import IMAGE_EXTENSIONS
 
@@ -47,7 +48,13 @@ def parse_args(argv):
         metavar="N",
         help="validation images compared with the Keras model (default 256)",
     )
-    for sub in (predict, export):  # the common flags work after the command too
+    audit = commands.add_parser(
+        "audit",
+        help="duplicates, leaks, label errors, outliers: WORKDIR/audit/audit.md",
+    )
+    add_data_args(audit)
+    audit.add_argument("--test", metavar="DIR", help="test folder: also look for copies there")
+    for sub in (predict, export, audit):  # the common flags work after the command too
         sub.add_argument("--config", metavar="FILE", default=argparse_default())
         sub.add_argument("--workdir", metavar="DIR", default=argparse_default())
         sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse_default())
@@ -169,8 +176,14 @@ def main(argv=None):
     for name in ("config", "workdir"):
         if not hasattr(args, name):
             setattr(args, name, None)
-    config = resolve_config(args)
-    {"predict": predict, "export": export}[args.command](args, config)
+    config = resolve_config(args, {"test": "data.test"})
+    {"predict": predict, "export": export, "audit": audit}[args.command](args, config)
+
+
+def audit(args, config):
+    from .audit.runner import run_audit
+
+    run_audit(config, config.data.test)
 
 
 if __name__ == "__main__":

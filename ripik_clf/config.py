@@ -28,8 +28,16 @@ class DataConfig:
     )
     test: str | None = None  # folder of unlabelled test images (any depth); null = demo test set
     max_pixels: int = 100_000_000  # refuse larger images (decompression bombs), in pixels
+    # Curation, e.g. from `python -m ripik_clf audit`: a file with one image per line (id
+    # relative to the data root, or a path) to leave out, and a CSV `image,label` of fixed
+    # labels. Both apply before the split, so they change the dataset fingerprint.
+    exclude: str | None = None
+    relabel: str | None = None
 
     def validate(self):
+        for key in ("exclude", "relabel"):
+            path = getattr(self, key)
+            _require(path is None or Path(path).is_file(), f"data.{key}", path, "an existing file")
         _require(self.max_pixels > 0, "data.max_pixels", self.max_pixels, "a positive integer")
         for key in ("image_col", "label_col"):
             _require(bool(getattr(self, key)), f"data.{key}", "''", "a non-empty column name")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .curation import apply_curation
 from .errors import UserError
 from .images import IMAGE_EXTENSIONS, BadImage, probe
 
@@ -152,16 +153,20 @@ def warn(message):
 
 
 def load_dataset(data_config):
-    """Discover the configured training data; with no path, the demo data (made if absent)."""
+    """Discover the configured training data (with no path: the demo data, made if absent),
+    then apply ``data.exclude`` / ``data.relabel``."""
     path = data_config.path
     if path is None:
         from .demo import ensure_demo_data
 
         path = ensure_demo_data()["train"]
-    return discover(
+    dataset, skipped = discover(
         path,
         image_col=data_config.image_col,
         label_col=data_config.label_col,
         image_root=data_config.image_root,
         max_pixels=data_config.max_pixels,
     )
+    dataset, record = apply_curation(dataset, data_config.exclude, data_config.relabel)
+    dataset.attrs["curation"] = record  # saved in splits.json with the split
+    return dataset, skipped

@@ -125,6 +125,7 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
         fingerprint=fingerprint(dataset),
         images=table["image"].tolist(),
         labels=table["label"].tolist(),
+        curation=dataset.attrs.get("curation"),
     )
     _atomic_write_text(meta_path, json.dumps(meta))
     return table
@@ -152,11 +153,12 @@ def _atomic_write_text(path, text):
 
 def split_record(splits, split_config):
     """What a model must agree with to be validated on this split: the settings and a hash
-    of the assignment itself (image -> split, fold), so a re-split with another seed,
-    fraction or fold count, or of changed data, is seen."""
+    of the assignment itself (image -> label, split, fold), so a re-split with another
+    seed, fraction or fold count, or of changed data (curated labels too), is seen."""
     digest = hashlib.sha256()
-    for image, split, fold in sorted(zip(splits["image"], splits["split"], splits["fold"])):
-        digest.update(f"{image}\t{split}\t{int(fold)}\n".encode())
+    rows = zip(splits["image"], splits["label"], splits["split"], splits["fold"])
+    for image, label, split, fold in sorted(rows):
+        digest.update(f"{image}\t{label}\t{split}\t{int(fold)}\n".encode())
     return {
         "seed": split_config.seed,
         "val_fraction": split_config.val_fraction,
@@ -194,7 +196,8 @@ def refuse_other_split(run_name, trained_on, current):
         for key in ("seed", "val_fraction", "folds")
         if trained_on.get(key) != current[key]
     ]
-    what = ", ".join(changed) if changed else "the same settings, other images (data changed)"
+    same = "the same settings, other images or labels (data changed)"
+    what = ", ".join(changed) if changed else same
     raise UserError(
         f"run {run_name} was trained on another split of the data ({what}): its training "
         "images may be validation images now; retrain it (train.py --phase head, then full)"

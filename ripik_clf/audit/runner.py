@@ -1,0 +1,208 @@
+"""The audit of one dataset (and optionally its test folder), end to end."""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data import class_names, load_dataset
+from ..errors import UserError
+from ..progress import progress
+from ..splits import SPLITS_CSV, SPLITS_JSON, load_or_make_splits, make_splits
+from . import findings as fd
+from .report import write_audit
+from .signals import BLANK_STD, image_signals
+
+FINDING_COLUMNS = [
+    "kind", "image", "other_image", "label", "other_label", "suggestion", "score", "detail",
+]  # fmt: skip
+
+
+def run_audit(config, test_dir=None):
+    """Audit the configured dataset; write ``WORKDIR/audit/``. Returns the findings table."""
+    dataset, skipped = load_dataset(config.data)
+    sides, split_note = _sides(dataset, config)
+    table = _image_table(dataset, sides, test_dir)
+    signals = _signals(list(table["path"]))
+    readable = np.array([s is not None for s in signals])
+    features = _features(config, list(table["path"]))
+    readable &= ~np.isnan(features).any(axis=1)
+    classes = class_names(dataset)
+    found = _findings(table, signals, features, readable, classes, config.split.seed)
+    summary = {
+        "classes": classes,
+        "split_note": split_note,
+        "skipped": skipped,
+        "signals": signals,
+        "thresholds": {"hamming": fd.NEAR_HAMMING, "cosine": fd.NEAR_COSINE, "z": fd.OUTLIER_Z},
+    }
+    write_audit(Path(config.workdir) / "audit", found, table, summary)
+    return found
+
+
+def _sides(dataset, config):
+    """The side of every image: the saved split when there is one for this dataset, else
+    the split the pipeline would make (computed, not saved: the audit creates nothing)."""
+    workdir = Path(config.workdir)
+    note = f"the saved split ({workdir / SPLITS_CSV})"
+    try:
+        if not ((workdir / SPLITS_CSV).exists() and (workdir / SPLITS_JSON).exists()):
+            raise UserError("no saved split")
+        splits = load_or_make_splits(dataset, config.split, workdir)
+    except UserError:
+        splits = make_splits(dataset, config.split)
+        note = "the split augment_offline.py would make with these settings (none saved yet)"
+    side = dict(
+        zip(
+            splits["image"],
+            np.where(
+                splits["split"] == "fold", "fold " + splits["fold"].astype(str), splits["split"]
+            ),
+        )
+    )
+    return [side[i] for i in dataset["image"]], note
+
+
+def _image_table(dataset, sides, test_dir):
+    table = dataset[["image", "path", "label"]].assign(side=sides)
+    if not test_dir:
+        return table.reset_index(drop=True)
+    from ..ensemble_run import test_images
+
+    ids = test_images(test_dir)
+    test = pd.DataFrame(
+        {
+            "image": [f"test/{i}" for i in ids],
+            "path": [str((Path(test_dir) / i).resolve()) for i in ids],
+            "label": None,
+            "side": "test",
+        }
+    )
+    return pd.concat([table, test], ignore_index=True)
+
+
+def _signals(paths):
+    bar = progress(len(paths), "audit: hash images")
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        signals = []
+        for result in pool.map(image_signals, paths):
+            signals.append(result)
+            bar.update(1)
+    bar.close()
+    return signals
+
+
+def _features(config, paths):
+    """Pooled backbone features, from the head phase's cache (computed there if absent)."""
+    import keras
+
+    from .. import features as feature_cache
+    from ..backbones import create_backbone, resolve_image_size
+    from ..training import feature_extractor
+
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)  # random weights (weights: none) depend on it
+    size = resolve_image_size(tc.backbone, tc.image_size)
+    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
+    cache = (
+        Path(config.workdir)
+        / "features"
+        / feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
+    )
+    features, _ = feature_cache.extract_features(
+        paths, feature_extractor(backbone), size, cache, desc="audit: features"
+    )
+    return features
+
+
+def _findings(table, signals, features, readable, classes, seed):
+    index = {c: i for i, c in enumerate(classes)}
+    labelled = readable & table["label"].notna().to_numpy()
+    y = np.array([index.get(label, -1) for label in table["label"]])
+    rows = [
+        _row("unreadable", table, i, detail="cannot be decoded") for i in np.flatnonzero(~readable)
+    ]
+    ok = np.flatnonzero(readable)
+    keys = [[signals[i][k] for i in ok] for k in ("file_sha1", "pixel_sha1", "phash")]
+    pairs = fd.duplicate_pairs(*keys, features[ok])
+    pairs[["i", "j"]] = ok[pairs[["i", "j"]].to_numpy()] if len(pairs) else pairs[["i", "j"]]
+    labels = [label if isinstance(label, str) else None for label in table["label"]]
+    for pair in fd.classify_pairs(pairs, labels, list(table["side"])).itertuples(index=False):
+        detail = f"{pair.match}; hash distance {pair.hamming}/64, feature cosine {pair.cosine:.3f}"
+        rows.append(_row(pair.kind, table, pair.i, pair.j, score=pair.cosine, detail=detail))
+    rows += _label_errors(table, features, y, labelled, classes, seed)
+    rows += _outliers(table, signals, features, y, labelled, readable, classes)
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
+
+
+def _row(kind, table, i, j=None, *, suggestion="", score=np.nan, detail=""):
+    label = table["label"].iat[i]
+    return {
+        "kind": kind,
+        "image": table["path"].iat[i],
+        "other_image": "" if j is None else table["path"].iat[j],
+        "label": label if isinstance(label, str) else "",
+        "other_label": ""
+        if j is None or not isinstance(table["label"].iat[j], str)
+        else table["label"].iat[j],
+        "suggestion": suggestion,
+        "score": score,
+        "detail": f"{table['side'].iat[i]}"
+        + ("" if j is None else f" / {table['side'].iat[j]}")
+        + f": {detail}",
+    }
+
+
+def _label_errors(table, features, y, labelled, classes, seed):
+    """Confident learning on out-of-fold probabilities of a logistic probe."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from ..probe import fit_probe
+
+    rows = np.flatnonzero(labelled)
+    counts = np.bincount(y[rows], minlength=len(classes))
+    folds = int(min(5, counts[counts > 0].min()))
+    if folds < 2 or (counts > 0).sum() < 2:
+        return []  # too few images per class for out-of-fold predictions
+    probe = fit_probe(features[rows], y[rows], seed, folds, scoring="neg_log_loss")
+    probe = probe.best_estimator_
+    probabilities = cross_val_predict(
+        probe,
+        features[rows],
+        y[rows],
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        method="predict_proba",
+    )
+    suspect, suggested, _ = fd.confident_learning(y[rows], probabilities)
+    found = []
+    for k in np.flatnonzero(suspect):
+        i, given, better = rows[k], y[rows[k]], suggested[k]
+        detail = f"p({classes[given]}) = {probabilities[k, given]:.3f} out of fold"
+        found.append(
+            _row(
+                "label error",
+                table,
+                i,
+                suggestion=classes[better],
+                score=probabilities[k, better],
+                detail=detail,
+            )
+        )
+    return found
+
+
+def _outliers(table, signals, features, y, labelled, readable, classes):
+    found = []
+    distance, z = fd.outlier_scores(features, y, labelled)
+    for i in np.flatnonzero(readable):
+        blank = signals[i]["gray_std"] < BLANK_STD
+        if blank or z[i] > fd.OUTLIER_Z:
+            detail = (
+                "blank (uniform) image"
+                if blank
+                else f"feature distance {distance[i]:.3f} to the nearest class centre"
+            )
+            found.append(_row("outlier", table, i, score=float(z[i]), detail=detail))
+    return found

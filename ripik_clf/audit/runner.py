@@ -12,12 +12,15 @@ from ..errors import UserError
 from ..progress import progress
 from ..splits import SPLITS_CSV, SPLITS_JSON, load_or_make_splits, make_splits
 from . import findings as fd
-from .report import write_audit
+from .report import KINDS, write_audit
 from .signals import BLANK_STD, image_signals
 
 FINDING_COLUMNS = [
     "kind", "image", "other_image", "label", "other_label", "suggestion", "score", "detail",
 ]  # fmt: skip
+
+
+KIND_ORDER = {kind: order for order, kind in enumerate(KINDS)}
 
 
 def run_audit(config, test_dir=None):
@@ -134,7 +137,11 @@ def _findings(table, signals, features, readable, classes, seed):
         rows.append(_row(pair.kind, table, pair.i, pair.j, score=pair.cosine, detail=detail))
     rows += _label_errors(table, features, y, labelled, classes, seed)
     rows += _outliers(table, signals, features, y, labelled, readable, classes)
-    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    found = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    # Within each kind, the most certain first: that is the order to review them in.
+    return found.sort_values("score", ascending=False, kind="stable").sort_values(
+        "kind", key=lambda kind: kind.map(KIND_ORDER), kind="stable", ignore_index=True
+    )
 
 
 def _row(kind, table, i, j=None, *, suggestion="", score=np.nan, detail=""):

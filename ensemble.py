@@ -5,6 +5,7 @@ Examples:
     python ensemble.py --out submission.csv --test data/test --tta d4
     python ensemble.py --out sub.csv --members original augmented --weights 1 2
     python ensemble.py --out sub.csv --members work/runs/augmented/full.keras
+    python ensemble.py --out sub.csv --members original original:probe augmented
 
 Writes the submission (one row per test image, sorted; columns image_id,label),
 probabilities.csv beside it, and WORKDIR/report/: report.md, reliability.png,
@@ -29,7 +30,8 @@ def parse_args(argv=None):
         "--members",
         nargs="+",
         metavar="NAME_OR_PATH",
-        help="run names under WORKDIR/runs/ or .keras files (default: train.models)",
+        help="run names under WORKDIR/runs/ (NAME:probe or NAME:head for that phase's "
+        "model) or .keras files (default: train.models)",
     )
     parser.add_argument(
         "--weights",

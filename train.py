@@ -4,8 +4,9 @@ Examples:
     python train.py --phase head                 # both models: original and augmented
     python train.py --phase full --model augmented --epochs 5 --lr 1e-5
     python train.py --phase head --backbone efficientnetb0 --weights none --image-size 128
+    python train.py --phase probe                # logistic regression on the cached features
 
-Writes WORKDIR/runs/<model>/: head.keras or full.keras (complete models taking raw
+Writes WORKDIR/runs/<model>/: head.keras, full.keras or probe.keras (complete models taking raw
 0-255 RGB), metrics.json, history_<phase>.csv, run.json, config.yaml.
 """
 

@@ -3,13 +3,13 @@
     python benchmarks/accuracy.py [--data ../shared/datasets/clothing8] [--workdir DIR]
     make bench-accuracy
 
-Runs ``augment_offline.py``, ``train.py --phase head``, ``train.py --phase full`` and
-``ensemble.py --out`` with the default configuration on a photo dataset laid out as
+Runs ``augment_offline.py``, ``train.py --phase head``, ``--phase probe``, ``--phase full``
+and ``ensemble.py --out`` with the default configuration on a photo dataset laid out as
 ``train/<class>/``, ``test/`` and ``test_labels.csv`` (clothing8 by default), in a fresh
 work directory. Training and every selection (early stopping, C of the probe) use the
 training folder only; the test answer key is read only to score. Prints and writes
 ``benchmarks/results_accuracy.md``: one row per model and ensemble, with a
-logistic-regression probe on the cached head features as the baseline.
+logistic-regression probe member (``probe.keras``) as the baseline.
 
 Columns: test accuracy and macro-F1 (the headline), validation macro-F1 (what selection
 saw), wall time of the stage and its images/s.
@@ -95,6 +95,7 @@ def main():
         started = time.perf_counter()
         wall["augment"] = run_stage("augment", ["augment_offline.py", *common], log)
         wall["head"] = run_stage("head phase", ["train.py", "--phase", "head", *common], log)
+        wall["probe"] = run_stage("probe phase", ["train.py", "--phase", "probe", *common], log)
         wall["full"] = run_stage("full phase", ["train.py", "--phase", "full", *common], log)
         wall["ensemble"] = run_stage(
             "ensemble",
@@ -166,9 +167,7 @@ def score_everything(args, submission, wall):
 
     from ripik_clf.config import load_config
     from ripik_clf.ensemble import Member, hard_vote, member_tta, predict_members, soft_vote
-    from ripik_clf.features import cache_tag, extract_features
-    from ripik_clf.probe import fit_probe
-    from ripik_clf.training import feature_extractor, model_data
+    from ripik_clf.training import model_data
 
     config = load_config(
         None, {"workdir": str(args.workdir), "data.path": str(args.data / "train")}
@@ -179,33 +178,12 @@ def score_everything(args, submission, wall):
     runs = args.workdir / "runs"
     rows = []
 
-    # The probe: the original model's cached training features (made by the head phase).
     data = model_data(config, "original")
     classes = data["classes"]
     y_test = np.array([classes.index(label) for label in truth])
-    head = keras.models.load_model(runs / "original" / "head.keras")
-    extractor = feature_extractor(head.get_layer(index=1))
-    tc = config.train
-    cache = args.workdir / "features" / cache_tag(tc.backbone, tc.weights, 224, tc.seed)
-    started = time.perf_counter()
-    train_x, _ = extract_features(data["train_paths"], extractor, 224, cache, desc="probe")
-    val_x, _ = extract_features(data["val_paths"], extractor, 224, cache, desc="probe val")
-    test_x, _ = extract_features(test_paths, extractor, 224, cache, desc="probe test")
-    probe = fit_probe(train_x, data["train_y"], seed=42)
-    probe_seconds = time.perf_counter() - started
-    c = probe.best_params_["logisticregression__C"]
-    rows.append(
-        _row(
-            f"logistic-regression probe on head features (C={c:g} by 5-fold CV)",
-            score(y_test, probe.predict_proba(test_x)),
-            score(data["val_y"], probe.predict_proba(val_x))[1],
-            probe_seconds,
-            None,
-        )
-    )
 
     plain, with_tta, names = [], [], []
-    for phase in ("head", "full"):
+    for phase in ("head", "probe", "full"):
         for model in config.train.models:
             metrics = json.loads((runs / model / "metrics.json").read_text())[phase]
             member = Member(model, runs / model / f"{phase}.keras", classes, 224)
@@ -223,7 +201,9 @@ def score_everything(args, submission, wall):
             )  # head: images through the backbone (features), full: images trained on
             seconds = metrics["feature_seconds"] if phase == "head" else metrics["seconds"]
             label = f"{model}, {phase} phase"
-            extra = f" ({metrics['epochs']} epochs)"
+            extra = (
+                f" ({metrics['epochs']} epochs)" if phase != "probe" else f" (C={metrics['C']:g})"
+            )
             rows.append(
                 _row(
                     f"{label}{extra}, no TTA",

@@ -12,6 +12,7 @@ from .errors import UserError
 from .images import decoded_batches
 
 TTA_MODES = ("none", "flip", "d4")  # per member; "auto" picks one of these per member
+MEMBER_PHASES = ("full", "head", "probe")  # a member RUN:PHASE is runs/RUN/PHASE.keras
 
 
 # --- voting (pure) ---------------------------------------------------------------------
@@ -91,7 +92,8 @@ class Member:
 
 
 def resolve_members(workdir, names, default_names):
-    """Members from run names (``WORKDIR/runs/<name>/full.keras``) or model file paths.
+    """Members from run names (``WORKDIR/runs/<name>/full.keras``; ``<name>:probe`` or
+    ``<name>:head`` for that phase's model) or model file paths.
 
     Raises:
         UserError: no trained model, a missing or non-Keras file, or members that
@@ -100,10 +102,16 @@ def resolve_members(workdir, names, default_names):
     members = []
     for name in names or default_names:
         candidate = Path(name)
+        run, _, phase = name.partition(":")
         if candidate.suffix == ".keras":
             path = candidate
+        elif phase not in ("", *MEMBER_PHASES):
+            raise UserError(
+                f"member {name!r}: a run's model is RUN:PHASE, PHASE one of "
+                f"{', '.join(MEMBER_PHASES)} (default full)"
+            )
         else:
-            path = Path(workdir) / "runs" / name / "full.keras"
+            path = Path(workdir) / "runs" / run / f"{phase or 'full'}.keras"
         if not path.exists():
             hint = "" if candidate.suffix == ".keras" else " (run train.py --phase full first)"
             raise UserError(f"no trained model at {path}{hint}")
@@ -117,7 +125,11 @@ def resolve_members(workdir, names, default_names):
                 path,
                 record["classes"],
                 record["image_size"],
-                family=record.get("model") if record.get("fold") is not None else name,
+                family=(
+                    record.get("model") + (f":{phase}" if phase else "")
+                    if record.get("fold") is not None
+                    else name
+                ),
                 fold=record.get("fold"),
                 record=record,
             )

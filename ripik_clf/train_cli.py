@@ -7,6 +7,7 @@ from .errors import UserError
 PHASE_KEYS = {
     "head": ("train.head_epochs", "train.head_lr"),
     "full": ("train.full_epochs", "train.full_lr"),
+    "probe": ("train.head_epochs", "train.head_lr"),  # neither applies: C is cross-validated
 }
 
 
@@ -17,10 +18,11 @@ def build_parser(description, epilog, with_phase):
     if with_phase:
         group.add_argument(
             "--phase",
-            choices=["head", "full"],
+            choices=["head", "full", "probe"],
             default="head",
             help="head: backbone frozen, cached features (default); "
-            "full: everything but BatchNorm unfrozen, low LR",
+            "full: everything but BatchNorm unfrozen, low LR; "
+            "probe: logistic regression on the cached features (probe.keras)",
         )
     group.add_argument(
         "--model",
@@ -76,11 +78,11 @@ def config_from_args(args, phase):
 
 
 def run_phase(args, phase):
-    from .training import train_full, train_head
+    from .training import train_full, train_head, train_probe
 
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
-    train = train_head if phase == "head" else train_full
+    train = {"head": train_head, "full": train_full, "probe": train_probe}[phase]
     from .training import run_name
 
     if args.fold is not None and not config.split.folds:

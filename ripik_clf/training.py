@@ -174,29 +174,11 @@ def _drop_failures(paths, labels, failures):
 def train_head(config, model_name, *, fold=None, resplit=False):
     """Train the classifier head on cached backbone features; save ``head.keras``."""
     tc = config.train
-    keras.utils.set_random_seed(tc.seed)
-    accelerator_setup(tc.precision)
-    data = model_data(config, model_name, fold=fold, resplit=resplit)
-    out = run_dir(config, run_name(model_name, fold))
-    out.mkdir(parents=True, exist_ok=True)
-    classes, size = data["classes"], resolve_image_size(tc.backbone, tc.image_size)
-    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
-    backbone.trainable = False
-    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
-    cache = Path(config.workdir) / "features" / tag
-    extractor = feature_extractor(backbone)
     started = time.perf_counter()
-    train_x, train_fail = feature_cache.extract_features(
-        data["train_paths"], extractor, size, cache, desc=f"{model_name} train"
+    data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
+        config, model_name, fold, resplit
     )
-    val_x, val_fail = feature_cache.extract_features(
-        data["val_paths"], extractor, size, cache, desc=f"{model_name} val"
-    )
-    if val_fail:
-        raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
-    _, train_y, keep = _drop_failures(data["train_paths"], data["train_y"], train_fail)
-    train_x = train_x[keep]
-    pd.DataFrame(train_fail, columns=["path", "reason"]).to_csv(out / "skipped.csv", index=False)
+    classes = data["classes"]
     feature_seconds = time.perf_counter() - started
 
     head = keras.Sequential(
@@ -238,6 +220,75 @@ def train_head(config, model_name, *, fold=None, resplit=False):
     )
     _save_run(out, config, data, size, "head", metrics)
     return metrics
+
+
+def _cached_features(config, model_name, fold, resplit):
+    """The frozen backbone's features of every training version and validation image
+    (cached); unreadable training files are dropped and listed in ``skipped.csv``.
+
+    Returns:
+        (data, run folder, image size, backbone, (train_x, train_y, val_x)).
+    """
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)
+    accelerator_setup(tc.precision)
+    data = model_data(config, model_name, fold=fold, resplit=resplit)
+    out = run_dir(config, run_name(model_name, fold))
+    out.mkdir(parents=True, exist_ok=True)
+    size = resolve_image_size(tc.backbone, tc.image_size)
+    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
+    backbone.trainable = False
+    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
+    cache = Path(config.workdir) / "features" / tag
+    extractor = feature_extractor(backbone)
+    train_x, train_fail = feature_cache.extract_features(
+        data["train_paths"], extractor, size, cache, desc=f"{model_name} train"
+    )
+    val_x, val_fail = feature_cache.extract_features(
+        data["val_paths"], extractor, size, cache, desc=f"{model_name} val"
+    )
+    if val_fail:
+        raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
+    _, train_y, keep = _drop_failures(data["train_paths"], data["train_y"], train_fail)
+    pd.DataFrame(train_fail, columns=["path", "reason"]).to_csv(out / "skipped.csv", index=False)
+    data["kept_versions"] = keep  # positions in train_paths of the readable versions
+    return data, out, size, backbone, (train_x[keep], train_y, val_x)
+
+
+# --- phase "probe": a logistic regression on the cached features -----------------------
+
+
+def train_probe(config, model_name, *, fold=None, resplit=False):
+    """Fit the logistic probe (C by cross-validation on the training versions, grouped
+    by source image so a copy never validates its own original); save ``probe.keras``."""
+    from .probe import fit_probe, probe_as_dense
+
+    tc = config.train
+    started = time.perf_counter()
+    data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
+        config, model_name, fold, resplit
+    )
+    groups = _source_of_version(data)
+    probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)
+    model = build_classifier(backbone, len(data["classes"]), tc.dropout)
+    model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
+    model.save(out / "probe.keras")
+    probabilities = probe.predict_proba(val_x)
+    metrics = classification_metrics(data["val_y"], probabilities, data["classes"])
+    metrics.update(
+        epochs=0,
+        seconds=time.perf_counter() - started,
+        train_images=len(train_y),
+        C=float(probe.best_params_["logisticregression__C"]),
+    )
+    _save_run(out, config, data, size, "probe", metrics)
+    return metrics
+
+
+def _source_of_version(data):
+    """Source index of every readable training version (for grouped cross-validation)."""
+    sizes = list(map(len, data["train_versions"]))
+    return np.repeat(np.arange(len(sizes)), sizes)[data["kept_versions"]]
 
 
 # --- phase 2: full ---------------------------------------------------------------------

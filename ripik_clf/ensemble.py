@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import apply_temperature
 from .errors import UserError
 from .images import decoded_batches
 
@@ -89,6 +90,11 @@ class Member:
     family: str = ""  # the trained model it belongs to: fold runs of one model share it
     fold: int | None = None  # its validation fold, for a run of a k-fold split
     record: dict = field(default_factory=dict)  # its run.json
+
+    @property
+    def temperature(self):
+        """Its calibration (``run.json``, per phase's model file); 1 = none recorded."""
+        return float(self.record.get("temperature", {}).get(self.path.stem, 1.0))
 
 
 def resolve_members(workdir, names, default_names):
@@ -173,9 +179,10 @@ def load_members(members):
     return members
 
 
-def predict_members(members, paths, tta, batch_size=32, progress=None):
+def predict_members(members, paths, tta, batch_size=32, progress=None, calibrated=True):
     """Per-member TTA softmaxes for ``paths``, decoding each image once. ``tta`` is a
-    mode of TTA_MODES or ``auto`` (see :func:`member_tta`).
+    mode of TTA_MODES or ``auto`` (see :func:`member_tta`). ``calibrated``: each
+    member's temperature applied (see :mod:`ripik_clf.calibration`).
 
     Returns:
         (probabilities ``(M, N, C)`` with NaN rows for unreadable images, failures).
@@ -188,8 +195,9 @@ def predict_members(members, paths, tta, batch_size=32, progress=None):
             failures += failed
             if len(positions):
                 for m, member in enumerate(members):
-                    out[m, positions] = predict_tta(
-                        member.model, images.astype("float32"), member_tta(member, tta)
+                    p = predict_tta(member.model, images.astype("float32"), member_tta(member, tta))
+                    out[m, positions] = apply_temperature(
+                        p, member.temperature if calibrated else 1
                     )
             if progress is not None:
                 progress.update(len(positions) + len(failed))

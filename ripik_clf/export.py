@@ -29,7 +29,6 @@ def resolve_model_file(workdir, run):
 
 def export_model(model_path, fmt, out_dir, quantize="none"):
     """Write the export; returns the path of the exported artefact."""
-    import keras
 
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -46,7 +45,7 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
                 "format onnx needs the packages tf2onnx and onnxruntime: "
                 "pip install tf2onnx onnxruntime"
             ) from None
-    model = keras.models.load_model(model_path)
+    model = serving_model(model_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = model_path.parent.name
@@ -64,6 +63,21 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
         classes = json.loads(record.read_text())["classes"]
         (out_dir / f"{stem}_classes.json").write_text(json.dumps(classes))
     return target
+
+
+def serving_model(model_path):
+    """The Keras model as exported: with the temperature its run recorded for this
+    model file (``run.json``), so the export's probabilities are the calibrated ones."""
+    import keras
+
+    from .calibration import scaled_model
+
+    model = keras.models.load_model(model_path)
+    record = Path(model_path).parent / "run.json"
+    if not record.exists():
+        return model
+    temperature = json.loads(record.read_text()).get("temperature", {}).get(model_path.stem, 1.0)
+    return scaled_model(model, float(temperature))
 
 
 def _tflite_bytes(model, quantize):
@@ -102,9 +116,8 @@ def run_export(path, fmt, images):
 
 def check_export(model_path, exported, fmt, images):
     """Compare the export with the Keras model: (max abs difference, arg-max agreement)."""
-    import keras
 
-    expected = keras.models.load_model(model_path).predict(images, verbose=0)
+    expected = serving_model(model_path).predict(images, verbose=0)
     got = run_export(exported, fmt, images)
     difference = float(np.abs(expected - got).max())
     agreement = float((expected.argmax(1) == got.argmax(1)).mean())

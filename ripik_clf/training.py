@@ -211,7 +211,7 @@ def train_head(config, model_name, *, fold=None, resplit=False):
     model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
     model.save(out / "head.keras")
     _remove_stale_full_phase(out)
-    metrics = classification_metrics(data["val_y"], head.predict(val_x, verbose=0), classes)
+    metrics = _validation_metrics(data, head.predict(val_x, verbose=0))
     metrics.update(
         epochs=len(history.history["loss"]),
         seconds=time.perf_counter() - started,
@@ -273,8 +273,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
     model = build_classifier(backbone, len(data["classes"]), tc.dropout)
     model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
     model.save(out / "probe.keras")
-    probabilities = probe.predict_proba(val_x)
-    metrics = classification_metrics(data["val_y"], probabilities, data["classes"])
+    metrics = _validation_metrics(data, probe.predict_proba(val_x))
     metrics.update(
         epochs=0,
         seconds=time.perf_counter() - started,
@@ -385,8 +384,7 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     best = keras.models.load_model(out / "full_best.keras")
     best.save(out / "full.keras")
     (out / "full_best.keras").unlink()
-    probabilities = best.predict(val_ds, verbose=0)
-    metrics = classification_metrics(data["val_y"], probabilities, data["classes"])
+    metrics = _validation_metrics(data, best.predict(val_ds, verbose=0))
     epochs_run = len(pd.read_csv(history_csv))
     metrics.update(
         epochs=epochs_run,
@@ -473,8 +471,29 @@ def _best_logged(history_csv):
 # --- run records -----------------------------------------------------------------------
 
 
+def _validation_metrics(data, probabilities):
+    """Accuracy and F1 on validation, and the temperature that calibrates the model there
+    (with the expected calibration error before and after it)."""
+    from .calibration import apply_temperature, fit_temperature
+    from .evaluation import expected_calibration_error
+
+    y = data["val_y"]
+    metrics = classification_metrics(y, probabilities, data["classes"])
+    temperature = fit_temperature(probabilities, y)
+    calibrated = apply_temperature(probabilities, temperature)
+    return metrics | {
+        "temperature": temperature,
+        "val_ece": expected_calibration_error(y, probabilities),
+        "val_ece_calibrated": expected_calibration_error(y, calibrated),
+    }
+
+
 def _save_run(out, config, data, size, phase, metrics):
     config.save(out / "config.yaml")
+    earlier = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    temperature = earlier.get("temperature", {}) | {phase: metrics["temperature"]}
+    if phase == "head":
+        temperature.pop("full", None)  # a new head makes the old full model stale
     record = {
         "classes": data["classes"],
         "split": data["split"],
@@ -485,6 +504,7 @@ def _save_run(out, config, data, size, phase, metrics):
         "image_size": size,
         "model": data["model"],
         "fold": data["fold"],
+        "temperature": temperature,  # per phase's model, fitted on validation (calibration.py)
     }
     _write_json(out / "run.json", record)
     path = out / "metrics.json"

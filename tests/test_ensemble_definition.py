@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import ensemble
+from ripik_clf.calibration import apply_temperature
 from ripik_clf.config import load_config
 from ripik_clf.ensemble import soft_vote
 from ripik_clf.images import load_for_model
@@ -75,16 +76,17 @@ def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
     accuracy = float((submitted == truth[submitted.index]).mean())
     assert metrics["test: soft ensemble"]["accuracy"] == pytest.approx(accuracy)
 
-    # And the probabilities are the weighted vote of the members, recomputed by hand.
+    # And the probabilities are the weighted vote of the members, recomputed by hand,
+    # with the temperatures the runs and the ensemble recorded.
     files = sorted((root / "test").iterdir())
     images = np.stack([load_for_model(f, 32) for f in files]).astype("float32")
-    members = [
-        keras.models.load_model(root / "work" / "runs" / name / "full.keras").predict(
-            images, verbose=0
-        )
-        for name in ("original", "constant")
-    ]
+    members = []
+    for name in ("original", "constant"):
+        run = root / "work" / "runs" / name
+        record = json.loads((run / "run.json").read_text())
+        p = keras.models.load_model(run / "full.keras").predict(images, verbose=0)
+        members.append(apply_temperature(p, record["temperature"].get("full", 1.0)))
+    definition = json.loads((root / "work" / "report" / "ensemble.json").read_text())
+    expected = apply_temperature(soft_vote(members, [1, 0]), definition["temperature"])
     written = pd.read_csv(root / "probabilities.csv").set_index("image_id")
-    np.testing.assert_allclose(
-        written.loc[[f.name for f in files]].to_numpy(), soft_vote(members, [1, 0]), atol=1e-5
-    )
+    np.testing.assert_allclose(written.loc[[f.name for f in files]].to_numpy(), expected, atol=1e-5)

@@ -41,8 +41,17 @@ def test_probe_phase_and_a_probe_member_in_the_ensemble(tmp_path):
     assert (run / "probe.keras").exists() and not (run / "head.keras").exists()
     out = tmp_path / "sub.csv"
     ensemble.main(
-        [*common, "--test", str(tmp_path / "test"), "--out", str(out),
-         "--members", "augmented:probe", "--select", "none"]  # fmt: skip
+        [
+            *common,
+            "--test",
+            str(tmp_path / "test"),
+            "--out",
+            str(out),
+            "--members",
+            "augmented:probe",
+            "--select",
+            "none",
+        ]  # fmt: skip
     )
     assert len(pd.read_csv(out)) == 3
     assert "augmented:probe" in (tmp_path / "work" / "report" / "report.md").read_text()

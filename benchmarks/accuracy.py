@@ -182,7 +182,7 @@ def score_everything(args, submission, wall):
     classes = data["classes"]
     y_test = np.array([classes.index(label) for label in truth])
 
-    plain, with_tta, names = [], [], []
+    plain, with_tta, names, calibration = [], [], [], []
     for phase in ("head", "probe", "full"):
         for model in config.train.models:
             metrics = json.loads((runs / model / "metrics.json").read_text())[phase]
@@ -196,6 +196,10 @@ def score_everything(args, submission, wall):
                 plain.append(p_none)
                 with_tta.append(p_tta)
                 names.append(model)
+            if phase != "head":
+                calibration.append(
+                    (f"{model}, {phase} phase, TTA {mode}", p_tta, member.temperature)
+                )
             images = metrics["train_images"] * (
                 metrics["epochs"] if phase == "full" else 1
             )  # head: images through the backbone (features), full: images trained on
@@ -265,11 +269,45 @@ def score_everything(args, submission, wall):
                     None,
                 )  # fmt: skip
             )
+    temperatures = [t for name, _, t in calibration if "full phase" in name]
+    calibration.append(("soft ensemble = probabilities.csv", None, definition["temperature"]))
+    calibration_lines(calibration, y_test, with_tta, temperatures, weights, report)
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
     rows.insert(0, _row("augment_offline.py (14 copies per training image)", None, None,
                         wall["augment"], None))  # fmt: skip
     return rows
+
+
+CALIBRATION = []  # markdown lines of the calibration table, written after the main one
+
+
+def calibration_lines(entries, y_test, members, temperatures, weights, report):
+    """Test ECE and Brier before and after temperature scaling (temperatures fitted on
+    validation: the test set is out-of-sample for them)."""
+    from ripik_clf.calibration import apply_temperature
+    from ripik_clf.ensemble import soft_vote
+    from ripik_clf.evaluation import brier_score, expected_calibration_error
+
+    CALIBRATION[:] = [
+        "Calibration on the test set (temperatures fitted on validation only):",
+        "",
+        "| model | temperature | test ECE before | test ECE after | test Brier before "
+        "| test Brier after |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, calibrated, temperature in entries:
+        if calibrated is None:  # the ensemble: members' and its own temperature
+            raw = soft_vote([apply_temperature(p, 1 / t) for p, t in zip(members, temperatures)],
+                            weights)  # fmt: skip
+            calibrated = apply_temperature(soft_vote(members, weights), temperature)
+        else:
+            raw = apply_temperature(calibrated, 1 / temperature)
+        CALIBRATION.append(
+            f"| {name} | {temperature:.2f} | {expected_calibration_error(y_test, raw):.4f} "
+            f"| {expected_calibration_error(y_test, calibrated):.4f} "
+            f"| {brier_score(y_test, raw):.4f} | {brier_score(y_test, calibrated):.4f} |"
+        )
 
 
 def _row(name, test, val_f1, seconds, rate):
@@ -303,6 +341,7 @@ def write_table(args, rows, pipeline_seconds):
             f"| {row['name']} | {f(test[0])} | {f(test[1])} | {f(row['val_f1'])} "
             f"| {f(row['seconds'], 0)} | {f(row['rate'], 1)} |"
         )
+    lines += ["", *CALIBRATION] if CALIBRATION else []
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     args.out.write_text(text)

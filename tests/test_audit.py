@@ -126,3 +126,18 @@ def test_audit_writes_markdown_sheets_and_a_relabel_file_the_pipeline_reads(audi
 def test_audit_creates_no_split(audited):
     out, _ = audited
     assert not (out.parent / "splits.csv").exists()
+
+
+def test_audit_lists_unusable_files_and_what_it_could_not_check(tmp_path, capsys):
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 1, "b": 2})
+    (data / "a" / "broken.png").write_bytes(b"not a png")
+    cli_main(["audit", "--data", str(data), "--workdir", str(tmp_path / "work"),
+              "--set", "train.weights=none", "--set", "train.image_size=32"])  # fmt: skip
+    found = pd.read_csv(tmp_path / "work" / "audit" / "audit.csv", keep_default_na=False)
+    assert found[["kind", "image"]].values.tolist() == [
+        ["unreadable", str(data / "a" / "broken.png")]
+    ]
+    report = (tmp_path / "work" / "audit" / "audit.md").read_text()
+    assert "Label errors not checked: a class has fewer than 2 readable images." in report

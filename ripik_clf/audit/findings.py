@@ -16,7 +16,7 @@ from .signals import hamming
 # one backdrop reach 0.90). Both must hold: either alone flags look-alikes.
 NEAR_HAMMING = 10
 NEAR_COSINE = 0.92
-OUTLIER_Z = 6.0  # robust z-score of the distance to the nearest class centre
+OUTLIER_Z = 8.0  # robust z-score of the distance to the nearest class centre (a blank: ~20)
 PAIR_COLUMNS = ["i", "j", "match", "hamming", "cosine"]
 
 

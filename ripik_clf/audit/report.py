@@ -79,6 +79,8 @@ def _thumbnail(path):
 
 
 def _caption(row):
+    if row.kind == "unreadable":
+        return row.detail.split(": ", 1)[-1]
     if row.kind == "label error":
         return f"{row.label} -> {row.suggestion} ({row.score:.2f})"
     if row.other_image:
@@ -103,6 +105,7 @@ def markdown(found, table, summary, sheets, ids):
         "|---|---:|---|",
         *[f"| {k} | {int((found.kind == k).sum())} | {meaning} |" for k, meaning in KINDS.items()],
         "",
+        *[f"{note}\n" for note in summary["notes"]],
         *_balance(labelled),
         *_sizes(summary["signals"]),
     ]
@@ -142,7 +145,7 @@ def _section(kind, rows, sheet, ids):
         label = row.label + (f" / {row.other_label}" if row.other_label else "")
         lines.append(
             f"| {ids.get(row.image, row.image)} | {other} | {label} | {row.suggestion} "
-            f"| {row.score:.3f} | {row.detail} |"
+            f"| {'' if pd.isna(row.score) else f'{row.score:.3f}'} | {row.detail} |"
         )
     if len(rows) > 25:
         lines.append(f"| ... {len(rows) - 25} more in audit.csv | | | | | |")

@@ -33,10 +33,19 @@ def run_audit(config, test_dir=None):
     features = _features(config, list(table["path"]))
     readable &= ~np.isnan(features).any(axis=1)
     classes = class_names(dataset)
-    found = _findings(table, signals, features, readable, classes, config.split.seed)
+    notes = []  # what could not be checked, for the report
+    found = _findings(table, signals, features, readable, classes, config.split.seed, notes)
+    skipped_rows = [
+        dict.fromkeys(FINDING_COLUMNS, "")
+        | {"kind": "unreadable", "image": path, "score": np.nan, "detail": why}
+        for path, why in skipped
+    ]  # found by discovery, never rows of the dataset: listed all the same
+    found = pd.concat([found, pd.DataFrame(skipped_rows, columns=FINDING_COLUMNS)])
+    found = found.reset_index(drop=True)
     summary = {
         "classes": classes,
         "split_note": split_note,
+        "notes": notes,
         "skipped": skipped,
         "signals": signals,
         "thresholds": {"hamming": fd.NEAR_HAMMING, "cosine": fd.NEAR_COSINE, "z": fd.OUTLIER_Z},
@@ -120,7 +129,7 @@ def _features(config, paths):
     return features
 
 
-def _findings(table, signals, features, readable, classes, seed):
+def _findings(table, signals, features, readable, classes, seed, notes):
     index = {c: i for i, c in enumerate(classes)}
     labelled = readable & table["label"].notna().to_numpy()
     y = np.array([index.get(label, -1) for label in table["label"]])
@@ -135,7 +144,7 @@ def _findings(table, signals, features, readable, classes, seed):
     for pair in fd.classify_pairs(pairs, labels, list(table["side"])).itertuples(index=False):
         detail = f"{pair.match}; hash distance {pair.hamming}/64, feature cosine {pair.cosine:.3f}"
         rows.append(_row(pair.kind, table, pair.i, pair.j, score=pair.cosine, detail=detail))
-    rows += _label_errors(table, features, y, labelled, classes, seed)
+    rows += _label_errors(table, features, y, labelled, classes, seed, notes)
     rows += _outliers(table, signals, features, y, labelled, readable, classes)
     found = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     # Within each kind, the most certain first: that is the order to review them in.
@@ -162,7 +171,7 @@ def _row(kind, table, i, j=None, *, suggestion="", score=np.nan, detail=""):
     }
 
 
-def _label_errors(table, features, y, labelled, classes, seed):
+def _label_errors(table, features, y, labelled, classes, seed, notes):
     """Confident learning on out-of-fold probabilities of a logistic probe."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -172,7 +181,9 @@ def _label_errors(table, features, y, labelled, classes, seed):
     counts = np.bincount(y[rows], minlength=len(classes))
     folds = int(min(5, counts[counts > 0].min()))
     if folds < 2 or (counts > 0).sum() < 2:
-        return []  # too few images per class for out-of-fold predictions
+        notes.append("Label errors not checked: a class has fewer than 2 readable images.")
+        print(f"audit: {notes[-1]}")
+        return []
     probe = fit_probe(features[rows], y[rows], seed, folds, scoring="neg_log_loss")
     probe = probe.best_estimator_
     probabilities = cross_val_predict(

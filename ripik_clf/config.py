@@ -26,6 +26,8 @@ class DataConfig:
     image_root: str | None = (
         None  # CSV only: folder image paths are relative to (default: the CSV's)
     )
+    # CSV only: a row whose path (symlinks resolved) leaves image_root is refused unless true
+    allow_outside_root: bool = False
     test: str | None = None  # folder of unlabelled test images (any depth); null = demo test set
     max_pixels: int = 100_000_000  # refuse larger images (decompression bombs), in pixels
     # Curation, e.g. from `python -m ripik_clf audit`: a file with one image per line (id
@@ -336,10 +338,18 @@ def load_config(path=None, overrides=None):
     config = Config()
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"--config {path} is a folder: pass a YAML file (see configs/)")
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise UserError(
+                f"config file {path} is not text (binary content): pass a YAML file"
+            ) from None
+        except OSError as err:
+            raise UserError(f"cannot read config file {path}: {err.strerror}") from None
         except yaml.YAMLError as err:
             raise UserError(
                 f"config file {path} is not valid YAML: {err}".splitlines()[0]

@@ -22,7 +22,15 @@ from .images import IMAGE_EXTENSIONS, BadImage, probe
 COLUMNS = ["image", "label", "path"]
 
 
-def discover(data_path, *, image_col="image", label_col="label", image_root=None, max_pixels=None):
+def discover(
+    data_path,
+    *,
+    image_col="image",
+    label_col="label",
+    image_root=None,
+    max_pixels=None,
+    allow_outside_root=False,
+):
     """Find every labelled image under ``data_path`` (a folder or a CSV file).
 
     Returns:
@@ -39,7 +47,7 @@ def discover(data_path, *, image_col="image", label_col="label", image_root=None
     if data_path.is_dir():
         rows, skipped = _scan_folders(data_path)
     elif data_path.suffix.lower() == ".csv":
-        rows, skipped = _read_csv(data_path, image_col, label_col, image_root)
+        rows, skipped = _read_csv(data_path, image_col, label_col, image_root, allow_outside_root)
     else:
         raise UserError(f"--data must be a folder of class folders or a .csv file, got {data_path}")
 
@@ -84,7 +92,7 @@ def _hidden(path, base):
     return any(part.startswith(".") for part in path.relative_to(base).parts)
 
 
-def _read_csv(csv_path, image_col, label_col, image_root):
+def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=False):
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -116,8 +124,16 @@ def _read_csv(csv_path, image_col, label_col, image_root):
             f"(data rows {', '.join(rows_of_first)}); each image must appear once"
         )
     rows, missing_files = [], []
+    inside = root.resolve()
     for row_number, (image, label) in enumerate(zip(keys, labels), start=1):
         path = root / image
+        # Resolved (symlinks too), a row must stay inside the image root: a CSV from
+        # elsewhere must not make the pipeline read, copy and train on any file.
+        if not allow_outside_root and not path.resolve().is_relative_to(inside):
+            raise UserError(
+                f"CSV {csv_path}: data row {row_number} names {image!r}, outside the image "
+                f"root {inside} (set data.allow_outside_root: true if that is intended)"
+            )
         if not path.is_file():
             missing_files.append((row_number, path))
         rows.append((image, label, str(path.resolve())))
@@ -166,6 +182,7 @@ def load_dataset(data_config):
         label_col=data_config.label_col,
         image_root=data_config.image_root,
         max_pixels=data_config.max_pixels,
+        allow_outside_root=data_config.allow_outside_root,
     )
     dataset, record = apply_curation(dataset, data_config.exclude, data_config.relabel)
     dataset.attrs["curation"] = record  # saved in splits.json with the split

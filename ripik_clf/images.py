@@ -12,10 +12,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # File extensions we look at when discovering a dataset (lower case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-# Formats as Pillow names them after sniffing the bytes; the extension is not trusted.
-# MPO is the multi-picture JPEG many phones write.
-SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# Formats as Pillow names them after sniffing the bytes; the extension is not trusted
+# (web scrapers save GIFs as .jpg). MPO is the multi-picture JPEG many phones write.
+# Animated files (GIF, WebP, MPO, multi-page TIFF) are read as their first frame.
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 # Default refusal threshold: 100 megapixels (e.g. 10,000 x 10,000). A decompression
 # bomb (30,000 x 30,000) is refused from its header, before any pixel is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000

@@ -51,6 +51,23 @@ def test_bad_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("augment: [1, 2\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+    with pytest.raises(UserError, match="is a folder: pass a YAML file"):
+        load_config(tmp_path)
+
+
+def test_a_binary_config_file_is_one_line(tmp_path, capsys):
+    import train
+
+    binary = tmp_path / "model.keras"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--config", str(binary), "--phase", "head"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        err.strip() == f"error: config file {binary} is not text (binary content): pass a YAML file"
+    )
 
 
 def test_save_round_trips(tmp_path):

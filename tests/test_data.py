@@ -18,16 +18,16 @@ def test_folder_discovery(small_dataset):
 def test_bad_files_are_listed_not_fatal(small_dataset):
     (small_dataset / "cat" / "empty.jpg").write_bytes(b"")
     (small_dataset / "cat" / "notes.jpg").write_text("text")
-    Image.new("P", (4, 4)).save(small_dataset / "dog" / "anim.gif")
+    Image.new("RGB", (16, 16)).save(small_dataset / "dog" / "icon.ico")
     png_bomb_header(small_dataset / "dog" / "bomb.png")
     (small_dataset / "stray.png").write_bytes(b"")
     (small_dataset / "fox" / ".DS_Store").write_text("hidden files are ignored")
     dataset, skipped = discover(small_dataset)
     assert len(dataset) == 24
     reasons = {p.split("/")[-1]: r for p, r in skipped}
-    assert set(reasons) == {"empty.jpg", "notes.jpg", "anim.gif", "bomb.png", "stray.png"}
+    assert set(reasons) == {"empty.jpg", "notes.jpg", "icon.ico", "bomb.png", "stray.png"}
     assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]
-    assert "'.gif'" in reasons["anim.gif"] and "too large" in reasons["bomb.png"]
+    assert "'.ico'" in reasons["icon.ico"] and "too large" in reasons["bomb.png"]
     assert "class folder" in reasons["stray.png"]
 
 
@@ -103,12 +103,12 @@ def test_csv_empty_label(tmp_path):
 
 def test_csv_unknown_format_listed(tmp_path):
     csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "x")])
-    Image.new("P", (4, 4)).save(tmp_path / "imgs" / "b.png", format="GIF")
+    Image.new("RGB", (16, 16)).save(tmp_path / "imgs" / "b.png", format="ICO")
     dataset, skipped = discover(
         csv, image_col="file", label_col="species", image_root=tmp_path / "imgs"
     )
     assert dataset["image"].tolist() == ["a.png"]
-    assert "unsupported format GIF" in skipped[0][1]
+    assert "unsupported format ICO" in skipped[0][1]
 
 
 def test_unicode_class_and_file_names(tmp_path):
@@ -117,3 +117,28 @@ def test_unicode_class_and_file_names(tmp_path):
     dataset, skipped = discover(root)
     assert len(dataset) == 5 and not skipped
     assert "犬/my photo ü.png" in set(dataset["image"])
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_csv_rows_outside_the_image_root_are_refused(tmp_path, capsys, kind):
+    import augment_offline
+
+    secret = write_image(tmp_path / "secret" / "x.png")
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "y")])
+    entry = {"dotdot": "../secret/x.png", "absolute": str(secret), "symlink": "link.png"}[kind]
+    if kind == "symlink":
+        (tmp_path / "imgs" / "link.png").symlink_to(secret)
+    rows = pd.read_csv(csv)
+    pd.concat([rows, pd.DataFrame({"file": [entry], "species": ["x"]})]).to_csv(csv, index=False)
+    argv = ["--data", str(csv), "--image-root", str(tmp_path / "imgs"), "--workdir",
+            str(tmp_path / "work"), "--image-col", "file", "--label-col", "species"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        augment_offline.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert f"data row 3 names {entry!r}, outside the image root" in err
+    assert not (tmp_path / "work" / "splits.csv").exists()
+    dataset, _ = discover(csv, image_col="file", label_col="species",
+                          image_root=tmp_path / "imgs", allow_outside_root=True)  # fmt: skip
+    assert str(secret.resolve()) in set(dataset["path"])

@@ -19,6 +19,8 @@ def setup(tmp_path_factory):
     for i in range(4):
         write_image(root / "test" / f"t{i}.png", seed=50 + i)
     write_image(root / "test" / "sub dir" / "nested.jpg", seed=60)
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]  # animated
+    frames[0].save(root / "test" / "anim.gif", save_all=True, append_images=frames[1:])
     config = load_config(
         None,
         {
@@ -61,7 +63,7 @@ def test_submission_probabilities_and_report(setup):
     submission = pd.read_csv(setup / "sub.csv")
     assert list(submission.columns) == ["image_id", "label"]
     assert submission["image_id"].tolist() == sorted(
-        ["t0.png", "t1.png", "t2.png", "t3.png", "sub dir/nested.jpg"]
+        ["anim.gif", "t0.png", "t1.png", "t2.png", "t3.png", "sub dir/nested.jpg"]
     )
     assert set(submission["label"]) <= {"a", "b", "c"}
     probabilities = pd.read_csv(setup / "probabilities.csv")
@@ -120,7 +122,7 @@ def test_unreadable_test_image_fails_or_is_skipped(setup, capsys):
         assert not (setup / "sub2.csv").exists()
         run(setup, "--on-bad-image", "skip", out="sub3.csv")
         assert "broken.jpg" not in set(pd.read_csv(setup / "sub3.csv")["image_id"])
-        assert len(pd.read_csv(setup / "sub3.csv")) == 5
+        assert len(pd.read_csv(setup / "sub3.csv")) == 6
         assert "broken.jpg" in pd.read_csv(setup / "skipped.csv")["path"].iloc[0]
         assert "skipped 1 unreadable test image" in capsys.readouterr().out
     finally:
@@ -160,7 +162,7 @@ def _cli(setup, *argv):
 def test_predict_command(setup, capsys):
     _cli(setup, "predict", str(setup / "test"), "--top-k", "2")
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 5 and all(line.count(",") == 1 for line in lines)
+    assert len(lines) == 6 and all(line.count(",") == 1 for line in lines)
     _cli(setup, "predict", str(setup / "test" / "t0.png"), "--json", "--tta", "flip")
     result = json.loads(capsys.readouterr().out)
     top = result["predictions"][0]["top"]

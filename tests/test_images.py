@@ -69,10 +69,10 @@ def test_unicode_and_spaces_in_names(tmp_path):
     [
         (lambda p: p.write_bytes(b""), "empty file"),
         (lambda p: p.write_text("hello, not a picture"), "not an image"),
-        (lambda p: Image.new("P", (8, 8)).save(p, format="GIF"), "unsupported format GIF"),
+        (lambda p: Image.new("RGB", (16, 16)).save(p, format="ICO"), "unsupported format ICO"),
         (lambda p: png_bomb_header(p), "too large: 30000x30000"),
     ],
-    ids=["zero-byte", "text", "gif", "bomb"],
+    ids=["zero-byte", "text", "ico", "bomb"],
 )
 def test_refused_from_header(tmp_path, make, reason):
     path = tmp_path / "bad.jpg"
@@ -91,3 +91,13 @@ def test_truncated_jpeg_fails_on_decode(tmp_path):
     probe(tmp_path / "t.jpg")  # the header is intact
     with pytest.raises(BadImage, match="truncated"):
         read_rgb(tmp_path / "t.jpg")
+
+
+def test_a_gif_named_jpg_reads_as_its_first_frame(tmp_path):
+    """Web scrapers save GIFs under .jpg names; Pillow reads the first frame."""
+    red, blue = Image.new("RGB", (20, 10), (255, 0, 0)), Image.new("RGB", (20, 10), (0, 0, 255))
+    path = tmp_path / "scraped.jpg"
+    red.save(path, format="GIF", save_all=True, append_images=[blue], duration=100)
+    pixels = read_rgb(path)
+    assert pixels.shape == (10, 20, 3)
+    assert tuple(pixels[5, 5]) == (255, 0, 0)

@@ -15,6 +15,7 @@ normalised as (x - 127) / 128 inside the model so it takes raw 0-255 RGB.
 
 import importlib
 import math
+import os
 import pickle
 import struct
 from dataclasses import dataclass
@@ -66,10 +67,23 @@ class _TensorRef:
     stride: tuple
 
     def materialize(self):
+        """The tensor as a numpy array, after checking that every element it addresses
+        lies inside its storage: ``as_strided`` itself checks nothing, so a crafted
+        offset, size or stride would read (or crash on) memory outside the buffer."""
         itemsize = self.storage.dtype.itemsize
-        if self.shape and self.offset + _extent(self.shape, self.stride) > self.storage.numel:
+        shape, stride, offset = self.shape, self.stride, self.offset
+        if self.storage.data is None:
+            raise UserError("corrupt weights file: a tensor's storage holds no data")
+        if len(shape) != len(stride) or offset < 0 or min((*shape, *stride), default=0) < 0:
+            raise UserError("corrupt weights file: a tensor has a negative offset, size or stride")
+        if math.prod(shape) == 0:
+            return np.zeros(shape, self.storage.dtype)
+        # Python integers: no overflow. A tensor never holds more elements than its storage.
+        if math.prod(shape) > self.storage.numel or offset + _extent(shape, stride) > len(
+            self.storage.data
+        ):
             raise UserError("corrupt weights file: a tensor reaches past its storage")
-        flat = self.storage.data[self.offset :]
+        flat = self.storage.data[offset:]
         strides = tuple(s * itemsize for s in self.stride)
         return np.lib.stride_tricks.as_strided(flat, self.shape, strides).copy()
 
@@ -79,7 +93,17 @@ def _extent(shape, stride):
 
 
 def _rebuild_tensor_v2(storage, offset, shape, stride, requires_grad=False, hooks=None, *_):
-    return _TensorRef(storage, int(offset), tuple(shape), tuple(stride))
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError("a tensor without a storage")
+    return _TensorRef(
+        storage, _integer(offset), tuple(map(_integer, shape)), tuple(map(_integer, stride))
+    )
+
+
+def _integer(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise pickle.UnpicklingError(f"expected an integer in a tensor header, got {value!r}")
+    return value
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -130,6 +154,9 @@ def read_legacy_torch(path):
         except (
             pickle.UnpicklingError,
             EOFError,
+            OverflowError,
+            RecursionError,
+            MemoryError,  # a crafted length field in the pickle
             struct.error,
             ValueError,
             TypeError,
@@ -154,11 +181,14 @@ def _read(handle, path):
     keys = load()
     if not isinstance(state, dict) or not isinstance(keys, list):
         raise UserError(f"{path} does not hold a state dict")
+    size = os.fstat(handle.fileno()).st_size
     for key in keys:
         storage = storages[str(key)]
         (numel,) = struct.unpack("<q", _read_exact(handle, 8, path))
-        if numel != storage.numel:
+        if numel != storage.numel or numel < 0:
             raise UserError(f"corrupt weights file {path}: storage {key} size mismatch")
+        if numel * storage.dtype.itemsize > size - handle.tell():
+            raise UserError(f"weights file {path} is truncated")
         raw = _read_exact(handle, numel * storage.dtype.itemsize, path)
         storage.data = np.frombuffer(raw, dtype=storage.dtype)
     if handle.read(1):

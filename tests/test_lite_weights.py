@@ -85,3 +85,87 @@ def test_truncated_and_corrupt_files(tmp_path):
         read_legacy_torch(tmp_path / "extra.pth")
     with pytest.raises(UserError, match="not found"):
         read_legacy_torch(tmp_path / "missing.pth")
+
+
+# Writes crafted legacy tensor files and reads each back, in a child process: a crafted
+# header that made numpy read outside its buffer would kill that process (SIGSEGV), which
+# the test sees as its exit status instead of crashing pytest.
+_FUZZ = r"""
+import json, pickle, random, struct, sys, types
+import numpy as np
+from ripik_clf.errors import UserError
+from ripik_clf.lite_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_torch
+
+torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+def _rebuild_tensor_v2(*args): pass
+_rebuild_tensor_v2.__module__ = "torch._utils"
+_rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+class FloatStorage: pass
+FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
+utils._rebuild_tensor_v2, torch.FloatStorage, torch._utils = _rebuild_tensor_v2, FloatStorage, utils
+sys.modules.update({"torch": torch, "torch._utils": utils})
+
+class Storage:
+    def __init__(self, numel): self.numel = numel
+class Tensor:
+    def __init__(self, storage, offset, shape, stride):
+        self.args = (storage, offset, shape, stride, False, {})
+    def __reduce__(self): return (_rebuild_tensor_v2, self.args)
+class Writer(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", FloatStorage, "0", "cpu", obj.numel)
+
+def crafted(rng, path):
+    numel = 12
+    claimed = rng.choice([numel, numel, numel, -1, 11, 10**12])
+    storage = Storage(claimed)
+    values = [-10**6, -1, 0, 1, 2, 3, 4, 11, 12, 13, 2**31, 2**62, 10**30]
+    shape = tuple(rng.choice(values) for _ in range(rng.randint(0, 3)))
+    stride = tuple(rng.choice(values) for _ in range(len(shape) + rng.choice([0, 0, 0, 1])))
+    offset = rng.choice(values)
+    parts = []
+    for obj in (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True},
+                {"w": Tensor(storage, offset, shape, stride)}, ["0"]):
+        buffer = __import__("io").BytesIO()
+        Writer(buffer, protocol=2).dump(obj)
+        parts.append(buffer.getvalue())
+    header = bytearray(b"".join(parts))
+    for _ in range(rng.choice([0, 0, 0, 1, 3])):  # sometimes flip bytes too
+        header[rng.randrange(len(header))] = rng.randrange(256)
+    body = struct.pack("<q", numel) + np.arange(numel, dtype="float32").tobytes()
+    path.write_bytes(bytes(header) + body)
+
+from pathlib import Path
+outcomes = {}
+for seed in range(int(sys.argv[2])):
+    path = Path(sys.argv[1]) / f"case{seed}.pth"
+    crafted(random.Random(seed), path)
+    try:
+        tensor = read_legacy_torch(path)["w"]
+        kind = "read"
+        assert set(np.ravel(tensor)) <= set(range(12)), "values from outside the storage"
+    except UserError:
+        kind = "refused"
+    except Exception as err:
+        kind = f"{type(err).__name__}: {err}"[:200]
+    outcomes[kind] = outcomes.get(kind, 0) + 1
+print(json.dumps(outcomes))
+"""
+
+
+def test_crafted_tensor_headers_never_crash_the_reader(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-c", _FUZZ, str(tmp_path), "1000"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, f"reader crashed ({result.returncode}): {result.stderr[-500:]}"
+    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(outcomes) <= {"read", "refused"}, outcomes
+    assert outcomes.get("read", 0) > 10 and outcomes.get("refused", 0) > 100

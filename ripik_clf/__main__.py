@@ -86,6 +86,7 @@ def predict(args, config):
 
     from .ensemble import (
         check_member_splits,
+        default_member_names,
         load_members,
         predict_members,
         resolve_members,
@@ -96,7 +97,7 @@ def predict(args, config):
     if args.top_k < 1:
         raise UserError(f"--top-k must be 1 or more, got {args.top_k}")
     files = collect_images(args.inputs)
-    members = resolve_members(config.workdir, args.members, config.train.models)
+    members = resolve_members(config.workdir, args.members, default_member_names(config))
     check_member_splits(members, saved_split_record(config.workdir))
     load_members(members)
     classes = members[0].classes
@@ -137,7 +138,7 @@ def export(args, config):
     from .data import load_dataset
     from .export import check_export, export_model, resolve_model_file
     from .images import load_for_model
-    from .splits import load_or_make_splits, refuse_other_split, saved_split_record
+    from .splits import refuse_other_split, saved_split_record
 
     model_path = resolve_model_file(config.workdir, args.run)
     run_record = model_path.parent / "run.json"
@@ -149,10 +150,15 @@ def export(args, config):
     )
     out_dir = Path(args.out or Path(config.workdir) / "export")
     target = export_model(model_path, args.format, out_dir, args.quantize)
+    # The images this model never trained on (its validation split, or its fold's).
     dataset, _ = load_dataset(config.data)
-    splits = load_or_make_splits(dataset, config.split, config.workdir)
-    val = splits[splits.split == "val"].merge(dataset[["image", "path"]], on="image")
-    paths = list(val["path"])[: args.check_images]
+    held_out = dataset[dataset["image"].isin(set(record.get("held_out", [])))]
+    paths = list(held_out["path"])[: args.check_images]
+    if not paths:
+        raise UserError(
+            f"no validation image of run {model_path.parent.name} found in the data to "
+            "check the export against (pass --data, or retrain the run)"
+        )
     import numpy as np
 
     images = np.stack([load_for_model(p, record["image_size"]) for p in paths]).astype("float32")

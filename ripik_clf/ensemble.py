@@ -97,6 +97,14 @@ class Member:
         return float(self.record.get("temperature", {}).get(self.path.stem, 1.0))
 
 
+def default_member_names(config):
+    """The members used when none are named: every model of ``train.models``, and with
+    K folds every fold run of each (``ensemble.py`` and ``predict`` alike)."""
+    if config.split.folds:
+        return [f"{m}_fold{k}" for m in config.train.models for k in range(config.split.folds)]
+    return list(config.train.models)
+
+
 def resolve_members(workdir, names, default_names):
     """Members from run names (``WORKDIR/runs/<name>/full.keras``; ``<name>:probe`` or
     ``<name>:head`` for that phase's model) or model file paths.

@@ -14,6 +14,7 @@ from .data import class_names, load_dataset
 from .ensemble import (
     check_member_splits,
     choose_threshold,
+    default_member_names,
     greedy_selection,
     hard_vote,
     load_members,
@@ -65,10 +66,7 @@ def run_ensemble(config, out_path, answers=None):
         raise UserError(f"output folder does not exist: {out_path.parent}")
     test_dir, demo_answers = resolve_test_dir(config)
     test_ids = test_images(test_dir)
-    default = config.train.models
-    if config.split.folds:  # every fold run of every model
-        default = [f"{m}_fold{k}" for m in default for k in range(config.split.folds)]
-    members = resolve_members(workdir, ens.members, default)
+    members = resolve_members(workdir, ens.members, default_member_names(config))
     names = list(dict.fromkeys(m.family for m in members))  # validated per family (OOF)
     _check_fold_mix(members, ens.allow_mixed)
     if ens.weights and len(ens.weights) != len(names):

@@ -120,3 +120,18 @@ def test_fold_arguments(folded, capsys, args, message):
         train.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
                     "--model", "original", *args])  # fmt: skip
     assert message in capsys.readouterr().err
+
+
+def test_predict_and_export_in_a_kfold_workdir(folded, capsys):
+    from ripik_clf.__main__ import main as cli_main
+
+    root, _ = folded
+    common = ["--workdir", str(root / "work"), "--set", f"data.path={root / 'data'}",
+              "--set", "split.folds=3", "--set", "train.models=augmented"]  # fmt: skip
+    capsys.readouterr()
+    cli_main(["predict", str(root / "test"), "--json", *common])
+    predictions = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(predictions) == 3  # default members: the fold runs, as in ensemble.py
+    cli_main(["export", "augmented_fold1", "--format", "savedmodel", *common])
+    out = capsys.readouterr().out
+    assert "on 6 validation images" in out and "agreement 100.00%" in out  # fold 1's images

@@ -1,6 +1,11 @@
-"""Keras callbacks of the full phase: its plan and, off a terminal, timed progress lines."""
+"""Keras callbacks of the full phase: its plan and, off a terminal, timed progress lines;
+a resume backup that survives being killed at any moment."""
 
+import json
+import shutil
+import sys
 import time
+from pathlib import Path
 
 import keras
 
@@ -66,3 +71,83 @@ class FitProgress(keras.callbacks.Callback):
                 f"{rate:.1f} img/s, epoch ETA {format_seconds(eta)}",
                 flush=True,
             )
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, with a backup that a kill (even ``kill -9``) at any moment
+    cannot corrupt.
+
+    Keras overwrites ``latest.weights.h5`` in place: killed mid-write, it leaves a
+    truncated file that every rerun fails to read. Here each backup is written whole into
+    ``next/`` and swapped in by renames (``current/`` -> ``previous/``, ``next/`` ->
+    ``current/``), so ``current/`` (or, killed mid-swap, ``previous/``) always holds a
+    complete one; ``next/`` is never read.
+    """
+
+    WEIGHTS, METADATA = "latest.weights.h5", "training_metadata.json"
+
+    def __init__(self, backup_dir):
+        super().__init__(str(backup_dir))
+        self.root = Path(backup_dir)
+        self.current, self.next, self.previous = (
+            self.root / name for name in ("current", "next", "previous")
+        )
+        self._weights_path = str(self.current / self.WEIGHTS)
+        self._training_metadata_path = str(self.current / self.METADATA)
+
+    def prepare(self):
+        """Recover the backup folder; True when it holds a backup to resume from. An
+        unreadable one (a disk fault) is moved aside, with a warning, and training starts
+        over."""
+        self._recover()
+        if self.current.exists() and not self._readable():
+            aside = self.root.with_name(f"{self.root.name}.unreadable-{int(time.time())}")
+            self.root.rename(aside)
+            print(
+                f"warning: the resume backup could not be read; moved to {aside}, "
+                "starting the full phase over",
+                file=sys.stderr,
+            )
+        return self.current.exists()
+
+    def on_train_begin(self, logs=None):
+        self.prepare()
+        self._load_model()
+
+    def _recover(self):
+        """Undo what a kill left half done: a partial ``next/``, a swap cut short, or the
+        files of Keras' own layout (``latest.weights.h5`` at the top)."""
+        shutil.rmtree(self.next, ignore_errors=True)
+        if self.previous.exists():
+            if self.current.exists():
+                shutil.rmtree(self.previous)
+            else:
+                self.previous.rename(self.current)
+        flat = [self.root / name for name in (self.WEIGHTS, self.METADATA)]
+        if any(f.exists() for f in flat) and not self.current.exists():
+            self.current.mkdir(parents=True)
+            for f in flat:
+                if f.exists():
+                    f.rename(self.current / f.name)
+
+    def _readable(self):
+        import h5py
+
+        try:
+            with h5py.File(self.current / self.WEIGHTS, "r"):
+                pass
+            json.loads((self.current / self.METADATA).read_text())["epoch"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
+
+    def _save_model(self):
+        shutil.rmtree(self.next, ignore_errors=True)
+        self.next.mkdir(parents=True)
+        self.model.save_weights(str(self.next / self.WEIGHTS), overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        (self.next / self.METADATA).write_text(json.dumps(metadata))
+        if self.current.exists():
+            self.current.rename(self.previous)
+        self.next.rename(self.current)
+        shutil.rmtree(self.previous, ignore_errors=True)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import features as feature_cache
 from .backbones import create_backbone, resolve_image_size
-from .callbacks import FitProgress
+from .callbacks import AtomicBackupAndRestore, FitProgress
 from .data import class_names, load_dataset
 from .errors import UserError
 from .metrics import classification_metrics
@@ -351,8 +351,8 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
         compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
     history_csv = out / "history_full.csv"
-    backup = out / "backup_full"
-    resuming = backup.exists()
+    backup = AtomicBackupAndRestore(out / "backup_full")
+    resuming = backup.prepare()
     if not resuming and history_csv.exists():
         history_csv.unlink()
     best_so_far = _best_logged(history_csv) if resuming else None
@@ -366,7 +366,7 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         class_weight=class_weights(sources_y, n, tc.class_weights),
         callbacks=[
             clock,  # first: the epoch's versions are chosen from it
-            keras.callbacks.BackupAndRestore(str(backup)),  # resume after an interruption
+            backup,  # resume after an interruption, even a kill -9
             keras.callbacks.ModelCheckpoint(
                 str(out / "full_best.keras"),
                 "val_macro_f1",

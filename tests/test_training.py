@@ -128,6 +128,47 @@ def test_full_phase_resumes_after_interruption(trained):
     assert set(json.loads((out / "metrics.json").read_text())) == {"head", "full"}
 
 
+@pytest.mark.parametrize("killed", ["while writing", "between the renames", "old layout"])
+def test_full_phase_resumes_whatever_moment_a_kill_hit_the_backup(trained, killed, capsys):
+    """The states ``kill -9`` can leave in backup_full/ while the end-of-epoch backup is
+    written: Keras' own layout left a truncated latest.weights.h5 that broke every rerun."""
+    out = run_dir(trained, "original")
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_full(trained, "original", extra_callbacks=[_StopAfterFirstEpoch()])
+    backup = out / "backup_full"
+    good = (backup / "current" / "latest.weights.h5").read_bytes()
+    if killed == "while writing":  # a half-written next/ beside the good current/
+        (backup / "next").mkdir()
+        (backup / "next" / "latest.weights.h5").write_bytes(good[: len(good) // 3])
+    elif killed == "between the renames":  # current/ -> previous/ done, next/ half there
+        (backup / "current").rename(backup / "previous")
+        (backup / "next").mkdir()
+        (backup / "next" / "latest.weights.h5").write_bytes(good[:100])
+    else:  # what Keras' BackupAndRestore leaves: a truncated file at the top
+        for name in ("latest.weights.h5", "training_metadata.json"):
+            (backup / "current" / name).rename(backup / name)
+        (backup / "current").rmdir()
+        (backup / "latest.weights.h5").write_bytes(good[: len(good) // 3])
+    counter = _CountEpochs()
+    metrics = train_full(trained, "original", extra_callbacks=[counter])
+    assert pd.read_csv(out / "history_full.csv")["epoch"].tolist() == [0, 1]
+    if killed == "old layout":  # unreadable: set aside, with a warning, and started over
+        assert "resume backup could not be read" in capsys.readouterr().err
+        assert list(out.glob("backup_full.unreadable-*")) and counter.epochs == [0, 1]
+    else:
+        assert counter.epochs == [1]  # resumed: epoch 0 was not redone
+    assert metrics["epochs"] == 2 and not backup.exists()
+
+
+class _CountEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
 def test_class_list_or_split_mismatch_is_refused(trained):
     out = run_dir(trained, "augmented")
     record = json.loads((out / "run.json").read_text())

@@ -24,6 +24,7 @@ from .ensemble import (
 )
 from .errors import UserError
 from .images import IMAGE_EXTENSIONS
+from .locks import exclusive
 from .progress import progress
 from .splits import load_or_make_splits, split_record
 
@@ -59,7 +60,14 @@ def resolve_test_dir(config):
 
 
 def run_ensemble(config, out_path, answers=None):
-    """Predict validation and test with every member; write submission, probabilities, report."""
+    """Predict validation and test with every member; write submission, probabilities, report.
+
+    One ensemble at a time per work directory: it holds the lock of ``WORKDIR/report``."""
+    with exclusive(Path(config.workdir) / "report", "ensemble.py"):
+        return _run_ensemble(config, out_path, answers)
+
+
+def _run_ensemble(config, out_path, answers=None):
     ens, workdir = config.ensemble, Path(config.workdir)
     out_path = Path(out_path)
     if not out_path.parent.is_dir():

@@ -5,6 +5,7 @@ fingerprint, backbone, image size), ``history_head.csv``, ``history_full.csv``,
 ``head.keras``, ``full.keras``, ``metrics.json``, ``skipped.csv``.
 """
 
+import functools
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from .backbones import create_backbone, resolve_image_size
 from .callbacks import AtomicBackupAndRestore, FitProgress
 from .data import class_names, load_dataset
 from .errors import UserError
+from .locks import exclusive, save_model_atomically
 from .metrics import classification_metrics
 from .pipeline import EpochClock, versioned_dataset
 from .splits import load_or_make_splits, refuse_other_split, split_record
@@ -168,9 +170,24 @@ def _drop_failures(paths, labels, failures):
     return [paths[i] for i in keep], np.asarray(labels)[keep], keep
 
 
+def _one_writer(phase):
+    """Hold the run folder's lock (:mod:`ripik_clf.locks`) while a phase trains."""
+
+    def wrap(train):
+        @functools.wraps(train)
+        def locked(config, model_name, *, fold=None, **options):
+            with exclusive(run_dir(config, run_name(model_name, fold)), f"the {phase} phase"):
+                return train(config, model_name, fold=fold, **options)
+
+        return locked
+
+    return wrap
+
+
 # --- phase 1: head ---------------------------------------------------------------------
 
 
+@_one_writer("head")
 def train_head(config, model_name, *, fold=None, resplit=False):
     """Train the classifier head on cached backbone features; save ``head.keras``."""
     tc = config.train
@@ -209,7 +226,7 @@ def train_head(config, model_name, *, fold=None, resplit=False):
     )
     model = build_classifier(backbone, n, tc.dropout)
     model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
-    model.save(out / "head.keras")
+    save_model_atomically(model, out / "head.keras")
     _remove_stale_full_phase(out)
     metrics = _validation_metrics(data, head.predict(val_x, verbose=0))
     metrics.update(
@@ -258,6 +275,7 @@ def _cached_features(config, model_name, fold, resplit):
 # --- phase "probe": a logistic regression on the cached features -----------------------
 
 
+@_one_writer("probe")
 def train_probe(config, model_name, *, fold=None, resplit=False):
     """Fit the logistic probe (C by cross-validation on the training versions, grouped
     by source image so a copy never validates its own original); save ``probe.keras``."""
@@ -272,7 +290,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
     probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)
     model = build_classifier(backbone, len(data["classes"]), tc.dropout)
     model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
-    model.save(out / "probe.keras")
+    save_model_atomically(model, out / "probe.keras")
     metrics = _validation_metrics(data, probe.predict_proba(val_x))
     metrics.update(
         epochs=0,
@@ -306,6 +324,7 @@ def _walk(layer):
         yield from _walk(child)
 
 
+@_one_writer("full")
 def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=()):
     """Fine-tune ``head.keras`` end to end at a low learning rate; save ``full.keras``.
 
@@ -382,7 +401,7 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     )
     seconds = time.perf_counter() - started
     best = keras.models.load_model(out / "full_best.keras")
-    best.save(out / "full.keras")
+    save_model_atomically(best, out / "full.keras")
     (out / "full_best.keras").unlink()
     metrics = _validation_metrics(data, best.predict(val_ds, verbose=0))
     epochs_run = len(pd.read_csv(history_csv))

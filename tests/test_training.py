@@ -272,3 +272,36 @@ def test_new_head_removes_stale_full_model(trained, capsys):
     assert not (out / "full.keras").exists() and not (out / "history_full.csv").exists()
     assert "removed stale" in capsys.readouterr().out
     assert "full" not in json.loads((out / "metrics.json").read_text())
+
+
+def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys):
+    """Two head phases on one run once both exited 0 and left a corrupt head.keras."""
+    import subprocess
+    import sys
+
+    import train as train_script
+
+    out = run_dir(trained, "original")
+    before = (out / "head.keras").read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from ripik_clf.locks import exclusive\n"
+         f"with exclusive({str(out)!r}, 'x'):\n    print('held', flush=True); time.sleep(60)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exit_info:
+            train_script.main(
+                ["--data", trained.data.path, "--workdir", trained.workdir, "--phase", "head",
+                 "--model", "original", "--image-size", "32"]
+            )  # fmt: skip
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{out} is in use by another process (pid {holder.pid}, `-c" in err
+        assert (out / "head.keras").read_bytes() == before  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    metrics = train_head(trained, "original")  # the lock died with its holder (kill -9)
+    assert metrics["epochs"] >= 1

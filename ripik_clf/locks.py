@@ -1,0 +1,67 @@
+"""One writer at a time: a lock per run folder (and per shared workdir artefact).
+
+Two ``train.py --phase head`` on one work directory once both exited 0 and left a corrupt
+``head.keras``. Each writer now holds an exclusive ``flock`` on ``<folder>/.lock`` while it
+works; a second one stops at once with one line naming the holder. The kernel releases
+a flock when its process dies, even by ``kill -9``, so a lock is never left stale.
+"""
+
+import fcntl
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UserError
+
+
+@contextmanager
+def exclusive(folder, what):
+    """Hold ``folder``'s lock for the ``with`` block; ``what`` names the work in messages.
+
+    Raises:
+        UserError: another process holds it (its pid, command and start time named).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".lock", "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise UserError(
+                f"{folder} is in use by another process ({_holder(handle.read())}): wait "
+                f"for it to finish or stop it, then run {what} again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
+        handle.write(json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock
+
+
+def _holder(text):
+    try:
+        holder = json.loads(text)
+        since = time.strftime("%H:%M:%S", time.localtime(holder["since"]))
+        return f"pid {holder['pid']}, `{holder['command']}`, since {since}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+def save_model_atomically(model, path):
+    """``model.save(path)`` through a temporary name and a rename: a reader (or a crash,
+    or a full disk) never sees a half-written model file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import cv2
 import pandas as pd
 
 from . import augment
+from .atomic import TEMP_MARK, atomic_write
 from .errors import UserError
 from .images import BadImage, read_rgb, resize_square
 from .progress import progress
@@ -77,11 +78,7 @@ def _augment_source(task):
 
 
 def _write_atomically(path, payload):
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
 # --- parent side ---------------------------------------------------------------------
@@ -247,7 +244,7 @@ def _remove_stale(out_dir, planned):
         if not path.is_file():
             continue
         rel = path.relative_to(out_dir).as_posix()
-        is_temp = ".jpg.tmp-" in path.name
+        is_temp = path.name.startswith(".") and TEMP_MARK in path.name or ".jpg.tmp-" in path.name
         is_stale_copy = (
             planned is not None
             and path.suffix == ".jpg"

@@ -6,13 +6,13 @@ that names the key and what is allowed.
 """
 
 import dataclasses
-import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .atomic import atomic_write
 from .errors import UserError
 
 
@@ -239,9 +239,8 @@ class Config:
         """Write the resolved config as YAML (atomically)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
     def dump(self):
         return yaml.safe_dump(self.to_dict(), sort_keys=False).rstrip()

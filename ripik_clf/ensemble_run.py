@@ -1,7 +1,6 @@
 """``ensemble.py``: predict the test folder, write the submission and the report."""
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation as ev
+from .atomic import atomic_write
 from .calibration import apply_temperature, fit_temperature
 from .data import class_names, load_dataset
 from .ensemble import (
@@ -498,6 +498,4 @@ def metrics_table(rows):
 
 
 def _write_csv(frame, path):
-    tmp = Path(f"{path}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

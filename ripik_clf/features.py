@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .images import decoded_batches
 from .progress import progress
 
@@ -78,6 +79,4 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
 
 def _save(entry, vector):
     entry.parent.mkdir(parents=True, exist_ok=True)  # 256 folders: cheap after the first
-    tmp = entry.with_name(entry.name + f".tmp-{os.getpid()}.npy")
-    np.save(tmp, vector)
-    os.replace(tmp, entry)
+    atomic_write(entry, lambda tmp: np.save(tmp, vector))

@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .atomic import atomic_write
 from .errors import UserError
 
 
@@ -58,10 +59,4 @@ def _holder(text):
 def save_model_atomically(model, path):
     """``model.save(path)`` through a temporary name and a rename: a reader (or a crash,
     or a full disk) never sees a half-written model file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, model.save)

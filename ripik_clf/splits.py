@@ -8,13 +8,13 @@ fingerprint of the dataset, so a later run can refuse a dataset that changed und
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_write
 from .data import warn
 from .errors import UserError
 
@@ -146,9 +146,7 @@ def _check_same_dataset(meta, dataset, csv_path):
 
 
 def _atomic_write_text(path, text):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def split_record(splits, split_config):

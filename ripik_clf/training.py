@@ -7,7 +7,6 @@ fingerprint, backbone, image size), ``history_head.csv``, ``history_full.csv``,
 
 import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import features as feature_cache
+from .atomic import atomic_write
 from .backbones import create_backbone, resolve_image_size
 from .callbacks import AtomicBackupAndRestore, FitProgress
 from .data import class_names, load_dataset
@@ -562,6 +562,4 @@ def _check_run(out, data, tc):
 
 
 def _write_json(path, payload):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))

@@ -305,3 +305,37 @@ def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys):
         holder.wait()
     metrics = train_head(trained, "original")  # the lock died with its holder (kill -9)
     assert metrics["epochs"] >= 1
+
+
+@pytest.mark.parametrize("errno_code", [28, 30], ids=["disk full", "read-only"])
+def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(
+    trained, capsys, monkeypatch, errno_code
+):
+    import errno
+    import os
+
+    import train as train_script
+
+    out = run_dir(trained, "augmented")
+    before = (out / "head.keras").read_bytes()
+
+    def failing_save(self, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a zip")  # what a full disk leaves
+        raise OSError(errno_code, os.strerror(errno_code), str(path))
+
+    monkeypatch.setattr(keras.Model, "save", failing_save)
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.main(
+            ["--data", trained.data.path, "--workdir", trained.workdir, "--phase", "head",
+             "--model", "augmented", "--image-size", "32"]
+        )  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'head.keras'}: {os.strerror(errno_code)}"
+    )
+    assert (out / "head.keras").read_bytes() == before  # the old model, intact
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    assert errno.errorcode[errno_code] in ("ENOSPC", "EROFS")

@@ -1,13 +1,13 @@
 """What the audit writes: ``audit.csv``, ``audit.md``, one contact sheet per kind, and
 review files in the formats ``data.relabel`` and ``data.exclude`` read."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from ..atomic import atomic_write
 from ..images import BadImage, read_rgb
 
 KINDS = {  # kind -> what it means, in the order the report lists them
@@ -45,9 +45,7 @@ def write_audit(out_dir, found, table, summary):
 
 
 def _atomic_csv(frame, path):
-    tmp = Path(f"{path}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def contact_sheet(rows, path):

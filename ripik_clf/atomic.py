@@ -1,0 +1,28 @@
+"""Every file the pipeline writes is written whole or not at all."""
+
+import os
+from pathlib import Path
+
+TEMP_MARK = ".tmp-"  # in the name of a file being written (cleaned up if a run was killed)
+
+
+def temp_name(path):
+    """A hidden name beside ``path``, unique to this process, keeping its extension (Keras
+    and numpy choose the format from it)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}{TEMP_MARK}{os.getpid()}{path.suffix}")
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp)`` to write ``path``'s content under a temporary name, then rename
+    it to ``path``. A reader never sees half a file; on any failure (a full disk, a
+    read-only folder, a kill between the two) ``path`` keeps its old content and the
+    temporary file is removed (a kill leaves it for the next run's clean-up)."""
+    tmp = temp_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:  # name the file the user knows, not the temporary one
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -57,7 +57,10 @@ def main(argv=None):
     )
     s = run_augmentation(config, dataset, splits, skipped, shard=shard, overwrite=args.overwrite)
     rate = s["written"] / s["seconds"] if s["seconds"] > 0 else 0.0
-    complete = "complete" if s["existing"] + s["written"] == s["planned"] else "INCOMPLETE"
+    makeable = s["planned"] - s["unmakeable"]
+    complete = "complete" if s["existing"] + s["written"] >= makeable else "INCOMPLETE"
+    if s["unreadable_sources"]:  # a listed skip, not an incomplete run
+        complete += f" ({s['unreadable_sources']} unreadable source image(s): no copies)"
     print(
         f"augment: {s['sources']} training images x {config.augment.copies} copies = "
         f"{s['planned']} planned; {s['written']} written ({rate:.1f} img/s, {s['workers']} "

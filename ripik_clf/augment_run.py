@@ -129,9 +129,14 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     elapsed = time.perf_counter() - started
 
     _write_reports(out_dir, plan, skipped + failures, shard, config)
+    unreadable = {p for p, _ in failures}
+    unreadable_sources = {s for s, p in source_path.items() if p in unreadable}
     return {
         "sources": len(train),
         "planned": len(plan),
+        # copies that cannot be made: their source image fails to decode (listed as skipped)
+        "unmakeable": int(plan["source"].isin(unreadable_sources).sum()),
+        "unreadable_sources": len(unreadable_sources),
         "written": written,
         "existing": int(plan["exists"].sum()),
         "removed_stale": removed,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,11 @@ def load_members(members):
     import keras
 
     for member in members:
+        if not zipfile.is_zipfile(member.path):  # Keras would say "File not found"
+            raise UserError(
+                f"{member.path} is not a Keras model file (a .keras file is a zip archive; "
+                "this one is not: a renamed .h5, pickle or a truncated copy?)"
+            )
         try:
             member.model = keras.models.load_model(member.path)
         except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file

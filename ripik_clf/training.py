@@ -268,6 +268,13 @@ def _cached_features(config, model_name, fold, resplit):
         raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
     _, train_y, keep = _drop_failures(data["train_paths"], data["train_y"], train_fail)
     pd.DataFrame(train_fail, columns=["path", "reason"]).to_csv(out / "skipped.csv", index=False)
+    if train_fail:  # never silently: say how many and where they are listed
+        path, reason = train_fail[0]
+        print(
+            f"warning: {len(train_fail)} training image(s) unreadable, left out and listed in "
+            f"{out / 'skipped.csv'}; first: {path} ({reason})",
+            file=sys.stderr,
+        )
     data["kept_versions"] = keep  # positions in train_paths of the readable versions
     return data, out, size, backbone, (train_x[keep], train_y, val_x)
 

@@ -202,3 +202,21 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path):
     assert proc.returncode == 2
     assert "interrupted after writing" in stderr and "Traceback" not in stderr
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_an_undecodable_source_is_a_listed_skip_not_an_incomplete_run(tmp_path, capsys):
+    """A file whose header reads but whose pixels do not: said once per run as a skip,
+    never "manifest INCOMPLETE" on every rerun."""
+    from conftest import make_folder_dataset, write_image
+
+    data = make_folder_dataset(tmp_path / "data", {"cat": 6, "dog": 6})
+    good = write_image(tmp_path / "big.jpg", size=256, fmt="JPEG").read_bytes()
+    for name in ("img_000.jpg", "img_001.jpg", "img_002.jpg", "img_003.jpg"):
+        (data / "cat" / name).write_bytes(good[: len(good) // 2])  # truncated JPEGs
+    for _ in range(2):
+        run(data, tmp_path / "w", workers=1)
+        out = capsys.readouterr().out
+        summary = out.strip().splitlines()[-1]
+        assert "INCOMPLETE" not in summary and "manifest complete (" in summary
+    skipped = pd.read_csv(tmp_path / "w" / "augmented" / "skipped.csv")
+    assert skipped["path"].str.contains("img_00").all() and len(skipped) >= 1

@@ -95,8 +95,15 @@ def test_bad_inputs(setup, capsys, tmp_path):
     assert "no trained model at" in _fails(setup, capsys, "--members", "nothing")
     (tmp_path / "fake.keras").write_text("not a model")
     shutil.copy(setup / "work" / "runs" / "original" / "run.json", tmp_path / "run.json")
-    assert "not a loadable Keras model" in _fails(
+    assert "fake.keras is not a Keras model file (a .keras file is a zip archive" in _fails(
         setup, capsys, "--members", str(tmp_path / "fake.keras")
+    )
+    import pickle
+
+    (tmp_path / "pickled.keras").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    shutil.copy(tmp_path / "run.json", tmp_path / "run.json.bak")
+    assert "pickled.keras is not a Keras model file" in _fails(
+        setup, capsys, "--members", str(tmp_path / "pickled.keras")
     )
     (tmp_path / "empty").mkdir()
     assert "holds no image files" in _fails(setup, capsys, "--test", str(tmp_path / "empty"))

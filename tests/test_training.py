@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, make_folder_dataset
+from conftest import REPO, make_folder_dataset, write_image
 from ripik_clf.augment_run import run_augmentation
 from ripik_clf.config import load_config
 from ripik_clf.data import load_dataset
@@ -339,3 +339,20 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(
     assert (out / "head.keras").read_bytes() == before  # the old model, intact
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
     assert errno.errorcode[errno_code] in ("ENOSPC", "EROFS")
+
+
+def test_the_head_phase_says_which_training_images_it_left_out(tmp_path, capsys):
+    data = make_folder_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    config = load_config(None, {
+        "workdir": str(tmp_path / "work"), "data.path": str(data), "train.models": "original",
+        "train.image_size": 32, "train.head_epochs": 1, "train.weights": "none",
+    })  # fmt: skip
+    dataset, _ = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir)
+    victim = splits[splits["split"] == "train"]["image"].iloc[0]
+    good = write_image(tmp_path / "big.png", size=256).read_bytes()
+    (data / victim).write_bytes(good[: len(good) // 2])  # the header reads, the pixels do not
+    train_head(config, "original")
+    err = capsys.readouterr().err
+    assert "1 training image(s) unreadable, left out and listed in" in err
+    assert victim.split("/")[-1] in err

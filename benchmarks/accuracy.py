@@ -285,16 +285,16 @@ CALIBRATION = []  # markdown lines of the calibration table, written after the m
 def calibration_lines(entries, y_test, members, temperatures, weights, report):
     """Test ECE and Brier before and after temperature scaling (temperatures fitted on
     validation: the test set is out-of-sample for them)."""
-    from ripik_clf.calibration import apply_temperature
+    from ripik_clf.calibration import apply_temperature, negative_log_likelihood
     from ripik_clf.ensemble import soft_vote
     from ripik_clf.evaluation import brier_score, expected_calibration_error
 
     CALIBRATION[:] = [
         "Calibration on the test set (temperatures fitted on validation only):",
         "",
-        "| model | temperature | test ECE before | test ECE after | test Brier before "
-        "| test Brier after |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | temperature | test NLL before | test NLL after | test ECE before "
+        "| test ECE after | test Brier before | test Brier after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, calibrated, temperature in entries:
         if calibrated is None:  # the ensemble: members' and its own temperature
@@ -303,11 +303,12 @@ def calibration_lines(entries, y_test, members, temperatures, weights, report):
             calibrated = apply_temperature(soft_vote(members, weights), temperature)
         else:
             raw = apply_temperature(calibrated, 1 / temperature)
-        CALIBRATION.append(
-            f"| {name} | {temperature:.2f} | {expected_calibration_error(y_test, raw):.4f} "
-            f"| {expected_calibration_error(y_test, calibrated):.4f} "
-            f"| {brier_score(y_test, raw):.4f} | {brier_score(y_test, calibrated):.4f} |"
-        )
+        cells = [
+            f"{metric(y_test, p):.4f}"
+            for metric in (negative_log_likelihood, expected_calibration_error, brier_score)
+            for p in (raw, calibrated)
+        ]
+        CALIBRATION.append(f"| {name} | {temperature:.2f} | " + " | ".join(cells) + " |")
 
 
 def _row(name, test, val_f1, seconds, rate):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import evaluation as ev
 from .atomic import atomic_write
-from .calibration import apply_temperature, fit_temperature
+from .calibration import apply_temperature, fit_temperature, negative_log_likelihood
 from .data import class_names, load_dataset
 from .ensemble import (
     check_member_splits,
@@ -307,19 +307,22 @@ def calibration_section(raw, calibrated, y, names, weights, members, temperature
         "## Calibration (validation)",
         "",
         "Temperature scaling: one temperature per model, fitted on its validation "
-        "probabilities at training time, and one for the ensemble, fitted here; "
+        "probabilities at training time (minimum negative log-likelihood, NLL), and one "
+        "for the ensemble, fitted here; "
         "`probabilities.csv` and `predict` use them. Fitted and measured on the same "
         "images (in-sample).",
         "",
-        "| model | temperature | ECE before | ECE after | Brier before | Brier after |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | temperature | NLL before | NLL after | ECE before | ECE after "
+        "| Brier before | Brier after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, t, before, after in rows:
-        lines.append(
-            f"| {name} | {t} | {ev.expected_calibration_error(y, before):.4f} | "
-            f"{ev.expected_calibration_error(y, after):.4f} | {ev.brier_score(y, before):.4f} | "
-            f"{ev.brier_score(y, after):.4f} |"
-        )
+        cells = [
+            f"{metric(y, p):.4f}"
+            for metric in (negative_log_likelihood, ev.expected_calibration_error, ev.brier_score)
+            for p in (before, after)
+        ]
+        lines.append(f"| {name} | {t} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -274,12 +274,22 @@ def test_new_head_removes_stale_full_model(trained, capsys):
     assert "full" not in json.loads((out / "metrics.json").read_text())
 
 
+def _head_phase_exit_code(config, model):
+    """``train.py --phase head`` for one model, as a user runs it; its exit code."""
+    import train as train_script
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.main(
+            ["--data", config.data.path, "--workdir", config.workdir, "--phase", "head",
+             "--model", model, "--image-size", "32"]
+        )  # fmt: skip
+    return exit_info.value.code
+
+
 def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys):
     """Two head phases on one run once both exited 0 and left a corrupt head.keras."""
     import subprocess
     import sys
-
-    import train as train_script
 
     out = run_dir(trained, "original")
     before = (out / "head.keras").read_bytes()
@@ -291,12 +301,7 @@ def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(SystemExit) as exit_info:
-            train_script.main(
-                ["--data", trained.data.path, "--workdir", trained.workdir, "--phase", "head",
-                 "--model", "original", "--image-size", "32"]
-            )  # fmt: skip
-        assert exit_info.value.code == 2
+        assert _head_phase_exit_code(trained, "original") == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert f"{out} is in use by another process (pid {holder.pid}, `-c" in err
         assert (out / "head.keras").read_bytes() == before  # untouched
@@ -314,8 +319,6 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(
     import errno
     import os
 
-    import train as train_script
-
     out = run_dir(trained, "augmented")
     before = (out / "head.keras").read_bytes()
 
@@ -325,12 +328,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(
         raise OSError(errno_code, os.strerror(errno_code), str(path))
 
     monkeypatch.setattr(keras.Model, "save", failing_save)
-    with pytest.raises(SystemExit) as exit_info:
-        train_script.main(
-            ["--data", trained.data.path, "--workdir", trained.workdir, "--phase", "head",
-             "--model", "augmented", "--image-size", "32"]
-        )  # fmt: skip
-    assert exit_info.value.code == 2
+    assert _head_phase_exit_code(trained, "augmented") == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (

@@ -23,7 +23,9 @@ def apply_temperature(probabilities, temperature):
     return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
-def negative_log_likelihood(probabilities, labels):
+def negative_log_likelihood(labels, probabilities):
+    """Mean ``-log p(true class)`` (argument order as scikit-learn's metrics: truth first)."""
+    labels = np.asarray(labels)
     p = np.asarray(probabilities, dtype=np.float64)[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(p, 1e-300, None))))
 
@@ -36,7 +38,7 @@ def fit_temperature(probabilities, labels):
         return 1.0
     result = minimize_scalar(
         lambda log_t: negative_log_likelihood(
-            apply_temperature(probabilities, float(np.exp(log_t))), labels
+            labels, apply_temperature(probabilities, float(np.exp(log_t)))
         ),
         bounds=tuple(np.log(T_RANGE)),
         method="bounded",

@@ -39,7 +39,7 @@ def test_fit_temperature_recovers_the_overconfidence_and_lowers_ece():
     temperature = fit_temperature(p, labels)
     assert temperature == pytest.approx(3.0, rel=0.15)
     calibrated = apply_temperature(p, temperature)
-    assert negative_log_likelihood(calibrated, labels) < negative_log_likelihood(p, labels)
+    assert negative_log_likelihood(labels, calibrated) < negative_log_likelihood(labels, p)
     assert expected_calibration_error(labels, calibrated) < 0.5 * expected_calibration_error(
         labels, p
     )

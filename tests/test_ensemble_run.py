@@ -80,6 +80,10 @@ def test_submission_probabilities_and_report(setup):
             assert image.format == "PNG" and image.size[0] > 200
     text = (report / "report.md").read_text()
     assert "| soft ensemble | flip |" in text and "| hard ensemble | none |" in text
+    calibration = text.split("## Calibration (validation)")[1].split("##")[0]
+    row = next(r for r in calibration.splitlines() if r.startswith("| soft ensemble |"))
+    nll_before, nll_after = map(float, row.split("|")[3:5])
+    assert nll_after <= nll_before + 1e-9  # the ensemble's temperature minimises it here
 
 
 def _fails(setup, capsys, *extra, out="sub.csv"):

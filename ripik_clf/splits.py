@@ -8,6 +8,7 @@ fingerprint of the dataset, so a later run can refuse a dataset that changed und
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -116,19 +117,54 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
                 "pass --resplit to replace it (models trained on the old split become stale)"
             )
         return pd.read_csv(csv_path, dtype={"image": str, "label": str})
-    table = make_splits(dataset, split_config)
+    unreadable = undecodable(dataset)
+    usable = dataset[~dataset["image"].isin({image for image, _ in unreadable})]
+    table = make_splits(usable, split_config)
     workdir.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(csv_path, table.to_csv(index=False))
     meta = dict(
         wanted,
         n_images=len(table),
-        fingerprint=fingerprint(dataset),
-        images=table["image"].tolist(),
-        labels=table["label"].tolist(),
+        fingerprint=fingerprint(dataset),  # of the discovered data, so reruns match it
+        images=dataset["image"].tolist(),
+        labels=dataset["label"].tolist(),
         curation=dataset.attrs.get("curation"),
+        unreadable=[{"image": image, "reason": reason} for image, reason in unreadable],
     )
     _atomic_write_text(meta_path, json.dumps(meta))
     return table
+
+
+def undecodable(dataset):
+    """``(image, reason)`` for every image whose pixels cannot be decoded (its header
+    read fine at discovery): checked once, when the split is made, so that no later
+    stage meets it; listed on screen and in ``splits.json``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .images import BadImage, read_rgb
+    from .progress import progress
+
+    def reason(path):
+        try:
+            read_rgb(path)
+        except BadImage as err:
+            return str(err)
+        return None
+
+    bar = progress(len(dataset), "check images")
+    found = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for image, why in zip(dataset["image"], pool.map(reason, dataset["path"])):
+            bar.update(1)
+            if why:
+                found.append((image, why))
+    bar.close()
+    if found:
+        warn(
+            f"{len(found)} image(s) cannot be decoded and are left out of the split "
+            f"(listed in splits.json); first: {found[0][0]} ({found[0][1]})"
+        )
+    return found
 
 
 def _check_same_dataset(meta, dataset, csv_path):

@@ -73,3 +73,32 @@ def test_training_images_never_include_validation(small_dataset, tmp_path):
     splits = load_or_make_splits(dataset, SplitConfig(), tmp_path / "w")
     train = training_images(splits)
     assert (train["split"] == "train").all() and len(train) == (splits.split == "train").sum()
+
+
+def test_an_image_that_cannot_be_decoded_is_left_out_of_the_split_and_listed(tmp_path, capsys):
+    """Its header reads (so discovery keeps it), its pixels do not: the split skips it,
+    so no later stage (a validation pass in particular) ever meets it."""
+    import json
+
+    from conftest import make_folder_dataset, write_image
+    from ripik_clf.config import load_config
+    from ripik_clf.data import load_dataset
+    from ripik_clf.training import train_head
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 6, "b": 6})
+    good = write_image(tmp_path / "big.png", size=256).read_bytes()
+    for i in range(3):  # whichever side the split would have put them on
+        (data / "a" / f"img_00{i}.png").write_bytes(good[: len(good) // 2])
+    config = load_config(None, {
+        "workdir": str(tmp_path / "work"), "data.path": str(data), "train.models": "original",
+        "train.image_size": 32, "train.head_epochs": 1, "train.weights": "none",
+    })  # fmt: skip
+    train_head(config, "original")  # makes the split; would stop on an unreadable val image
+    assert "3 image(s) cannot be decoded and are left out of the split" in capsys.readouterr().err
+    splits = pd.read_csv(tmp_path / "work" / "splits.csv")
+    left_out = [f"a/img_00{i}.png" for i in range(3)]
+    assert not splits["image"].isin(left_out).any() and len(splits) == 9
+    meta = json.loads((tmp_path / "work" / "splits.json").read_text())
+    assert [u["image"] for u in meta["unreadable"]] == left_out
+    dataset, _ = load_dataset(config.data)  # a later stage: same data, split accepted
+    assert load_or_make_splits(dataset, config.split, config.workdir).equals(splits)

@@ -74,7 +74,8 @@ def _sides(dataset, config):
             ),
         )
     )
-    return [side[i] for i in dataset["image"]], note
+    # An image the split left out (it cannot be decoded) has no side; it is listed anyway.
+    return [side.get(i, "left out") for i in dataset["image"]], note
 
 
 def _image_table(dataset, sides, test_dir):

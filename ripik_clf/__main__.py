@@ -34,6 +34,12 @@ def parse_args(argv):
         default="auto",
         help="auto (default): flip for members trained on mirrored images, none otherwise",
     )
+    predict.add_argument(
+        "--exported",
+        metavar="PATH",
+        help="run an exported model (SavedModel folder, .tflite, .onnx) instead of members, "
+        "with the preprocessing its *_preprocessing.json names",
+    )
     predict.add_argument("--top-k", type=int, default=3, metavar="K")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     export = commands.add_parser("export", help="SavedModel, TFLite or ONNX, checked")
@@ -97,14 +103,18 @@ def predict(args, config):
     if args.top_k < 1:
         raise UserError(f"--top-k must be 1 or more, got {args.top_k}")
     files = collect_images(args.inputs)
-    members = resolve_members(config.workdir, args.members, default_member_names(config))
-    check_member_splits(members, saved_split_record(config.workdir))
-    load_members(members)
-    classes = members[0].classes
-    probabilities, failures = predict_members(members, [str(f) for f in files], args.tta)
+    if args.exported:
+        classes, probabilities, failures = _predict_exported(args.exported, files)
+    else:
+        members = resolve_members(config.workdir, args.members, default_member_names(config))
+        check_member_splits(members, saved_split_record(config.workdir))
+        load_members(members)
+        classes = members[0].classes
+        predicted, failures = predict_members(members, [str(f) for f in files], args.tta)
+        probabilities = soft_vote(np.nan_to_num(predicted))
     failed = {p for p, _ in failures}
     results = []
-    for path, row in zip(files, soft_vote(np.nan_to_num(probabilities))):
+    for path, row in zip(files, probabilities):
         if str(path) in failed:
             continue
         top = np.argsort(-row)[: args.top_k]
@@ -132,6 +142,28 @@ def predict(args, config):
             print(f"{path}: unreadable ({reason})", file=sys.stderr)
     if failures and not results:
         raise UserError("no image could be read")
+
+
+def _predict_exported(exported, files):
+    """Probabilities of an exported model for ``files``, each image prepared exactly as
+    its preprocessing spec says (which is what every ripik_clf model sees)."""
+    import numpy as np
+
+    from .export import export_format, find_preprocessing_spec, run_export
+    from .images import BadImage, load_for_model
+
+    spec = find_preprocessing_spec(exported)
+    size = spec["input"]["shape"][1]
+    probabilities = np.zeros((len(files), len(spec["classes"])))
+    failures = []
+    for i, path in enumerate(files):
+        try:
+            image = load_for_model(path, size)[None].astype("float32")
+        except BadImage as err:
+            failures.append((str(path), str(err)))
+            continue
+        probabilities[i] = run_export(exported, export_format(exported), image)[0]
+    return spec["classes"], probabilities, failures
 
 
 def export(args, config):

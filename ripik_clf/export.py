@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import UserError
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -62,7 +63,55 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
     if record.exists():  # the class list travels with the export
         classes = json.loads(record.read_text())["classes"]
         (out_dir / f"{stem}_classes.json").write_text(json.dumps(classes))
+        write_preprocessing_spec(out_dir / f"{stem}_preprocessing.json", target, fmt, record)
     return target
+
+
+def write_preprocessing_spec(path, target, fmt, record_path):
+    """What a consumer must do to an image before the exported model sees it: exactly
+    what :func:`ripik_clf.images.load_for_model` does (resizing another way moves the
+    probabilities; e.g. bilinear without antialiasing on a large photo)."""
+    record = json.loads(Path(record_path).read_text())
+    size = int(record["image_size"])
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    spec = {
+        "input": {"shape": [None, size, size, 3], "layout": "NHWC", "dtype": "float32"},
+        "channels": "RGB",
+        "value_range": [0, 255],  # raw pixels: normalisation is inside the model
+        "decode": "EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha "
+        "images converted to 8-bit RGB; animated files: first frame",
+        "resize": f"to {size} x {size}, aspect ratio not kept; OpenCV cv2.resize with "
+        "INTER_AREA when either side shrinks, INTER_LINEAR otherwise",
+        "output": "softmax probabilities in the order of `classes`"
+        + (", temperature applied" if record.get("temperature") else ""),
+        "classes": record["classes"],
+        "files": sorted({*earlier.get("files", {}), target.name}),
+        "formats": sorted({*earlier.get("formats", []), fmt}),
+    }
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(spec, indent=2)))
+
+
+def find_preprocessing_spec(exported):
+    """The spec written beside an exported file by :func:`write_preprocessing_spec`."""
+    exported = Path(exported)
+    for candidate in sorted(exported.parent.glob("*_preprocessing.json")):
+        spec = json.loads(candidate.read_text())
+        if exported.name in spec.get("files", []):
+            return spec
+    raise UserError(
+        f"no *_preprocessing.json beside {exported} names it: export it with "
+        "`python -m ripik_clf export` (which writes one)"
+    )
+
+
+def export_format(exported):
+    """savedmodel | tflite | onnx, from an exported artefact's path."""
+    exported = Path(exported)
+    if exported.is_dir() and (exported / "saved_model.pb").exists():
+        return "savedmodel"
+    if exported.suffix in (".tflite", ".onnx"):
+        return exported.suffix[1:]
+    raise UserError(f"{exported} is not an exported model (SavedModel folder, .tflite, .onnx)")
 
 
 def serving_model(model_path):

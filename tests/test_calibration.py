@@ -89,3 +89,15 @@ def test_training_records_a_temperature_and_predict_and_export_use_it(tmp_path, 
     from ripik_clf.export import run_export
 
     np.testing.assert_allclose(run_export(exported, "savedmodel", image)[0], expected, atol=1e-5)
+
+    # The export carries its preprocessing; `predict --exported` follows it and gives the
+    # Keras model's (calibrated) probabilities.
+    spec = json.loads((tmp_path / "export" / "original_preprocessing.json").read_text())
+    assert spec["input"]["shape"] == [None, 32, 32, 3] and spec["value_range"] == [0, 255]
+    assert spec["classes"] == ["a", "b", "c"] and "INTER_AREA" in spec["resize"]
+    assert spec["files"] == ["original_savedmodel"]
+    capsys.readouterr()
+    cli_main(["predict", str(tmp_path / "test"), "--exported", str(exported), "--json",
+              "--workdir", str(tmp_path / "work")])  # fmt: skip
+    top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
+    np.testing.assert_allclose(sorted(t["probability"] for t in top), sorted(expected), atol=1e-5)

@@ -13,7 +13,7 @@ from ripik_clf.augment_run import Shard, run_augmentation
 from ripik_clf.cli import add_data_args, make_parser, resolve_config
 from ripik_clf.data import class_names, load_dataset
 from ripik_clf.errors import exit_on_user_error
-from ripik_clf.splits import load_or_make_splits
+from ripik_clf.splits import left_out_of_split, load_or_make_splits
 
 
 def parse_args(argv=None):
@@ -51,6 +51,7 @@ def main(argv=None):
     print(config.dump(), end="\n\n")
     dataset, skipped = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=args.resplit)
+    skipped = skipped + left_out_of_split(dataset, config.workdir)  # listed in skipped.csv
     print(
         f"data: {len(dataset)} images in {len(class_names(dataset))} classes, "
         f"{len(skipped)} file(s) skipped; split: {splits['split'].value_counts().to_dict()}"

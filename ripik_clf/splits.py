@@ -135,6 +135,16 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
     return table
 
 
+def left_out_of_split(dataset, workdir):
+    """``(path, reason)`` of the images the saved split left out (undecodable)."""
+    meta_path = Path(workdir) / SPLITS_JSON
+    if not meta_path.exists():
+        return []
+    paths = dict(zip(dataset["image"], dataset["path"]))
+    left_out = json.loads(meta_path.read_text()).get("unreadable", [])
+    return [(paths.get(u["image"], u["image"]), u["reason"]) for u in left_out]
+
+
 def undecodable(dataset):
     """``(image, reason)`` for every image whose pixels cannot be decoded (its header
     read fine at discovery): checked once, when the split is made, so that no later

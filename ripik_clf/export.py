@@ -58,6 +58,9 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
         target.write_bytes(_tflite_bytes(model, quantize))
     else:
         target = out_dir / f"{stem}.onnx"
+        # tf2onnx traces the model's call; a model loaded from disk has not been called yet.
+        size = model.input_shape[1:]
+        model.predict(np.zeros((1, *size), "float32"), verbose=0)
         model.export(str(target), format="onnx", verbose=False)
     record = model_path.parent / "run.json"
     if record.exists():  # the class list travels with the export
@@ -150,7 +153,10 @@ def run_export(path, fmt, images):
         loaded = tf.saved_model.load(str(path))
         return np.asarray(loaded.serve(tf.constant(images)))
     if fmt == "tflite":
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+        # LiteRT's interpreter: tf.lite.Interpreter is deprecated (and warns on every use).
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         interpreter.resize_tensor_input(inp["index"], images.shape)
         interpreter.allocate_tensors()

@@ -184,7 +184,9 @@ def test_predict_command(setup, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("fmt,quantize", [("savedmodel", "none"), ("tflite", "float16")])
+@pytest.mark.parametrize(
+    "fmt,quantize", [("savedmodel", "none"), ("tflite", "float16"), ("onnx", "none")]
+)
 def test_export_round_trips(setup, capsys, fmt, quantize):
     _cli(setup, "export", "original", "--format", fmt, "--quantize", quantize,
          "--out", str(setup / "export"))  # fmt: skip
@@ -194,6 +196,8 @@ def test_export_round_trips(setup, capsys, fmt, quantize):
     difference = float(out.split("max |p - p_keras| = ")[1].split(",")[0])
     assert difference < (1e-4 if quantize == "none" else 5e-2)
     assert json.loads((setup / "export" / "original_classes.json").read_text()) == ["a", "b", "c"]
+    spec = json.loads((setup / "export" / "original_preprocessing.json").read_text())
+    assert fmt in spec["formats"]
 
 
 def test_export_errors(setup, capsys, monkeypatch):

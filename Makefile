@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo.yaml
 
-.PHONY: demo test lint format bench bench-accuracy clean venv
+.PHONY: demo test test-slow lint format bench bench-accuracy clean venv
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ lint: venv
 
 test: lint
 	$(PY) -m pytest
+
+# The tests marked slow (child processes, kill states, every weights file): CI runs them too.
+test-slow: venv
+	$(PY) -m pytest -m slow
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -88,6 +88,7 @@ def _start_and_wait_for_copies(cmd, workdir, **popen):
     return proc, out
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_bytes(tmp_path):
     cmd = _slow_job(tmp_path, workers=1)
     subprocess.run(cmd + ["--workdir", str(tmp_path / "clean")], check=True, capture_output=True)
@@ -238,3 +239,20 @@ def test_a_source_that_breaks_after_the_split_is_said_once_per_run(tmp_path, cap
         run(data, tmp_path / "w", workers=1)
         summary = capsys.readouterr().out.strip().splitlines()[-1]
         assert "manifest complete (1 unreadable source image(s): no copies)" in summary
+
+
+def test_a_read_only_work_folder_is_one_line(small_dataset, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def read_only(self, data):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)  # every copy's write (one worker)
+    with pytest.raises(SystemExit) as exit_info:
+        run(small_dataset, tmp_path / "w", workers=1)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"error: cannot write {tmp_path / 'w' / 'augmented'}")
+    assert err.endswith("Read-only file system")
+    assert not list((tmp_path / "w" / "augmented").rglob("*.jpg"))

@@ -214,3 +214,19 @@ def test_export_errors(setup, capsys, monkeypatch):
         with pytest.raises(SystemExit):
             _cli(setup, *argv)
         assert message in capsys.readouterr().err
+
+
+def test_a_full_disk_while_writing_the_submission_is_one_line(setup, capsys, monkeypatch):
+    import errno
+    import os
+
+    def full_disk(self, path, *args, **kwargs):
+        with open(path, "w") as handle:
+            handle.write("image_id,la")  # what a full disk leaves
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    line = _fails(setup, capsys, out="full.csv")
+    assert line == f"error: cannot write {setup / 'full.csv'}: No space left on device"
+    assert not (setup / "full.csv").exists()
+    assert not [p for p in setup.iterdir() if ".tmp-" in p.name]

@@ -5,6 +5,8 @@ import pytest
 
 from fault_corpus import CASES, run_case
 
+pytestmark = pytest.mark.slow  # 14 child processes, ~2 min: `make test-slow` (and CI) run it
+
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fault_case(case, tmp_path):

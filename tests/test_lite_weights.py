@@ -29,6 +29,7 @@ def test_reads_every_tensor_with_shapes(lite0_state):
     assert sum(1 for k in lite0_state if k.endswith("_depthwise_conv.weight")) == 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_depth_and_width_multipliers_match_the_files(name):
     state = read_legacy_torch(weights_file(name))

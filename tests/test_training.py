@@ -128,6 +128,7 @@ def test_full_phase_resumes_after_interruption(trained):
     assert set(json.loads((out / "metrics.json").read_text())) == {"head", "full"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed", ["while writing", "between the renames", "old layout"])
 def test_full_phase_resumes_whatever_moment_a_kill_hit_the_backup(trained, killed, capsys):
     """The states ``kill -9`` can leave in backup_full/ while the end-of-epoch backup is

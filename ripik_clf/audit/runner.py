@@ -46,7 +46,6 @@ def run_audit(config, test_dir=None):
         "classes": classes,
         "split_note": split_note,
         "notes": notes,
-        "skipped": skipped,
         "signals": signals,
         "thresholds": {"hamming": fd.NEAR_HAMMING, "cosine": fd.NEAR_COSINE, "z": fd.OUTLIER_Z},
     }
@@ -65,7 +64,7 @@ def _sides(dataset, config):
         splits = load_or_make_splits(dataset, config.split, workdir)
     except UserError:
         splits = make_splits(dataset, config.split)
-        note = "the split augment_offline.py would make with these settings (none saved yet)"
+        note = "the split augment_offline.py would make with these settings (no saved split fits)"
     side = dict(
         zip(
             splits["image"],

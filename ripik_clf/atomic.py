@@ -26,3 +26,12 @@ def atomic_write(path, write):
         raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path, text):
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_csv(frame, path):
+    """A DataFrame as CSV, without its index."""
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import atomic_write
+from .atomic import atomic_write_text
 from .errors import UserError
 
 
@@ -239,8 +239,7 @@ class Config:
         """Write the resolved config as YAML (atomically)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        atomic_write(path, lambda tmp: tmp.write_text(text))
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def dump(self):
         return yaml.safe_dump(self.to_dict(), sort_keys=False).rstrip()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import apply_temperature
+from .calibration import apply_temperature, recorded_temperature
 from .errors import UserError
 from .images import decoded_batches
 
@@ -95,7 +95,7 @@ class Member:
     @property
     def temperature(self):
         """Its calibration (``run.json``, per phase's model file); 1 = none recorded."""
-        return float(self.record.get("temperature", {}).get(self.path.stem, 1.0))
+        return recorded_temperature(self.record, self.path)
 
 
 def default_member_names(config):

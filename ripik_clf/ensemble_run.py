@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation as ev
-from .atomic import atomic_write
+from .atomic import atomic_write_csv
 from .calibration import apply_temperature, fit_temperature, negative_log_likelihood
 from .data import class_names, load_dataset
 from .ensemble import (
@@ -106,10 +106,10 @@ def _run_ensemble(config, out_path, answers=None):
     submission = pd.DataFrame(
         {ens.id_col: ids, ens.label_col: [classes[k] for k in soft.argmax(1)]}
     )
-    _write_csv(submission, out_path)
+    atomic_write_csv(submission, out_path)
     table = pd.DataFrame(apply_temperature(soft, temperature), columns=[str(c) for c in classes])
     table.insert(0, ens.id_col, ids)
-    _write_csv(table, out_path.with_name("probabilities.csv"))
+    atomic_write_csv(table, out_path.with_name("probabilities.csv"))
 
     report_dir = workdir / "report"
     rows = _validation_rows(val, val_y, names, classes, weights)
@@ -336,7 +336,7 @@ def _handle_failures(failures, test_dir, test_ids, policy, out_path):
     failed = {Path(p).relative_to(test_dir).as_posix() for p, _ in failures}
     if failures:
         skipped = out_path.with_name("skipped.csv")
-        _write_csv(pd.DataFrame(failures, columns=["path", "reason"]), skipped)
+        atomic_write_csv(pd.DataFrame(failures, columns=["path", "reason"]), skipped)
         print(f"warning: skipped {len(failures)} unreadable test image(s), listed in {skipped}:")
         for path, reason in failures[:10]:
             print(f"  {path}: {reason}")
@@ -498,7 +498,3 @@ def metrics_table(rows):
             f"{m['weighted_f1']:.4f} | {brier} | {ece} |"
         )
     return "\n".join(out)
-
-
-def _write_csv(frame, path):
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

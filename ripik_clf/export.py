@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_write_text
 from .errors import UserError
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -91,7 +91,7 @@ def write_preprocessing_spec(path, target, fmt, record_path):
         "files": sorted({*earlier.get("files", {}), target.name}),
         "formats": sorted({*earlier.get("formats", []), fmt}),
     }
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(spec, indent=2)))
+    atomic_write_text(path, json.dumps(spec, indent=2))
 
 
 def find_preprocessing_spec(exported):
@@ -122,14 +122,13 @@ def serving_model(model_path):
     model file (``run.json``), so the export's probabilities are the calibrated ones."""
     import keras
 
-    from .calibration import scaled_model
+    from .calibration import recorded_temperature, scaled_model
 
     model = keras.models.load_model(model_path)
     record = Path(model_path).parent / "run.json"
     if not record.exists():
         return model
-    temperature = json.loads(record.read_text()).get("temperature", {}).get(model_path.stem, 1.0)
-    return scaled_model(model, float(temperature))
+    return scaled_model(model, recorded_temperature(json.loads(record.read_text()), model_path))
 
 
 def _tflite_bytes(model, quantize):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write
+from .atomic import atomic_write_text
 from .data import warn
 from .errors import UserError
 
@@ -121,7 +121,7 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
     usable = dataset[~dataset["image"].isin({image for image, _ in unreadable})]
     table = make_splits(usable, split_config)
     workdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(csv_path, table.to_csv(index=False))
     meta = dict(
         wanted,
         n_images=len(table),
@@ -131,7 +131,7 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
         curation=dataset.attrs.get("curation"),
         unreadable=[{"image": image, "reason": reason} for image, reason in unreadable],
     )
-    _atomic_write_text(meta_path, json.dumps(meta))
+    atomic_write_text(meta_path, json.dumps(meta))
     return table
 
 
@@ -189,10 +189,6 @@ def _check_same_dataset(meta, dataset, csv_path):
         f"the dataset changed since {csv_path} was made ({added} added, {removed} removed, "
         f"{relabelled} relabelled); pass --resplit to make a new split, or use another --workdir"
     )
-
-
-def _atomic_write_text(path, text):
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def split_record(splits, split_config):

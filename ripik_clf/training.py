@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import features as feature_cache
-from .atomic import atomic_write
+from .atomic import atomic_write_text
 from .backbones import create_backbone, resolve_image_size
 from .callbacks import AtomicBackupAndRestore, FitProgress
 from .data import class_names, load_dataset
@@ -532,13 +532,13 @@ def _save_run(out, config, data, size, phase, metrics):
         "fold": data["fold"],
         "temperature": temperature,  # per phase's model, fitted on validation (calibration.py)
     }
-    _write_json(out / "run.json", record)
+    atomic_write_text(out / "run.json", json.dumps(record, indent=2))
     path = out / "metrics.json"
     all_metrics = json.loads(path.read_text()) if path.exists() else {}
     all_metrics[phase] = metrics
     if phase == "head":
         all_metrics.pop("full", None)  # a new head makes the old full model stale
-    _write_json(path, all_metrics)
+    atomic_write_text(path, json.dumps(all_metrics, indent=2))
 
 
 def trained_with_flips(config, model_name):
@@ -566,7 +566,3 @@ def _check_run(out, data, tc):
             f"the config asks for {tc.image_size}: retrain the head"
         )
     return record["image_size"]
-
-
-def _write_json(path, payload):
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write_csv
 from ..images import BadImage, read_rgb
 
 KINDS = {  # kind -> what it means, in the order the report lists them
@@ -25,10 +25,10 @@ SHEET_LIMIT = 36  # findings per contact sheet (all of them are in audit.csv)
 def write_audit(out_dir, found, table, summary):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_csv(found, out_dir / "audit.csv")
+    atomic_write_csv(found, out_dir / "audit.csv")
     ids = dict(zip(table["path"], table["image"]))
     errors = found[found["kind"] == "label error"]
-    _atomic_csv(
+    atomic_write_csv(
         pd.DataFrame({"image": errors["image"].map(ids), "label": errors["suggestion"]}),
         out_dir / "relabel_suggestions.csv",
     )
@@ -42,10 +42,6 @@ def write_audit(out_dir, found, table, summary):
     (out_dir / "audit.md").write_text(text)
     counts = ", ".join(f"{(found.kind == k).sum()} {k}" for k in KINDS if (found.kind == k).any())
     print(f"audit: {counts or 'no findings'}; wrote {out_dir / 'audit.md'} and audit.csv")
-
-
-def _atomic_csv(frame, path):
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def contact_sheet(rows, path):

@@ -144,25 +144,28 @@ def predict(args, config):
         raise UserError("no image could be read")
 
 
-def _predict_exported(exported, files):
+def _predict_exported(exported, files, batch_size=32):
     """Probabilities of an exported model for ``files``, each image prepared exactly as
-    its preprocessing spec says (which is what every ripik_clf model sees)."""
+    its preprocessing spec says (which is what every ripik_clf model sees), in batches
+    (the exported model is loaded once per batch, not once per image)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
     from .export import export_format, find_preprocessing_spec, run_export
-    from .images import BadImage, load_for_model
+    from .images import decoded_batches
 
     spec = find_preprocessing_spec(exported)
-    size = spec["input"]["shape"][1]
+    fmt = export_format(exported)
     probabilities = np.zeros((len(files), len(spec["classes"])))
     failures = []
-    for i, path in enumerate(files):
-        try:
-            image = load_for_model(path, size)[None].astype("float32")
-        except BadImage as err:
-            failures.append((str(path), str(err)))
-            continue
-        probabilities[i] = run_export(exported, export_format(exported), image)[0]
+    paths = [str(f) for f in files]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batches = decoded_batches(paths, spec["input"]["shape"][1], batch_size, pool)
+        for positions, images, failed in batches:
+            failures += failed
+            if len(positions):
+                probabilities[positions] = run_export(exported, fmt, images.astype("float32"))
     return spec["classes"], probabilities, failures
 
 

@@ -239,6 +239,23 @@ def train_head(config, model_name, *, fold=None, resplit=False):
     return metrics
 
 
+def frozen_backbone(config):
+    """The configured backbone, frozen (random weights seeded), with its pooled-feature
+    extractor, input size and feature cache folder: what the head and probe phases and
+    the audit share, so they share the cache too.
+
+    Returns:
+        (backbone, extractor, image size, cache folder).
+    """
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)  # random weights (weights: none) depend on it
+    size = resolve_image_size(tc.backbone, tc.image_size)
+    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
+    backbone.trainable = False
+    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
+    return backbone, feature_extractor(backbone), size, Path(config.workdir) / "features" / tag
+
+
 def _cached_features(config, model_name, fold, resplit):
     """The frozen backbone's features of every training version and validation image
     (cached); unreadable training files are dropped and listed in ``skipped.csv``.
@@ -246,18 +263,11 @@ def _cached_features(config, model_name, fold, resplit):
     Returns:
         (data, run folder, image size, backbone, (train_x, train_y, val_x)).
     """
-    tc = config.train
-    keras.utils.set_random_seed(tc.seed)
-    accelerator_setup(tc.precision)
+    accelerator_setup(config.train.precision)
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     out = run_dir(config, run_name(model_name, fold))
     out.mkdir(parents=True, exist_ok=True)
-    size = resolve_image_size(tc.backbone, tc.image_size)
-    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
-    backbone.trainable = False
-    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
-    cache = Path(config.workdir) / "features" / tag
-    extractor = feature_extractor(backbone)
+    backbone, extractor, size, cache = frozen_backbone(config)
     train_x, train_fail = feature_cache.extract_features(
         data["train_paths"], extractor, size, cache, desc=f"{model_name} train"
     )

@@ -108,23 +108,12 @@ def _signals(paths):
 
 def _features(config, paths):
     """Pooled backbone features, from the head phase's cache (computed there if absent)."""
-    import keras
-
     from .. import features as feature_cache
-    from ..backbones import create_backbone, resolve_image_size
-    from ..training import feature_extractor
+    from ..training import frozen_backbone
 
-    tc = config.train
-    keras.utils.set_random_seed(tc.seed)  # random weights (weights: none) depend on it
-    size = resolve_image_size(tc.backbone, tc.image_size)
-    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
-    cache = (
-        Path(config.workdir)
-        / "features"
-        / feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
-    )
+    _, extractor, size, cache = frozen_backbone(config)
     features, _ = feature_cache.extract_features(
-        paths, feature_extractor(backbone), size, cache, desc="audit: features"
+        paths, extractor, size, cache, desc="audit: features"
     )
     return features
 

@@ -165,6 +165,7 @@ def score_everything(args, submission, wall):
     import keras
     import pandas as pd
 
+    from ripik_clf.calibration import fit_temperature
     from ripik_clf.config import load_config
     from ripik_clf.ensemble import Member, hard_vote, member_tta, predict_members, soft_vote
     from ripik_clf.training import model_data
@@ -190,6 +191,9 @@ def score_everything(args, submission, wall):
             member.record = json.loads((runs / model / "run.json").read_text())
             member.model = keras.models.load_model(member.path)
             mode = member_tta(member, config.ensemble.tta)
+            # Its temperature for this TTA, fitted on validation as the ensemble does.
+            val_p = predict_members([member], data["val_paths"], mode, calibrated=False)[0][0]
+            member.fitted[mode] = fit_temperature(val_p, data["val_y"])
             p_none = predict_members([member], test_paths, "none")[0][0]
             p_tta = predict_members([member], test_paths, mode)[0][0]
             if phase == "full":
@@ -198,7 +202,7 @@ def score_everything(args, submission, wall):
                 names.append(model)
             if phase != "head":
                 calibration.append(
-                    (f"{model}, {phase} phase, TTA {mode}", p_tta, member.temperature)
+                    (f"{model}, {phase} phase, TTA {mode}", p_tta, member.temperature_for(mode))
                 )
             images = metrics["train_images"] * (
                 metrics["epochs"] if phase == "full" else 1

@@ -91,11 +91,19 @@ class Member:
     family: str = ""  # the trained model it belongs to: fold runs of one model share it
     fold: int | None = None  # its validation fold, for a run of a k-fold split
     record: dict = field(default_factory=dict)  # its run.json
+    # Temperatures fitted by the ensemble on this member's validation probabilities under
+    # the TTA it is used with (by TTA view set); they win over the run's, fitted without TTA.
+    fitted: dict = field(default_factory=dict)
 
     @property
     def temperature(self):
         """Its calibration (``run.json``, per phase's model file); 1 = none recorded."""
         return recorded_temperature(self.record, self.path)
+
+    def temperature_for(self, tta):
+        """The temperature for its predictions under ``tta``: the ensemble's fit for that
+        TTA when there is one, else the run's (fitted without TTA)."""
+        return self.fitted.get(member_tta(self, tta), self.temperature)
 
 
 def default_member_names(config):
@@ -211,7 +219,7 @@ def predict_members(members, paths, tta, batch_size=32, progress=None, calibrate
                 for m, member in enumerate(members):
                     p = predict_tta(member.model, images.astype("float32"), member_tta(member, tta))
                     out[m, positions] = apply_temperature(
-                        p, member.temperature if calibrated else 1
+                        p, member.temperature_for(tta) if calibrated else 1
                     )
             if progress is not None:
                 progress.update(len(positions) + len(failed))

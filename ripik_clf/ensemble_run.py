@@ -18,6 +18,7 @@ from .ensemble import (
     greedy_selection,
     hard_vote,
     load_members,
+    member_tta,
     predict_members,
     resolve_members,
     soft_vote,
@@ -125,7 +126,7 @@ def _run_ensemble(config, out_path, answers=None):
         weights,
     )
     calibration = calibration_section(
-        val_raw[ens.tta], val[ens.tta], val_y, names, weights, members, temperature
+        val_raw[ens.tta], val[ens.tta], val_y, names, weights, members, temperature, ens.tta
     )
     _write_report(
         notes + calibration,
@@ -142,6 +143,7 @@ def _run_ensemble(config, out_path, answers=None):
         len(ids),
         seconds,
         temperature=temperature,
+        member_temperatures={m.name: m.fitted for m in members},
     )
     return {
         "rows": rows,
@@ -257,6 +259,7 @@ def _validation(config, members, names, classes, modes):
         )
     table = splits[splits["image"].isin(common)].merge(dataset[["image", "path"]], on="image")
     index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in table["label"]])
     paths, images = list(table["path"]), list(table["image"])
     val = {mode: np.full((len(names), len(paths), len(classes)), np.nan) for mode in modes}
     raw = {mode: np.full_like(val[mode], np.nan) for mode in modes}  # before temperatures
@@ -278,7 +281,11 @@ def _validation(config, members, names, classes, modes):
             for member, probabilities in zip(group, predicted):
                 family = names.index(member.family)
                 raw[mode][family, rows] = probabilities
-                val[mode][family, rows] = apply_temperature(probabilities, member.temperature)
+                # Fitted on the probabilities it will be used on: TTA averages views,
+                # which softens them, so the run's temperature (no TTA) would not fit.
+                temperature = fit_temperature(probabilities, y[rows])
+                member.fitted[member_tta(member, mode)] = temperature
+                val[mode][family, rows] = apply_temperature(probabilities, temperature)
     bar.close()
     missing = [n for n, family in zip(names, val[modes[0]]) if np.isnan(family).any()]
     if missing:
@@ -290,14 +297,14 @@ def _validation(config, members, names, classes, modes):
             "different splits: each is scored only on images it never trained on).",
             "",
         ]
-    return val, raw, np.array([index[c] for c in table["label"]]), paths, notes
+    return val, raw, y, paths, notes
 
 
-def calibration_section(raw, calibrated, y, names, weights, members, temperature):
+def calibration_section(raw, calibrated, y, names, weights, members, temperature, tta):
     """Report lines: each family's and the ensemble's validation ECE and Brier score
     before and after temperature scaling (fitted on these same images: in-sample)."""
     temperatures = {
-        name: ", ".join(f"{m.temperature:.2f}" for m in members if m.family == name)
+        name: ", ".join(f"{m.temperature_for(tta):.2f}" for m in members if m.family == name)
         for name in names
     }
     rows = [(n, temperatures[n], r, c) for n, r, c in zip(names, raw, calibrated)]
@@ -306,9 +313,9 @@ def calibration_section(raw, calibrated, y, names, weights, members, temperature
     lines = [
         "## Calibration (validation)",
         "",
-        "Temperature scaling: one temperature per model, fitted on its validation "
-        "probabilities at training time (minimum negative log-likelihood, NLL), and one "
-        "for the ensemble, fitted here; "
+        "Temperature scaling: one temperature per model and TTA, fitted here on its "
+        "validation probabilities with the TTA it is used with (minimum negative "
+        "log-likelihood, NLL), and one for the ensemble on top; "
         "`probabilities.csv` and `predict` use them. Fitted and measured on the same "
         "images (in-sample).",
         "",
@@ -406,6 +413,7 @@ def _write_report(
     n_test,
     seconds,
     temperature=1.0,
+    member_temperatures=None,
 ):
     report_dir.mkdir(parents=True, exist_ok=True)
     soft = soft_vote(val_probabilities, weights)
@@ -454,6 +462,7 @@ def _write_report(
     # The ensemble behind the submission, for anyone who scores it again (benchmarks).
     definition = {"members": names, "weights": weights, "tta": ens.tta}
     definition["temperature"] = temperature  # applied to the weighted soft vote
+    definition["member_temperatures"] = member_temperatures  # per member, by TTA views
     (report_dir / "ensemble.json").write_text(json.dumps(definition, indent=2))
     lines += [
         f"Test set: {n_test} images predicted in {seconds:.1f} s "

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import features as feature_cache
-from .atomic import atomic_write_text
+from .atomic import atomic_write_csv, atomic_write_text
 from .backbones import create_backbone, resolve_image_size
 from .callbacks import AtomicBackupAndRestore, FitProgress
 from .data import class_names, load_dataset
@@ -88,6 +88,7 @@ def model_data(config, model_name, *, fold=None, resplit=False):
         "val_y": np.array([index[c] for c in val["label"]]),
         "split": split_record(splits, config.split),
         "held_out": sorted(val["image"]),
+        "val_images": list(val["image"]),  # in the order of val_paths / val_y
         "model": model_name,
         "fold": fold,
     }
@@ -228,14 +229,15 @@ def train_head(config, model_name, *, fold=None, resplit=False):
     model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
     save_model_atomically(model, out / "head.keras")
     _remove_stale_full_phase(out)
-    metrics = _validation_metrics(data, head.predict(val_x, verbose=0))
+    val_probabilities = head.predict(val_x, verbose=0)
+    metrics = _validation_metrics(data, val_probabilities)
     metrics.update(
         epochs=len(history.history["loss"]),
         seconds=time.perf_counter() - started,
         feature_seconds=feature_seconds,
         train_images=len(train_y),
     )
-    _save_run(out, config, data, size, "head", metrics)
+    _save_run(out, config, data, size, "head", metrics, val_probabilities)
     return metrics
 
 
@@ -308,14 +310,15 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
     model = build_classifier(backbone, len(data["classes"]), tc.dropout)
     model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
     save_model_atomically(model, out / "probe.keras")
-    metrics = _validation_metrics(data, probe.predict_proba(val_x))
+    val_probabilities = probe.predict_proba(val_x)
+    metrics = _validation_metrics(data, val_probabilities)
     metrics.update(
         epochs=0,
         seconds=time.perf_counter() - started,
         train_images=len(train_y),
         C=float(probe.best_params_["logisticregression__C"]),
     )
-    _save_run(out, config, data, size, "probe", metrics)
+    _save_run(out, config, data, size, "probe", metrics, val_probabilities)
     return metrics
 
 
@@ -420,7 +423,8 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     best = keras.models.load_model(out / "full_best.keras")
     save_model_atomically(best, out / "full.keras")
     (out / "full_best.keras").unlink()
-    metrics = _validation_metrics(data, best.predict(val_ds, verbose=0))
+    val_probabilities = best.predict(val_ds, verbose=0)
+    metrics = _validation_metrics(data, val_probabilities)
     epochs_run = len(pd.read_csv(history_csv))
     metrics.update(
         epochs=epochs_run,
@@ -428,7 +432,7 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         train_images=len(versions),
         train_versions=sum(map(len, versions)),
     )
-    _save_run(out, config, data, size, "full", metrics)
+    _save_run(out, config, data, size, "full", metrics, val_probabilities)
     return metrics
 
 
@@ -491,7 +495,13 @@ def _remove_stale_full_phase(out):
     import shutil
 
     shutil.rmtree(out / "backup_full", ignore_errors=True)
-    for name in ("full.keras", "full_best.keras", "history_full.csv"):
+    stale = (
+        "full.keras",
+        "full_best.keras",
+        "history_full.csv",
+        VAL_PROBABILITIES.format(phase="full"),
+    )
+    for name in stale:
         if (out / name).exists():
             (out / name).unlink()
             print(f"removed stale {out / name} (made from the previous head model)")
@@ -524,8 +534,20 @@ def _validation_metrics(data, probabilities):
     }
 
 
-def _save_run(out, config, data, size, phase, metrics):
+VAL_PROBABILITIES = "val_probabilities_{phase}.csv"
+
+
+def save_validation_probabilities(out, phase, data, probabilities):
+    """The phase's raw (uncalibrated) softmax on its validation images, by image: with K
+    folds these are out-of-fold probabilities, which the audit reuses."""
+    table = pd.DataFrame(np.asarray(probabilities, dtype=np.float64), columns=data["classes"])
+    table.insert(0, "image", data["val_images"])
+    atomic_write_csv(table, out / VAL_PROBABILITIES.format(phase=phase))
+
+
+def _save_run(out, config, data, size, phase, metrics, probabilities):
     config.save(out / "config.yaml")
+    save_validation_probabilities(out, phase, data, probabilities)
     earlier = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
     temperature = earlier.get("temperature", {}) | {phase: metrics["temperature"]}
     if phase == "head":

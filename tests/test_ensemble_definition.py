@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import ensemble
-from ripik_clf.calibration import apply_temperature
+from ripik_clf.calibration import apply_temperature, fit_temperature
 from ripik_clf.config import load_config
 from ripik_clf.ensemble import soft_vote
 from ripik_clf.images import load_for_model
@@ -28,8 +28,11 @@ def _noisy(path, colour, seed):
 
 @pytest.fixture(scope="module")
 def two_members(tmp_path_factory):
-    """A head model that tells colours apart, and a confident constant one ("always
-    blue"): equal weights follow the constant member, greedy selection does not."""
+    """A head model that tells colours apart, and two confident constant ones ("always
+    blue"): equal weights follow the constant members, greedy selection does not.
+
+    Two of them, because each member is calibrated first: the good member (perfect on
+    validation) is sharpened, and one constant member alone no longer outvotes it."""
     root = tmp_path_factory.mktemp("definition")
     answers = []
     for k, (label, colour) in enumerate(COLOURS.items()):
@@ -50,8 +53,11 @@ def two_members(tmp_path_factory):
     shutil.copy(runs / "original" / "head.keras", runs / "original" / "full.keras")
     model = keras.models.load_model(runs / "original" / "head.keras")
     kernel, bias = model.get_layer("classifier").get_weights()
-    model.get_layer("classifier").set_weights([kernel * 0, np.array([8.0, 0.0, 0.0])])
+    # Logit 80: still ~0.97 "blue" after the largest temperature calibration may fit
+    # (20), so calibrating it cannot hide how bad it is.
+    model.get_layer("classifier").set_weights([kernel * 0, np.array([80.0, 0.0, 0.0])])
     model.save(runs / "constant" / "full.keras")
+    shutil.copytree(runs / "constant", runs / "constant2")
     return root
 
 
@@ -59,13 +65,13 @@ def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
     root = two_members
     ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
                    "--test", str(root / "test"), "--out", str(root / "sub.csv"),
-                   "--members", "original", "constant", "--tta", "none",
+                   "--members", "original", "constant", "constant2", "--tta", "none",
                    "--select", "greedy", "--answers", str(root / "answers.csv")])  # fmt: skip
     assert "greedy selection: original x1 (" in capsys.readouterr().out
     metrics = json.loads((root / "work" / "report" / "metrics.json").read_text())
 
     # Validation: the "soft ensemble" row is the greedy ensemble (= original alone here),
-    # not the equal-weight average, which the constant member dominates.
+    # not the equal-weight average, which the constant members dominate.
     assert metrics["soft ensemble | none"]["macro_f1"] == metrics["original | none"]["macro_f1"]
     equal = metrics["soft, equal weights | none"]["macro_f1"]
     assert equal < metrics["soft ensemble | none"]["macro_f1"]  # the weighting matters
@@ -77,16 +83,36 @@ def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
     assert metrics["test: soft ensemble"]["accuracy"] == pytest.approx(accuracy)
 
     # And the probabilities are the weighted vote of the members, recomputed by hand,
-    # with the temperatures the runs and the ensemble recorded.
+    # with the temperatures the ensemble recorded.
     files = sorted((root / "test").iterdir())
     images = np.stack([load_for_model(f, 32) for f in files]).astype("float32")
-    members = []
-    for name in ("original", "constant"):
-        run = root / "work" / "runs" / name
-        record = json.loads((run / "run.json").read_text())
-        p = keras.models.load_model(run / "full.keras").predict(images, verbose=0)
-        members.append(apply_temperature(p, record["temperature"].get("full", 1.0)))
     definition = json.loads((root / "work" / "report" / "ensemble.json").read_text())
-    expected = apply_temperature(soft_vote(members, [1, 0]), definition["temperature"])
+    members = []
+    for name in ("original", "constant", "constant2"):
+        run = root / "work" / "runs" / name
+        p = keras.models.load_model(run / "full.keras").predict(images, verbose=0)
+        members.append(apply_temperature(p, definition["member_temperatures"][name]["none"]))
+    expected = apply_temperature(soft_vote(members, [1, 0, 0]), definition["temperature"])
     written = pd.read_csv(root / "probabilities.csv").set_index("image_id")
     np.testing.assert_allclose(written.loc[[f.name for f in files]].to_numpy(), expected, atol=1e-5)
+
+
+def test_member_temperatures_are_fitted_under_the_tta_they_are_used_with(two_members, tmp_path):
+    root = two_members
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                   "--test", str(root / "test"), "--out", str(tmp_path / "sub.csv"),
+                   "--members", "original", "--tta", "flip"])  # fmt: skip
+    definition = json.loads((root / "work" / "report" / "ensemble.json").read_text())
+    # By hand: the mean softmax of each validation image and its mirror image.
+    splits = pd.read_csv(root / "work" / "splits.csv")
+    val = splits[splits["split"] == "val"]
+    images = np.stack([load_for_model(root / "data" / i, 32) for i in val["image"]])
+    model = keras.models.load_model(root / "work" / "runs" / "original" / "full.keras")
+    flipped = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
+    labels = [list(COLOURS).index(label) for label in val["label"]]
+    expected = fit_temperature(flipped, labels)
+    assert definition["member_temperatures"]["original"]["flip"] == pytest.approx(
+        expected, rel=1e-3
+    )
+    # The temperature without TTA is fitted apart (and used for plain predictions).
+    assert set(definition["member_temperatures"]["original"]) == {"none", "flip"}

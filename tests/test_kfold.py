@@ -7,6 +7,7 @@ import pytest
 import ensemble
 import train
 from conftest import make_folder_dataset, write_image
+from ripik_clf.__main__ import main as cli_main
 from ripik_clf.augment_run import run_augmentation
 from ripik_clf.config import load_config
 from ripik_clf.data import load_dataset
@@ -135,3 +136,30 @@ def test_predict_and_export_in_a_kfold_workdir(folded, capsys):
     cli_main(["export", "augmented_fold1", "--format", "savedmodel", *common])
     out = capsys.readouterr().out
     assert "on 6 validation images" in out and "agreement 100.00%" in out  # fold 1's images
+
+
+def test_audit_reuses_the_folds_out_of_fold_probabilities(folded, tmp_path):
+    root, _ = folded
+    work = tmp_path / "work"
+    shutil.copytree(root / "work", work)  # the fixture's files stay as they are
+    runs = [work / "runs" / f"augmented_fold{fold}" for fold in range(FOLDS)]
+    tables = [pd.read_csv(run / "val_probabilities_head.csv") for run in runs]
+    for run, table in zip(runs, tables):  # each fold run saved its held-out images' softmax
+        assert sorted(table["image"]) == json.loads((run / "run.json").read_text())["held_out"]
+    images = [image for table in tables for image in table["image"]]
+    assert len(images) == len(set(images)) == 18
+    # Plant a confident contradiction in the fold runs' probabilities: a probe fitted by
+    # the audit could not know of it, so finding it shows the saved ones were used.
+    planted = tables[0]["image"][tables[0]["image"].str.startswith("a/")].iloc[0]
+    for run, table in zip(runs, tables):
+        for row, image in enumerate(table["image"]):
+            truth = "c" if image == planted else image.split("/")[0]
+            table.loc[row, ["a", "b", "c"]] = [0.9 if c == truth else 0.05 for c in "abc"]
+        table.to_csv(run / "val_probabilities_head.csv", index=False)
+    cli_main(["audit", "--data", str(root / "data"), "--workdir", str(work),
+              "--set", "split.folds=3", "--set", "train.models=augmented",
+              "--set", "train.image_size=32"])  # fmt: skip
+    suggestions = pd.read_csv(work / "audit" / "relabel_suggestions.csv")
+    assert suggestions.values.tolist() == [[planted, "c"]]
+    report = (work / "audit" / "audit.md").read_text()
+    assert "out-of-fold probabilities of the 3 augmented fold runs (head phase)" in report

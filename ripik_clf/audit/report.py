@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ..atomic import atomic_write_csv
+from ..atomic import atomic_write_csv, atomic_write_text
 from ..images import BadImage, read_rgb
 
 KINDS = {  # kind -> what it means, in the order the report lists them
@@ -39,7 +39,7 @@ def write_audit(out_dir, found, table, summary):
             sheets[kind] = out_dir / f"sheet_{kind.replace(' ', '_')}.png"
             contact_sheet(rows.head(SHEET_LIMIT), sheets[kind])
     text = markdown(found, table, summary, sheets, ids)
-    (out_dir / "audit.md").write_text(text)
+    atomic_write_text(out_dir / "audit.md", text)
     counts = ", ".join(f"{(found.kind == k).sum()} {k}" for k in KINDS if (found.kind == k).any())
     print(f"audit: {counts or 'no findings'}; wrote {out_dir / 'audit.md'} and audit.csv")
 
@@ -155,8 +155,9 @@ def _method(summary):
         f"hash distance <= {t['hamming']} of 64 bits and backbone-feature cosine >= "
         f"{t['cosine']}.",
         "- Label errors: confident learning (Northcutt et al., 2021) on out-of-fold "
-        "probabilities of a logistic probe on the cached features; implemented in "
-        "ripik_clf (cleanlab is AGPL-3.0).",
+        "probabilities: a k-fold training's when its fold runs cover every image, else a "
+        "logistic probe's on the cached features; implemented in ripik_clf (cleanlab is "
+        "AGPL-3.0).",
         f"- Outliers: robust z-score > {t['z']:g} of the feature distance to the nearest "
         "class centre, or a uniform (blank) image.",
         "",

@@ -1,5 +1,6 @@
 """The audit of one dataset (and optionally its test folder), end to end."""
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +11,7 @@ import pandas as pd
 from ..data import class_names, load_dataset
 from ..errors import UserError
 from ..progress import progress
-from ..splits import SPLITS_CSV, SPLITS_JSON, load_or_make_splits, make_splits
+from ..splits import SPLITS_CSV, SPLITS_JSON, load_or_make_splits, make_splits, split_record
 from . import findings as fd
 from .report import KINDS, write_audit
 from .signals import BLANK_STD, image_signals
@@ -26,7 +27,7 @@ KIND_ORDER = {kind: order for order, kind in enumerate(KINDS)}
 def run_audit(config, test_dir=None):
     """Audit the configured dataset; write ``WORKDIR/audit/``. Returns the findings table."""
     dataset, skipped = load_dataset(config.data)
-    sides, split_note = _sides(dataset, config)
+    sides, split_note, saved_split = _sides(dataset, config)
     table = _image_table(dataset, sides, test_dir)
     signals = _signals(list(table["path"]))
     readable = np.array([s is not None for s in signals])
@@ -34,7 +35,8 @@ def run_audit(config, test_dir=None):
     readable &= ~np.isnan(features).any(axis=1)
     classes = class_names(dataset)
     notes = []  # what could not be checked, for the report
-    found = _findings(table, signals, features, readable, classes, config.split.seed, notes)
+    oof = kfold_oof_probabilities(Path(config.workdir), saved_split, config.train.models, classes)
+    found = _findings(table, signals, features, readable, classes, config.split.seed, notes, oof)
     skipped_rows = [
         dict.fromkeys(FINDING_COLUMNS, "")
         | {"kind": "unreadable", "image": path, "score": np.nan, "detail": why}
@@ -55,13 +57,18 @@ def run_audit(config, test_dir=None):
 
 def _sides(dataset, config):
     """The side of every image: the saved split when there is one for this dataset, else
-    the split the pipeline would make (computed, not saved: the audit creates nothing)."""
+    the split the pipeline would make (computed, not saved: the audit creates nothing).
+
+    Returns:
+        (sides, a note saying which split, the saved split's record or None)."""
     workdir = Path(config.workdir)
+    saved = None
     note = f"the saved split ({workdir / SPLITS_CSV})"
     try:
         if not ((workdir / SPLITS_CSV).exists() and (workdir / SPLITS_JSON).exists()):
             raise UserError("no saved split")
         splits = load_or_make_splits(dataset, config.split, workdir)
+        saved = split_record(splits, config.split)
     except UserError:
         splits = make_splits(dataset, config.split)
         note = "the split augment_offline.py would make with these settings (no saved split fits)"
@@ -74,7 +81,38 @@ def _sides(dataset, config):
         )
     )
     # An image the split left out (it cannot be decoded) has no side; it is listed anyway.
-    return [side.get(i, "left out") for i in dataset["image"]], note
+    return [side.get(i, "left out") for i in dataset["image"]], note, saved
+
+
+def kfold_oof_probabilities(workdir, split, variants, classes):
+    """Out-of-fold probabilities of a k-fold training of this split, when one exists:
+    every fold run of one data variant (``runs/<variant>_fold<k>/``) trained on ``split``
+    with the same classes, each with its validation probabilities of one phase (full
+    first, then head, then probe). Their models are better than the audit's quick probe.
+
+    Returns:
+        ({image: probabilities}, a description) or (None, "") when there is none.
+    """
+    from ..training import VAL_PROBABILITIES
+
+    if split is None or not split["folds"]:
+        return None, ""
+    for variant in variants:
+        for phase in ("full", "head", "probe"):
+            found = {}
+            for fold in range(split["folds"]):
+                run = workdir / "runs" / f"{variant}_fold{fold}"
+                path = run / VAL_PROBABILITIES.format(phase=phase)
+                if not (path.exists() and (run / "run.json").exists()):
+                    break
+                record = json.loads((run / "run.json").read_text())
+                if record.get("split") != split or record.get("classes") != classes:
+                    break
+                table = pd.read_csv(path, dtype={"image": str})
+                found.update(zip(table["image"], table[classes].to_numpy(dtype=np.float64)))
+            else:
+                return found, f"the {split['folds']} {variant} fold runs ({phase} phase)"
+    return None, ""
 
 
 def _image_table(dataset, sides, test_dir):
@@ -118,7 +156,7 @@ def _features(config, paths):
     return features
 
 
-def _findings(table, signals, features, readable, classes, seed, notes):
+def _findings(table, signals, features, readable, classes, seed, notes, oof=(None, "")):
     index = {c: i for i, c in enumerate(classes)}
     labelled = readable & table["label"].notna().to_numpy()
     y = np.array([index.get(label, -1) for label in table["label"]])
@@ -133,7 +171,7 @@ def _findings(table, signals, features, readable, classes, seed, notes):
     for pair in fd.classify_pairs(pairs, labels, list(table["side"])).itertuples(index=False):
         detail = f"{pair.match}; hash distance {pair.hamming}/64, feature cosine {pair.cosine:.3f}"
         rows.append(_row(pair.kind, table, pair.i, pair.j, score=pair.cosine, detail=detail))
-    rows += _label_errors(table, features, y, labelled, classes, seed, notes)
+    rows += _label_errors(table, features, y, labelled, classes, seed, notes, oof)
     rows += _outliers(table, signals, features, y, labelled, readable, classes)
     found = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     # Within each kind, the most certain first: that is the order to review them in.
@@ -160,28 +198,48 @@ def _row(kind, table, i, j=None, *, suggestion="", score=np.nan, detail=""):
     }
 
 
-def _label_errors(table, features, y, labelled, classes, seed, notes):
-    """Confident learning on out-of-fold probabilities of a logistic probe."""
+def _label_errors(table, features, y, labelled, classes, seed, notes, oof=(None, "")):
+    """Confident learning on out-of-fold probabilities: a k-fold training's when they
+    cover every labelled image (``oof``), else a logistic probe's, fitted here."""
+    rows = np.flatnonzero(labelled)
+    by_image, source = oof
+    images = list(table["image"].iloc[rows])
+    if by_image is not None and all(image in by_image for image in images):
+        notes.append(f"Label errors: out-of-fold probabilities of {source}.")
+        probabilities = np.stack([by_image[image] for image in images])
+        return _label_error_rows(table, rows, y, probabilities, classes)
+    if by_image is not None:
+        notes.append(f"Label errors: {source} do not cover every image; a probe was fitted.")
+    probabilities = _probe_oof(features[rows], y[rows], classes, seed, notes)
+    if probabilities is None:
+        return []
+    return _label_error_rows(table, rows, y, probabilities, classes)
+
+
+def _probe_oof(features, y, classes, seed, notes):
+    """Out-of-fold probabilities of a logistic probe (C by CV log-loss), or None when a
+    class is too small to cross-validate."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from ..probe import fit_probe
 
-    rows = np.flatnonzero(labelled)
-    counts = np.bincount(y[rows], minlength=len(classes))
+    counts = np.bincount(y, minlength=len(classes))
     folds = int(min(5, counts[counts > 0].min()))
     if folds < 2 or (counts > 0).sum() < 2:
         notes.append("Label errors not checked: a class has fewer than 2 readable images.")
         print(f"audit: {notes[-1]}")
-        return []
-    probe = fit_probe(features[rows], y[rows], seed, folds, scoring="neg_log_loss")
-    probe = probe.best_estimator_
-    probabilities = cross_val_predict(
+        return None
+    probe = fit_probe(features, y, seed, folds, scoring="neg_log_loss").best_estimator_
+    return cross_val_predict(
         probe,
-        features[rows],
-        y[rows],
+        features,
+        y,
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         method="predict_proba",
     )
+
+
+def _label_error_rows(table, rows, y, probabilities, classes):
     suspect, suggested, _ = fd.confident_learning(y[rows], probabilities)
     found = []
     for k in np.flatnonzero(suspect):

@@ -1,9 +1,11 @@
 """Argument parsing shared by the scripts: common flags and config resolution."""
 
 import argparse
+from pathlib import Path
 
 from .config import load_config
 from .errors import UserError
+from .splits import recorded_settings
 
 
 def make_parser(description, epilog=None):
@@ -52,7 +54,10 @@ FLAG_TO_KEY = {
 
 
 def resolve_config(args, flags=None):
-    """Defaults < --config file < --set KEY=VALUE < dedicated flags; validated.
+    """Defaults < the workdir's recorded data and split settings < --config file <
+    --set KEY=VALUE < dedicated flags; validated. The recorded settings (saved with the
+    split by the first stage) are used unless another dataset is named: after
+    ``augment_offline.py --data X`` later stages need no ``--data``.
 
     Args:
         flags: this script's own ``{argparse dest: config key}``, on top of FLAG_TO_KEY.
@@ -68,4 +73,9 @@ def resolve_config(args, flags=None):
         value = getattr(args, dest, None)
         if value is not None and value is not False and value != []:
             overrides[key] = value
-    return load_config(args.config, overrides)
+    config = load_config(args.config, overrides)
+    recorded = recorded_settings(config.workdir)
+    named = config.data.path
+    if named is not None and str(Path(named).resolve()) != recorded.get("data.path"):
+        return config  # another dataset than the recorded one: its split checks decide
+    return load_config(args.config, overrides, recorded) if recorded else config

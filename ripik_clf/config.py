@@ -331,9 +331,12 @@ def _flatten(mapping, prefix=""):
     return flat
 
 
-def load_config(path=None, overrides=None):
-    """Build a validated Config from defaults, an optional YAML file and overrides."""
+def load_config(path=None, overrides=None, recorded=None):
+    """Build a validated Config from defaults, settings the workdir recorded
+    (``recorded``, see :func:`ripik_clf.splits.recorded_settings`), an optional YAML
+    file and overrides, in that order of precedence (lowest first)."""
     config = Config()
+    apply_overrides(config, recorded or {})
     if path is not None:
         path = Path(path)
         if path.is_dir():

@@ -186,4 +186,23 @@ def load_dataset(data_config):
     )
     dataset, record = apply_curation(dataset, data_config.exclude, data_config.relabel)
     dataset.attrs["curation"] = record  # saved in splits.json with the split
+    dataset.attrs["settings"] = data_settings(data_config)  # so later stages need no --data
     return dataset, skipped
+
+
+# The data.* keys that define the dataset; file paths among them are saved absolute.
+DATA_KEYS = ("path", "image_col", "label_col", "image_root", "allow_outside_root",
+             "max_pixels", "exclude", "relabel")  # fmt: skip
+PATH_KEYS = ("path", "image_root", "exclude", "relabel")
+
+
+def data_settings(data_config):
+    """``{"data.<key>": value}`` of the dataset-defining settings, paths made absolute
+    (None = the demo data): what the workdir records beside its split."""
+    settings = {}
+    for key in DATA_KEYS:
+        value = getattr(data_config, key)
+        if key in PATH_KEYS and value is not None:
+            value = str(Path(value).resolve())
+        settings[f"data.{key}"] = value
+    return settings

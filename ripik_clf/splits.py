@@ -129,10 +129,26 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
         images=dataset["image"].tolist(),
         labels=dataset["label"].tolist(),
         curation=dataset.attrs.get("curation"),
+        data=dataset.attrs.get("settings"),  # read back by later stages (recorded_settings)
         unreadable=[{"image": image, "reason": reason} for image, reason in unreadable],
     )
     atomic_write_text(meta_path, json.dumps(meta))
     return table
+
+
+def recorded_settings(workdir):
+    """The data and split settings the workdir's saved split was made with, as config
+    overrides (``{"data.path": ..., "split.folds": ...}``); {} when there is none. Later
+    stages start from them, so they need no ``--data`` (or split flags) again."""
+    meta_path = Path(workdir) / SPLITS_JSON
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("data"), dict):
+        return {}  # made by an older version: nothing recorded
+    split = {f"split.{k}": meta[k] for k in ("val_fraction", "folds", "seed") if k in meta}
+    return meta["data"] | split
 
 
 def left_out_of_split(dataset, workdir):

@@ -1,0 +1,55 @@
+"""The workdir records its dataset: after ``augment_offline.py --data X`` the later stages
+need no ``--data`` (the design card's commands, as a user types them)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import augment_offline
+import ensemble
+import train
+from conftest import make_folder_dataset, write_image
+from ripik_clf.splits import recorded_settings
+
+TRAIN = ["--set", "train.image_size=32", "--set", "train.weights=none",
+         "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",
+         "--set", "train.full_warmup_epochs=0", "--set", "train.batch_size=8"]  # fmt: skip
+
+
+def test_train_and_ensemble_need_no_data_after_augment(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", {"cat": 6, "dog": 6})
+    for i in range(3):
+        write_image(tmp_path / "test" / f"t{i}.png", seed=50 + i)
+    work = str(tmp_path / "work")
+    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
+                          "32", "--workers", "1", "--set", "split.val_fraction=0.34"])  # fmt: skip
+    train.main(["--phase", "head", "--workdir", work, *TRAIN])
+    train.main(["--phase", "full", "--workdir", work, *TRAIN])
+    ensemble.main(["--out", str(tmp_path / "s.csv"), "--test", str(tmp_path / "test"),
+                   "--workdir", work, "--tta", "none"])  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 3
+    for run in ("original", "augmented"):
+        saved = (tmp_path / "work" / "runs" / run / "config.yaml").read_text()
+        assert f"path: {data}" in saved  # the recorded dataset, resolved into each run
+        assert "val_fraction: 0.34" in saved  # and its split settings
+
+
+def test_naming_another_dataset_ignores_the_record_and_the_split_check_refuses(tmp_path, capsys):
+    data = make_folder_dataset(tmp_path / "data", {"cat": 4, "dog": 4})
+    other = make_folder_dataset(tmp_path / "other", {"ant": 4, "bee": 4})
+    work = str(tmp_path / "work")
+    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1",
+                          "--size", "32", "--workers", "1"])  # fmt: skip
+    assert recorded_settings(work)["data.path"] == str(data.resolve())
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--phase", "head", "--workdir", work, "--data", str(other), *TRAIN])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resplit" in err[0]
+
+
+def test_a_workdir_of_an_older_version_records_nothing(tmp_path):
+    (tmp_path / "splits.json").write_text(json.dumps({"seed": 1, "folds": 0}))
+    assert recorded_settings(tmp_path) == {}
+    assert recorded_settings(tmp_path / "missing") == {}

@@ -9,11 +9,11 @@ Writes WORKDIR/splits.csv (made once, reused), and under WORKDIR/augmented/:
 Only training images are augmented; a rerun skips finished copies.
 """
 
-from ripik_clf.augment_run import Shard, run_augmentation
-from ripik_clf.cli import add_data_args, make_parser, resolve_config
-from ripik_clf.data import class_names, load_dataset
+from ripik_clf.augment.runner import Shard, run_augmentation
+from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
+from ripik_clf.data.dataset import class_names, load_dataset
+from ripik_clf.data.splits import left_out_of_split, load_or_make_splits
 from ripik_clf.errors import exit_on_user_error
-from ripik_clf.splits import left_out_of_split, load_or_make_splits
 
 
 def parse_args(argv=None):

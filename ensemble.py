@@ -12,7 +12,7 @@ probabilities.csv beside it, and WORKDIR/report/: report.md, reliability.png,
 hardest.png, confusion_<model>.png (validation split; test too when an answer key exists).
 """
 
-from ripik_clf.cli import make_parser, resolve_config
+from ripik_clf.cli.common import make_parser, resolve_config
 from ripik_clf.errors import exit_on_user_error
 
 
@@ -86,7 +86,7 @@ def main(argv=None):
     config = resolve_config(args, flags)
     print(config.dump(), end="\n\n")
 
-    from ripik_clf.ensemble_run import metrics_table, run_ensemble
+    from ripik_clf.predict.submission import metrics_table, run_ensemble
 
     result = run_ensemble(config, args.out, args.answers)
     print("\nvalidation (real images only)\n" + metrics_table(result["rows"]))

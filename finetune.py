@@ -7,8 +7,8 @@ Needs WORKDIR/runs/<model>/head.keras from `train.py --phase head`; writes full.
 history_full.csv and the "full" entry of metrics.json. Resumes after an interruption.
 """
 
+from ripik_clf.cli.train import build_parser, run_phase
 from ripik_clf.errors import exit_on_user_error
-from ripik_clf.train_cli import build_parser, run_phase
 
 
 @exit_on_user_error

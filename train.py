@@ -10,8 +10,8 @@ Writes WORKDIR/runs/<model>/: head.keras, full.keras or probe.keras (complete mo
 0-255 RGB), metrics.json, history_<phase>.csv, run.json, config.yaml.
 """
 
+from ripik_clf.cli.train import build_parser, run_phase
 from ripik_clf.errors import exit_on_user_error
-from ripik_clf.train_cli import build_parser, run_phase
 
 
 @exit_on_user_error

@@ -120,7 +120,7 @@ def epoch_all_rows(args, common, log, wall):
     source epochs (4,310)."""
     import keras
 
-    from ripik_clf.ensemble import Member, predict_members
+    from ripik_clf.predict.members import Member, predict_members
 
     other = args.workdir.with_name(args.workdir.name + "_epoch_all")
     run = other / "runs" / "augmented"
@@ -165,10 +165,10 @@ def score_everything(args, submission, wall):
     import keras
     import pandas as pd
 
-    from ripik_clf.calibration import fit_temperature
     from ripik_clf.config import load_config
-    from ripik_clf.ensemble import Member, hard_vote, member_tta, predict_members, soft_vote
-    from ripik_clf.training import model_data
+    from ripik_clf.predict.calibration import fit_temperature
+    from ripik_clf.predict.members import Member, hard_vote, member_tta, predict_members, soft_vote
+    from ripik_clf.train.phases import model_data
 
     config = load_config(
         None, {"workdir": str(args.workdir), "data.path": str(args.data / "train")}
@@ -289,9 +289,9 @@ CALIBRATION = []  # markdown lines of the calibration table, written after the m
 def calibration_lines(entries, y_test, members, temperatures, weights, report):
     """Test ECE and Brier before and after temperature scaling (temperatures fitted on
     validation: the test set is out-of-sample for them)."""
-    from ripik_clf.calibration import apply_temperature, negative_log_likelihood
-    from ripik_clf.ensemble import soft_vote
-    from ripik_clf.evaluation import brier_score, expected_calibration_error
+    from ripik_clf.predict.calibration import apply_temperature, negative_log_likelihood
+    from ripik_clf.predict.members import soft_vote
+    from ripik_clf.report.plots import brier_score, expected_calibration_error
 
     CALIBRATION[:] = [
         "Calibration on the test set (temperatures fitted on validation only):",

@@ -45,7 +45,7 @@ def naive(data, out, copies, size):
     import albumentations as A
     import cv2
 
-    from ripik_clf.augment import build_recipe
+    from ripik_clf.augment.recipe import build_recipe
 
     pipeline = A.Compose([A.Resize(size, size), *build_recipe(flips=True).transforms])
     started = time.perf_counter()
@@ -63,10 +63,10 @@ def naive(data, out, copies, size):
 
 
 def ours(data, out, copies, size, workers):
-    from ripik_clf.augment_run import run_augmentation
+    from ripik_clf.augment.runner import run_augmentation
     from ripik_clf.config import load_config
-    from ripik_clf.data import discover
-    from ripik_clf.splits import make_splits
+    from ripik_clf.data.dataset import discover
+    from ripik_clf.data.splits import make_splits
 
     config = load_config(
         None,

@@ -27,7 +27,7 @@ BATCH = 32
 
 
 def member(image_size):
-    from ripik_clf.ensemble import Member
+    from ripik_clf.predict.members import Member
 
     trained = REPO / "work" / "demo" / "runs" / "augmented" / "full.keras"
     record = trained.parent / "run.json"
@@ -36,8 +36,8 @@ def member(image_size):
 
         model = keras.models.load_model(trained)
         return Member("augmented (demo)", trained, list(range(10)), image_size, model)
-    from ripik_clf.backbones import create_backbone
-    from ripik_clf.training import build_classifier
+    from ripik_clf.models.registry import create_backbone
+    from ripik_clf.train.phases import build_classifier
 
     model = build_classifier(create_backbone("efficientnet_lite0", image_size=image_size), 10, 0.2)
     return Member("lite0 (untrained head)", Path("-"), list(range(10)), image_size, model)
@@ -46,7 +46,7 @@ def member(image_size):
 def write_jpegs(folder, count):
     from PIL import Image
 
-    from ripik_clf.demo import ensure_demo_data
+    from ripik_clf.data.demo import ensure_demo_data
 
     sources = sorted(ensure_demo_data(REPO / "data" / "demo")["test"].glob("*.png"))
     paths = []
@@ -65,7 +65,7 @@ def in_memory(m, images):
 
 
 def ours(m, paths, tta):
-    from ripik_clf.ensemble import predict_members
+    from ripik_clf.predict.members import predict_members
 
     started = time.perf_counter()
     predict_members([m], paths, tta, BATCH)
@@ -79,7 +79,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args()
 
-    from ripik_clf.images import load_for_model
+    from ripik_clf.data.images import load_for_model
 
     m = member(args.image_size)
     with tempfile.TemporaryDirectory() as tmp:

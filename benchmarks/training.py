@@ -34,8 +34,8 @@ import ripik_clf  # noqa: E402,F401  (quiet TensorFlow before it loads)
 
 def load_demo(image_size):
     from ripik_clf.config import load_config
-    from ripik_clf.data import class_names, load_dataset
-    from ripik_clf.splits import make_splits
+    from ripik_clf.data.dataset import class_names, load_dataset
+    from ripik_clf.data.splits import make_splits
 
     config = load_config(REPO / "configs" / "demo.yaml")
     dataset, _ = load_dataset(config.data)
@@ -69,10 +69,10 @@ class EpochTimer:
 def head_benchmark(data, image_size, epochs, batch_size=64):
     import keras
 
-    from ripik_clf.backbones import create_backbone
-    from ripik_clf.features import extract_features
-    from ripik_clf.images import load_for_model
-    from ripik_clf.training import build_classifier, feature_extractor
+    from ripik_clf.data.images import load_for_model
+    from ripik_clf.models.registry import create_backbone
+    from ripik_clf.train.features import extract_features
+    from ripik_clf.train.phases import build_classifier, feature_extractor
 
     train_paths, train_y, val_paths, val_y, n = data
     onehot = lambda y: keras.utils.to_categorical(y, n)  # noqa: E731
@@ -125,10 +125,10 @@ def full_benchmark(data, image_size, epochs=4, batch_size=64):
     import tensorflow as tf
     from PIL import Image
 
-    from ripik_clf.backbones import create_backbone
-    from ripik_clf.images import load_for_model
-    from ripik_clf.pipeline import image_dataset
-    from ripik_clf.training import build_classifier, unfreeze
+    from ripik_clf.data.images import load_for_model
+    from ripik_clf.models.registry import create_backbone
+    from ripik_clf.train.datasets import image_dataset
+    from ripik_clf.train.phases import build_classifier, unfreeze
 
     png_paths, train_y, _, _, n = data
     tmp = tempfile.TemporaryDirectory()
@@ -169,11 +169,11 @@ def photo_benchmark(folder, image_size=224, images=256, epochs=3, batch_size=32)
     """Our pipelines vs the model on in-memory tensors, at photo resolution."""
     import keras
 
-    from ripik_clf.backbones import create_backbone
-    from ripik_clf.features import extract_features
-    from ripik_clf.images import load_for_model
-    from ripik_clf.pipeline import EpochClock, versioned_dataset
-    from ripik_clf.training import build_classifier, feature_extractor, unfreeze
+    from ripik_clf.data.images import load_for_model
+    from ripik_clf.models.registry import create_backbone
+    from ripik_clf.train.datasets import EpochClock, versioned_dataset
+    from ripik_clf.train.features import extract_features
+    from ripik_clf.train.phases import build_classifier, feature_extractor, unfreeze
 
     classes = sorted(p.name for p in Path(folder).iterdir() if p.is_dir())
     files = sorted(Path(folder).rglob("*.jpg"))

@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import add_data_args, make_parser, resolve_config
-from .errors import UserError, exit_on_user_error
-from .images import IMAGE_EXTENSIONS
+from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
+from ripik_clf.data.images import IMAGE_EXTENSIONS
+from ripik_clf.errors import UserError, exit_on_user_error
 
 
 def parse_args(argv):
@@ -90,7 +90,8 @@ def collect_images(inputs):
 def predict(args, config):
     import numpy as np
 
-    from .ensemble import (
+    from ripik_clf.data.splits import saved_split_record
+    from ripik_clf.predict.members import (
         check_member_splits,
         default_member_names,
         load_members,
@@ -98,7 +99,6 @@ def predict(args, config):
         resolve_members,
         soft_vote,
     )
-    from .splits import saved_split_record
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be 1 or more, got {args.top_k}")
@@ -152,8 +152,8 @@ def _predict_exported(exported, files, batch_size=32):
 
     import numpy as np
 
-    from .export import export_format, find_preprocessing_spec, run_export
-    from .images import decoded_batches
+    from ripik_clf.data.images import decoded_batches
+    from ripik_clf.predict.export import export_format, find_preprocessing_spec, run_export
 
     spec = find_preprocessing_spec(exported)
     fmt = export_format(exported)
@@ -170,10 +170,10 @@ def _predict_exported(exported, files, batch_size=32):
 
 
 def export(args, config):
-    from .data import load_dataset
-    from .export import check_export, export_model, resolve_model_file
-    from .images import load_for_model
-    from .splits import refuse_other_split, saved_split_record
+    from ripik_clf.data.dataset import load_dataset
+    from ripik_clf.data.images import load_for_model
+    from ripik_clf.data.splits import refuse_other_split, saved_split_record
+    from ripik_clf.predict.export import check_export, export_model, resolve_model_file
 
     model_path = resolve_model_file(config.workdir, args.run)
     run_record = model_path.parent / "run.json"
@@ -202,7 +202,7 @@ def export(args, config):
         f"exported {target}; on {len(paths)} validation images: max |p - p_keras| = "
         f"{difference:.2e}, arg-max agreement {agreement:.2%}"
     )
-    from .export import MIN_AGREEMENT
+    from ripik_clf.predict.export import MIN_AGREEMENT
 
     if agreement < MIN_AGREEMENT:
         raise UserError(
@@ -222,7 +222,7 @@ def main(argv=None):
 
 
 def audit(args, config):
-    from .audit.runner import run_audit
+    from ripik_clf.audit.runner import run_audit
 
     run_audit(config, config.data.test)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import atomic_write_text
-from .errors import UserError
+from ripik_clf.atomic import atomic_write_text
+from ripik_clf.errors import UserError
 
 
 @dataclass
@@ -85,7 +85,7 @@ class TrainConfig:
     # Models to train; each name is its training data: "original" (training split only)
     # or "augmented" (training split + its offline copies), as in the reference recipe.
     models: list[str] = field(default_factory=lambda: list(MODEL_SOURCES))
-    backbone: str = "efficientnet_lite0"  # a name from ripik_clf.backbones.BACKBONES
+    backbone: str = "efficientnet_lite0"  # a name from ripik_clf.models.registry.BACKBONES
     weights: str = "imagenet"  # imagenet | none (from scratch) | path to a weights file
     image_size: int | None = None  # model input, pixels; null = the backbone's native size
     batch_size: int = 32
@@ -156,7 +156,7 @@ class TrainConfig:
             _require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "1 or more")
         for key in ("head_lr", "full_lr"):
             _require(0 < getattr(self, key) < 1, f"train.{key}", getattr(self, key), "0 < x < 1")
-        from .backbones import get_spec, resolve_image_size
+        from ripik_clf.models.registry import get_spec, resolve_image_size
 
         get_spec(self.backbone)
         resolve_image_size(self.backbone, self.image_size)
@@ -333,7 +333,7 @@ def _flatten(mapping, prefix=""):
 
 def load_config(path=None, overrides=None, recorded=None):
     """Build a validated Config from defaults, settings the workdir recorded
-    (``recorded``, see :func:`ripik_clf.splits.recorded_settings`), an optional YAML
+    (``recorded``, see :func:`ripik_clf.data.splits.recorded_settings`), an optional YAML
     file and overrides, in that order of precedence (lowest first)."""
     config = Config()
     apply_overrides(config, recorded or {})

@@ -14,8 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .atomic import atomic_write
-from .errors import UserError
+from ripik_clf.atomic import atomic_write
+from ripik_clf.errors import UserError
 
 
 @contextmanager

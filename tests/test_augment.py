@@ -14,7 +14,7 @@ from PIL import Image
 
 import augment_offline  # the script is importable: its work is in main()
 from conftest import REPO, make_folder_dataset
-from ripik_clf.augment import augment_copy, build_recipe, copy_seed, plan_copies
+from ripik_clf.augment.recipe import augment_copy, build_recipe, copy_seed, plan_copies
 
 
 def run(data, workdir, *extra, copies=3, size=32, workers=1):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_sample_image
 
-from ripik_clf.backbones import BACKBONES, create_backbone, resolve_image_size
+from ripik_clf.data.images import resize_square
 from ripik_clf.errors import UserError
-from ripik_clf.images import resize_square
+from ripik_clf.models.registry import BACKBONES, create_backbone, resolve_image_size
 
 
 def _center_crop(image, size):

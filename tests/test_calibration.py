@@ -6,13 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from ripik_clf.calibration import (
+from ripik_clf.predict.calibration import (
     apply_temperature,
     fit_temperature,
     negative_log_likelihood,
     scaled_model,
 )
-from ripik_clf.evaluation import expected_calibration_error
+from ripik_clf.report.plots import expected_calibration_error
 
 
 def _overconfident(n=2000, classes=4, seed=0):
@@ -58,7 +58,7 @@ def test_training_records_a_temperature_and_predict_and_export_use_it(tmp_path, 
     import train
     from conftest import make_folder_dataset, write_image
     from ripik_clf.__main__ import main as cli_main
-    from ripik_clf.export import check_export, export_model
+    from ripik_clf.predict.export import check_export, export_model
 
     data = make_folder_dataset(tmp_path / "data", {"a": 6, "b": 6, "c": 6}, size=32)
     write_image(tmp_path / "test" / "t.png", seed=99)
@@ -78,7 +78,7 @@ def test_training_records_a_temperature_and_predict_and_export_use_it(tmp_path, 
               "--workdir", str(tmp_path / "work"), "--top-k", "3"])  # fmt: skip
     top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
     model = keras.models.load_model(run / "probe.keras")
-    from ripik_clf.images import load_for_model
+    from ripik_clf.data.images import load_for_model
 
     image = load_for_model(tmp_path / "test" / "t.png", 32)[None].astype("float32")
     expected = apply_temperature(model.predict(image, verbose=0), 4.0)[0]
@@ -86,7 +86,7 @@ def test_training_records_a_temperature_and_predict_and_export_use_it(tmp_path, 
     exported = export_model(run / "probe.keras", "savedmodel", tmp_path / "export")
     difference, agreement = check_export(run / "probe.keras", exported, "savedmodel", image)
     assert difference < 1e-5 and agreement == 1.0
-    from ripik_clf.export import run_export
+    from ripik_clf.predict.export import run_export
 
     np.testing.assert_allclose(run_export(exported, "savedmodel", image)[0], expected, atol=1e-5)
 

@@ -6,10 +6,10 @@ import pytest
 
 from conftest import make_folder_dataset
 from ripik_clf.config import load_config
-from ripik_clf.curation import apply_curation
-from ripik_clf.data import load_dataset
+from ripik_clf.data.curation import apply_curation
+from ripik_clf.data.dataset import load_dataset
+from ripik_clf.data.splits import load_or_make_splits, refuse_other_split, split_record
 from ripik_clf.errors import UserError
-from ripik_clf.splits import load_or_make_splits, refuse_other_split, split_record
 
 
 @pytest.fixture

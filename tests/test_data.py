@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_folder_dataset, png_bomb_header, write_image
-from ripik_clf.data import class_names, discover
+from ripik_clf.data.dataset import class_names, discover
 from ripik_clf.errors import UserError
 
 

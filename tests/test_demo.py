@@ -2,8 +2,8 @@ import pandas as pd
 from PIL import Image
 
 from ripik_clf.config import DataConfig
-from ripik_clf.data import load_dataset
-from ripik_clf.demo import ensure_demo_data
+from ripik_clf.data.dataset import load_dataset
+from ripik_clf.data.demo import ensure_demo_data
 
 
 def test_demo_data_materializes_once(tmp_path, capsys):

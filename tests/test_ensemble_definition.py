@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 import ensemble
-from ripik_clf.calibration import apply_temperature, fit_temperature
 from ripik_clf.config import load_config
-from ripik_clf.ensemble import soft_vote
-from ripik_clf.images import load_for_model
-from ripik_clf.training import train_head
+from ripik_clf.data.images import load_for_model
+from ripik_clf.predict.calibration import apply_temperature, fit_temperature
+from ripik_clf.predict.members import soft_vote
+from ripik_clf.train.phases import train_head
 
 COLOURS = {"blue": (0, 0, 220), "green": (0, 200, 0), "red": (220, 0, 0)}
 

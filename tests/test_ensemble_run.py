@@ -8,7 +8,7 @@ from PIL import Image
 import ensemble
 from conftest import make_folder_dataset, write_image
 from ripik_clf.config import load_config
-from ripik_clf.training import train_head
+from ripik_clf.train.phases import train_head
 
 
 @pytest.fixture(scope="module")

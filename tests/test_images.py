@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from conftest import png_bomb_header, write_image
-from ripik_clf.images import BadImage, probe, read_rgb
+from ripik_clf.data.images import BadImage, probe, read_rgb
 
 
 def test_reads_rgb_png(tmp_path):

@@ -8,11 +8,11 @@ import ensemble
 import train
 from conftest import make_folder_dataset, write_image
 from ripik_clf.__main__ import main as cli_main
-from ripik_clf.augment_run import run_augmentation
+from ripik_clf.augment.runner import run_augmentation
 from ripik_clf.config import load_config
-from ripik_clf.data import load_dataset
-from ripik_clf.splits import load_or_make_splits
-from ripik_clf.training import model_data, train_head
+from ripik_clf.data.dataset import load_dataset
+from ripik_clf.data.splits import load_or_make_splits
+from ripik_clf.train.phases import model_data, train_head
 
 FOLDS = 3
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ripik_clf.errors import UserError
-from ripik_clf.lite_weights import (
+from ripik_clf.models.lite_weights import (
     LEGACY_MAGIC,
     LEGACY_PROTOCOL,
     lite_blocks,
@@ -95,7 +95,7 @@ _FUZZ = r"""
 import json, pickle, random, struct, sys, types
 import numpy as np
 from ripik_clf.errors import UserError
-from ripik_clf.lite_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_torch
+from ripik_clf.models.lite_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_torch
 
 torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
 def _rebuild_tensor_v2(*args): pass

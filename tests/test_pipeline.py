@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ripik_clf.pipeline import EpochClock, image_dataset, version_schedule, versioned_dataset
+from ripik_clf.train.datasets import EpochClock, image_dataset, version_schedule, versioned_dataset
 
 
 def _solid(path, value, size=8):

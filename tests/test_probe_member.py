@@ -11,7 +11,7 @@ import augment_offline
 import ensemble
 import train
 from conftest import make_folder_dataset, write_image
-from ripik_clf.probe import fit_probe, probe_as_dense
+from ripik_clf.models.probe import fit_probe, probe_as_dense
 
 
 @pytest.mark.parametrize("classes", [2, 3])

@@ -1,8 +1,8 @@
 import numpy as np
 
 from ripik_clf import progress as progress_module
-from ripik_clf.callbacks import FitProgress
 from ripik_clf.progress import LogProgress, format_seconds, progress
+from ripik_clf.train.callbacks import FitProgress
 
 
 class FakeClock:
@@ -34,7 +34,7 @@ def test_feature_extraction_is_not_silent_in_a_log(tmp_path, capsys, monkeypatch
     import keras
 
     from conftest import make_folder_dataset
-    from ripik_clf.features import extract_features
+    from ripik_clf.train.features import extract_features
 
     monkeypatch.setattr(progress_module, "LOG_INTERVAL_S", 0.0)
     paths = sorted(str(p) for p in make_folder_dataset(tmp_path, {"a": 5}).rglob("*.png"))

@@ -4,14 +4,14 @@ import pytest
 
 from conftest import write_image
 from ripik_clf.config import SplitConfig
-from ripik_clf.data import discover
-from ripik_clf.errors import UserError
-from ripik_clf.splits import (
+from ripik_clf.data.dataset import discover
+from ripik_clf.data.splits import (
     load_or_make_splits,
     stratified_folds,
     stratified_split,
     training_images,
 )
+from ripik_clf.errors import UserError
 
 LABELS = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 10)
 
@@ -82,8 +82,8 @@ def test_an_image_that_cannot_be_decoded_is_left_out_of_the_split_and_listed(tmp
 
     from conftest import make_folder_dataset, write_image
     from ripik_clf.config import load_config
-    from ripik_clf.data import load_dataset
-    from ripik_clf.training import train_head
+    from ripik_clf.data.dataset import load_dataset
+    from ripik_clf.train.phases import train_head
 
     data = make_folder_dataset(tmp_path / "data", {"a": 6, "b": 6})
     good = write_image(tmp_path / "big.png", size=256).read_bytes()

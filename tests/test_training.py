@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, make_folder_dataset, write_image
-from ripik_clf.augment_run import run_augmentation
+from ripik_clf.augment.runner import run_augmentation
 from ripik_clf.config import load_config
-from ripik_clf.data import load_dataset
+from ripik_clf.data.dataset import load_dataset
+from ripik_clf.data.images import load_for_model
+from ripik_clf.data.splits import load_or_make_splits
 from ripik_clf.errors import UserError
-from ripik_clf.images import load_for_model
-from ripik_clf.splits import load_or_make_splits
-from ripik_clf.training import (
+from ripik_clf.train.phases import (
     build_classifier,
     feature_extractor,
     model_data,
@@ -221,7 +221,7 @@ def test_full_before_head_is_one_line(tmp_path):
 
 
 def test_classifier_save_load_round_trip(tmp_path):
-    from ripik_clf.backbones import create_backbone
+    from ripik_clf.models.registry import create_backbone
 
     model = build_classifier(create_backbone("efficientnetb0", weights=None, image_size=32), 4, 0.2)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")

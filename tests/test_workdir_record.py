@@ -10,7 +10,7 @@ import augment_offline
 import ensemble
 import train
 from conftest import make_folder_dataset, write_image
-from ripik_clf.splits import recorded_settings
+from ripik_clf.data.splits import recorded_settings
 
 TRAIN = ["--set", "train.image_size=32", "--set", "train.weights=none",
          "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",

@@ -8,7 +8,7 @@ on different sides are a leak.
 import numpy as np
 import pandas as pd
 
-from .signals import hamming
+from ripik_clf.audit.signals import hamming
 
 # Near copies: at most 10 of 64 hash bits differ (a re-encoded or resized copy: 0-4; the
 # same object photographed twice from one spot: ~8) and the backbone sees the same thing

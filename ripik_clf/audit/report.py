@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ..atomic import atomic_write_csv, atomic_write_text
-from ..images import BadImage, read_rgb
+from ripik_clf.atomic import atomic_write_csv, atomic_write_text
+from ripik_clf.data.images import BadImage, read_rgb
 
 KINDS = {  # kind -> what it means, in the order the report lists them
     "label conflict": "the same photo (or a near copy) under two different labels",

@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import class_names, load_dataset
-from ..errors import UserError
-from ..progress import progress
-from ..splits import SPLITS_CSV, SPLITS_JSON, load_or_make_splits, make_splits, split_record
-from . import findings as fd
-from .report import KINDS, write_audit
-from .signals import BLANK_STD, image_signals
+from ripik_clf.audit import findings as fd
+from ripik_clf.audit.report import KINDS, write_audit
+from ripik_clf.audit.signals import BLANK_STD, image_signals
+from ripik_clf.data.dataset import class_names, load_dataset
+from ripik_clf.data.splits import (
+    SPLITS_CSV,
+    SPLITS_JSON,
+    load_or_make_splits,
+    make_splits,
+    split_record,
+)
+from ripik_clf.errors import UserError
+from ripik_clf.progress import progress
 
 FINDING_COLUMNS = [
     "kind", "image", "other_image", "label", "other_label", "suggestion", "score", "detail",
@@ -93,7 +99,7 @@ def kfold_oof_probabilities(workdir, split, variants, classes):
     Returns:
         ({image: probabilities}, a description) or (None, "") when there is none.
     """
-    from ..training import VAL_PROBABILITIES
+    from ripik_clf.train.phases import VAL_PROBABILITIES
 
     if split is None or not split["folds"]:
         return None, ""
@@ -119,7 +125,7 @@ def _image_table(dataset, sides, test_dir):
     table = dataset[["image", "path", "label"]].assign(side=sides)
     if not test_dir:
         return table.reset_index(drop=True)
-    from ..ensemble_run import test_images
+    from ripik_clf.predict.submission import test_images
 
     ids = test_images(test_dir)
     test = pd.DataFrame(
@@ -146,8 +152,8 @@ def _signals(paths):
 
 def _features(config, paths):
     """Pooled backbone features, from the head phase's cache (computed there if absent)."""
-    from .. import features as feature_cache
-    from ..training import frozen_backbone
+    from ripik_clf.train import features as feature_cache
+    from ripik_clf.train.phases import frozen_backbone
 
     _, extractor, size, cache = frozen_backbone(config)
     features, _ = feature_cache.extract_features(
@@ -221,7 +227,7 @@ def _probe_oof(features, y, classes, seed, notes):
     class is too small to cross-validate."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from ..probe import fit_probe
+    from ripik_clf.models.probe import fit_probe
 
     counts = np.bincount(y, minlength=len(classes))
     folds = int(min(5, counts[counts > 0].min()))

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dct
 
-from ..images import BadImage, read_rgb
+from ripik_clf.data.images import BadImage, read_rgb
 
 HASH_SIZE = 8  # 8 x 8 = 64 bits
 BLANK_STD = 2.0  # grayscale standard deviation (0-255) below which an image is blank

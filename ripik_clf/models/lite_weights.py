@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ripik_clf.errors import UserError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001

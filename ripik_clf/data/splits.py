@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write_text
-from .data import warn
-from .errors import UserError
+from ripik_clf.atomic import atomic_write_text
+from ripik_clf.data.dataset import warn
+from ripik_clf.errors import UserError
 
 SPLITS_CSV = "splits.csv"
 SPLITS_JSON = "splits.json"
@@ -167,8 +167,8 @@ def undecodable(dataset):
     stage meets it; listed on screen and in ``splits.json``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .images import BadImage, read_rgb
-    from .progress import progress
+    from ripik_clf.data.images import BadImage, read_rgb
+    from ripik_clf.progress import progress
 
     def reason(path):
         try:

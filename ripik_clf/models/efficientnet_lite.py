@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from .errors import UserError
-from .lite_weights import (
+from ripik_clf.errors import UserError
+from ripik_clf.models.lite_weights import (
     BN_EPSILON,
     HEAD_FILTERS,
     LITE_VARIANTS,

@@ -19,12 +19,12 @@ import albumentations
 import cv2
 import pandas as pd
 
-from . import augment
-from .atomic import TEMP_MARK, atomic_write
-from .errors import UserError
-from .images import BadImage, read_rgb, resize_square
-from .progress import progress
-from .splits import training_images
+from ripik_clf.atomic import TEMP_MARK, atomic_write
+from ripik_clf.augment import recipe as augment
+from ripik_clf.data.images import BadImage, read_rgb, resize_square
+from ripik_clf.data.splits import training_images
+from ripik_clf.errors import UserError
+from ripik_clf.progress import progress
 
 AUGMENTED = "augmented"
 

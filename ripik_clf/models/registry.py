@@ -7,7 +7,7 @@ model needs nothing but pixels. No backbone-specific ``if`` exists anywhere else
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ripik_clf.errors import UserError
 
 MIN_IMAGE_SIZE = 32  # five stride-2 stages: 32 px leaves a 1x1 feature map
 
@@ -90,7 +90,7 @@ def create_backbone(name, *, weights="imagenet", include_top=False, image_size=N
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")
     if spec.family == "lite":
-        from .lite_model import build_lite
+        from ripik_clf.models.efficientnet_lite import build_lite
 
         return build_lite(name, image_size=size, include_top=include_top, weights=weights)
     return _keras_application(spec, size, include_top, weights)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import keras
 
-from . import progress as progress_module
-from .progress import format_seconds, on_terminal
+from ripik_clf import progress as progress_module
+from ripik_clf.progress import format_seconds, on_terminal
 
 
 class FitProgress(keras.callbacks.Callback):

@@ -1,7 +1,7 @@
 """The command line shared by ``train.py`` and ``finetune.py``."""
 
-from .cli import add_data_args, make_parser, resolve_config
-from .errors import UserError
+from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
+from ripik_clf.errors import UserError
 
 # --epochs and --lr set the epochs / learning rate of the phase being run.
 PHASE_KEYS = {
@@ -78,12 +78,12 @@ def config_from_args(args, phase):
 
 
 def run_phase(args, phase):
-    from .training import train_full, train_head, train_probe
+    from ripik_clf.train.phases import train_full, train_head, train_probe
 
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
     train = {"head": train_head, "full": train_full, "probe": train_probe}[phase]
-    from .training import run_name
+    from ripik_clf.train.phases import run_name
 
     if args.fold is not None and not config.split.folds:
         raise UserError(f"--fold {args.fold} needs a k-fold split (set split.folds: K >= 2)")
@@ -116,7 +116,7 @@ def _log_mlflow(config, model_name, phase, metrics):
         import mlflow
     except ImportError:
         raise UserError("--mlflow needs the mlflow package: pip install mlflow") from None
-    from .training import run_dir
+    from ripik_clf.train.phases import run_dir
 
     mlflow.set_tracking_uri("file:./mlruns")
     mlflow.set_experiment("ripik_clf")

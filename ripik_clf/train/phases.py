@@ -15,16 +15,16 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import features as feature_cache
-from .atomic import atomic_write_csv, atomic_write_text
-from .backbones import create_backbone, resolve_image_size
-from .callbacks import AtomicBackupAndRestore, FitProgress
-from .data import class_names, load_dataset
-from .errors import UserError
-from .locks import exclusive, save_model_atomically
-from .metrics import classification_metrics
-from .pipeline import EpochClock, versioned_dataset
-from .splits import load_or_make_splits, refuse_other_split, split_record
+from ripik_clf.atomic import atomic_write_csv, atomic_write_text
+from ripik_clf.data.dataset import class_names, load_dataset
+from ripik_clf.data.splits import load_or_make_splits, refuse_other_split, split_record
+from ripik_clf.errors import UserError
+from ripik_clf.locks import exclusive, save_model_atomically
+from ripik_clf.models.registry import create_backbone, resolve_image_size
+from ripik_clf.report.metrics import classification_metrics
+from ripik_clf.train import features as feature_cache
+from ripik_clf.train.callbacks import AtomicBackupAndRestore, FitProgress
+from ripik_clf.train.datasets import EpochClock, versioned_dataset
 
 MANIFEST = Path("augmented") / "manifest.csv"
 _VERBOSE = (
@@ -53,7 +53,7 @@ def model_data(config, model_name, *, fold=None, resplit=False):
 
     Returns a dict with ``train_versions`` (per source image: its path, then its copies'),
     ``train_sources_y``, the flat ``train_paths`` / ``train_y`` (every version),
-    ``val_paths`` / ``val_y``, ``split`` (see :func:`ripik_clf.splits.split_record`) and
+    ``val_paths`` / ``val_y``, ``split`` (see :func:`ripik_clf.data.splits.split_record`) and
     ``held_out`` (the images this model never trains on).
     """
     dataset, _ = load_dataset(config.data)
@@ -298,7 +298,7 @@ def _cached_features(config, model_name, fold, resplit):
 def train_probe(config, model_name, *, fold=None, resplit=False):
     """Fit the logistic probe (C by cross-validation on the training versions, grouped
     by source image so a copy never validates its own original); save ``probe.keras``."""
-    from .probe import fit_probe, probe_as_dense
+    from ripik_clf.models.probe import fit_probe, probe_as_dense
 
     tc = config.train
     started = time.perf_counter()
@@ -520,8 +520,8 @@ def _best_logged(history_csv):
 def _validation_metrics(data, probabilities):
     """Accuracy and F1 on validation, and the temperature that calibrates the model there
     (with the expected calibration error before and after it)."""
-    from .calibration import apply_temperature, fit_temperature
-    from .evaluation import expected_calibration_error
+    from ripik_clf.predict.calibration import apply_temperature, fit_temperature
+    from ripik_clf.report.plots import expected_calibration_error
 
     y = data["val_y"]
     metrics = classification_metrics(y, probabilities, data["classes"])

@@ -3,7 +3,7 @@
 Every copy is a pure function of (source pixels, recipe settings, copy seed), and the
 copy seed is a pure function of (global seed, source image id, copy index). That is what
 makes reruns, resumed runs and sharded runs byte-identical. The parallel, resumable
-runner lives in :mod:`ripik_clf.augment_run`.
+runner lives in :mod:`ripik_clf.augment.runner`.
 """
 
 import hashlib

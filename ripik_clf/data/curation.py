@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
+from ripik_clf.errors import UserError
 
 
 def apply_curation(dataset, exclude_file=None, relabel_file=None):

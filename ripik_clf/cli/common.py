@@ -3,9 +3,9 @@
 import argparse
 from pathlib import Path
 
-from .config import load_config
-from .errors import UserError
-from .splits import recorded_settings
+from ripik_clf.config import load_config
+from ripik_clf.data.splits import recorded_settings
+from ripik_clf.errors import UserError
 
 
 def make_parser(description, epilog=None):

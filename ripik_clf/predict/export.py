@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_text
-from .errors import UserError
+from ripik_clf.atomic import atomic_write_text
+from ripik_clf.errors import UserError
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic")
@@ -72,7 +72,7 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
 
 def write_preprocessing_spec(path, target, fmt, record_path):
     """What a consumer must do to an image before the exported model sees it: exactly
-    what :func:`ripik_clf.images.load_for_model` does (resizing another way moves the
+    what :func:`ripik_clf.data.images.load_for_model` does (resizing another way moves the
     probabilities; e.g. bilinear without antialiasing on a large photo)."""
     record = json.loads(Path(record_path).read_text())
     size = int(record["image_size"])
@@ -122,7 +122,7 @@ def serving_model(model_path):
     model file (``run.json``), so the export's probabilities are the calibrated ones."""
     import keras
 
-    from .calibration import recorded_temperature, scaled_model
+    from ripik_clf.predict.calibration import recorded_temperature, scaled_model
 
     model = keras.models.load_model(model_path)
     record = Path(model_path).parent / "run.json"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import apply_temperature, recorded_temperature
-from .errors import UserError
-from .images import decoded_batches
+from ripik_clf.data.images import decoded_batches
+from ripik_clf.errors import UserError
+from ripik_clf.predict.calibration import apply_temperature, recorded_temperature
 
 TTA_MODES = ("none", "flip", "d4")  # per member; "auto" picks one of these per member
 MEMBER_PHASES = ("full", "head", "probe")  # a member RUN:PHASE is runs/RUN/PHASE.keras
@@ -177,7 +177,7 @@ def resolve_members(workdir, names, default_names):
 
 def check_member_splits(members, current_split):
     """Refuse a member trained on another split than ``current_split`` (a split record)."""
-    from .splits import refuse_other_split
+    from ripik_clf.data.splits import refuse_other_split
 
     for member in members:
         refuse_other_split(member.name, member.record.get("split"), current_split)
@@ -204,7 +204,7 @@ def load_members(members):
 def predict_members(members, paths, tta, batch_size=32, progress=None, calibrated=True):
     """Per-member TTA softmaxes for ``paths``, decoding each image once. ``tta`` is a
     mode of TTA_MODES or ``auto`` (see :func:`member_tta`). ``calibrated``: each
-    member's temperature applied (see :mod:`ripik_clf.calibration`).
+    member's temperature applied (see :mod:`ripik_clf.predict.calibration`).
 
     Returns:
         (probabilities ``(M, N, C)`` with NaN rows for unreadable images, failures).

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .curation import apply_curation
-from .errors import UserError
-from .images import IMAGE_EXTENSIONS, BadImage, probe
+from ripik_clf.data.curation import apply_curation
+from ripik_clf.errors import UserError
+from ripik_clf.data.images import IMAGE_EXTENSIONS, BadImage, probe
 
 COLUMNS = ["image", "label", "path"]
 
@@ -173,7 +173,7 @@ def load_dataset(data_config):
     then apply ``data.exclude`` / ``data.relabel``."""
     path = data_config.path
     if path is None:
-        from .demo import ensure_demo_data
+        from ripik_clf.data.demo import ensure_demo_data
 
         path = ensure_demo_data()["train"]
     dataset, skipped = discover(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
-from .images import decoded_batches
-from .progress import progress
+from ripik_clf.atomic import atomic_write
+from ripik_clf.data.images import decoded_batches
+from ripik_clf.progress import progress
 
 
 def cache_tag(backbone, weights, image_size, seed):

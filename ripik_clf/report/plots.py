@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from .images import read_rgb  # noqa: E402
-from .metrics import classification_metrics  # noqa: E402
+from ripik_clf.data.images import read_rgb  # noqa: E402
+from ripik_clf.report.metrics import classification_metrics  # noqa: E402
 
 ECE_BINS = 15
 

@@ -7,11 +7,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import evaluation as ev
-from .atomic import atomic_write_csv
-from .calibration import apply_temperature, fit_temperature, negative_log_likelihood
-from .data import class_names, load_dataset
-from .ensemble import (
+from ripik_clf.atomic import atomic_write_csv
+from ripik_clf.data.dataset import class_names, load_dataset
+from ripik_clf.data.images import IMAGE_EXTENSIONS
+from ripik_clf.data.splits import load_or_make_splits, split_record
+from ripik_clf.errors import UserError
+from ripik_clf.locks import exclusive
+from ripik_clf.predict.calibration import (
+    apply_temperature,
+    fit_temperature,
+    negative_log_likelihood,
+)
+from ripik_clf.predict.members import (
     check_member_splits,
     choose_threshold,
     default_member_names,
@@ -23,11 +30,8 @@ from .ensemble import (
     resolve_members,
     soft_vote,
 )
-from .errors import UserError
-from .images import IMAGE_EXTENSIONS
-from .locks import exclusive
-from .progress import progress
-from .splits import load_or_make_splits, split_record
+from ripik_clf.progress import progress
+from ripik_clf.report import plots as ev
 
 
 def test_images(test_dir):
@@ -53,7 +57,7 @@ def resolve_test_dir(config):
     if config.data.test:
         return Path(config.data.test), None
     if config.data.path is None:  # the demo: its test folder and answer key
-        from .demo import ensure_demo_data
+        from ripik_clf.data.demo import ensure_demo_data
 
         paths = ensure_demo_data()
         return paths["test"], paths["answers"]

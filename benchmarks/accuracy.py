@@ -121,6 +121,7 @@ def epoch_all_rows(args, common, log, wall):
     import keras
 
     from ripik_clf.predict.members import Member, predict_members
+    from ripik_clf.workdir import read_run_record
 
     other = args.workdir.with_name(args.workdir.name + "_epoch_all")
     run = other / "runs" / "augmented"
@@ -138,12 +139,12 @@ def epoch_all_rows(args, common, log, wall):
         wall["epoch_all"] = run_stage("full phase, train.epoch=all", argv, log)
     seconds = wall["epoch_all"]
     metrics = json.loads((run / "metrics.json").read_text())["full"]
-    record = json.loads((run / "run.json").read_text())
-    member = Member("augmented", run / "full.keras", record["classes"], record["image_size"])
+    record = read_run_record(run)
+    member = Member("augmented", run / "full.keras", record.classes, record.image_size)
     member.model = keras.models.load_model(member.path)
     answers = __import__("pandas").read_csv(args.data / "test_labels.csv", dtype=str)
     paths = [str(args.data / "test" / i) for i in answers["image_id"]]
-    y = np.array([record["classes"].index(label) for label in answers["label"]])
+    y = np.array([record.classes.index(label) for label in answers["label"]])
     images = metrics["train_images"] * metrics["epochs"]
     rows = []
     for mode in ("none", "flip"):
@@ -167,8 +168,11 @@ def score_everything(args, submission, wall):
 
     from ripik_clf.config import load_config
     from ripik_clf.predict.calibration import fit_temperature
-    from ripik_clf.predict.members import Member, hard_vote, member_tta, predict_members, soft_vote
+    from ripik_clf.predict.members import Member, predict_members
+    from ripik_clf.predict.tta import member_tta
+    from ripik_clf.predict.voting import hard_vote, soft_vote
     from ripik_clf.train.phases import model_data
+    from ripik_clf.workdir import read_run_record
 
     config = load_config(
         None, {"workdir": str(args.workdir), "data.path": str(args.data / "train")}
@@ -188,7 +192,7 @@ def score_everything(args, submission, wall):
         for model in config.train.models:
             metrics = json.loads((runs / model / "metrics.json").read_text())[phase]
             member = Member(model, runs / model / f"{phase}.keras", classes, 224)
-            member.record = json.loads((runs / model / "run.json").read_text())
+            member.record = read_run_record(runs / model)
             member.model = keras.models.load_model(member.path)
             mode = member_tta(member, config.ensemble.tta)
             # Its temperature for this TTA, fitted on validation as the ensemble does.
@@ -290,8 +294,8 @@ def calibration_lines(entries, y_test, members, temperatures, weights, report):
     """Test ECE and Brier before and after temperature scaling (temperatures fitted on
     validation: the test set is out-of-sample for them)."""
     from ripik_clf.predict.calibration import apply_temperature, negative_log_likelihood
-    from ripik_clf.predict.members import soft_vote
-    from ripik_clf.report.plots import brier_score, expected_calibration_error
+    from ripik_clf.predict.voting import soft_vote
+    from ripik_clf.report.metrics import brier_score, expected_calibration_error
 
     CALIBRATION[:] = [
         "Calibration on the test set (temperatures fitted on validation only):",

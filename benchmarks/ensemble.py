@@ -10,7 +10,6 @@ validation and test) is WORKDIR/report/report.md, written by `make demo`.
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,10 +27,11 @@ BATCH = 32
 
 def member(image_size):
     from ripik_clf.predict.members import Member
+    from ripik_clf.workdir import read_run_record
 
     trained = REPO / "work" / "demo" / "runs" / "augmented" / "full.keras"
-    record = trained.parent / "run.json"
-    if trained.exists() and json.loads(record.read_text())["image_size"] == image_size:
+    record = read_run_record(trained.parent)
+    if trained.exists() and record and record.image_size == image_size:
         import keras
 
         model = keras.models.load_model(trained)

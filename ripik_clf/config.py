@@ -6,6 +6,7 @@ that names the key and what is allowed.
 """
 
 import dataclasses
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class DataConfig:
 class SplitConfig:
     val_fraction: float = 0.2  # share of each class held out for validation (single split)
     folds: int = 0  # 0 = one train/val split; K >= 2 = stratified K-fold
-    seed: int = 42  # the split is made once with this seed and saved as splits.csv
+    seed: int = 42  # the split is made once with this seed and saved in the workdir
 
     def validate(self):
         _require(0 < self.val_fraction < 1, "split.val_fraction", self.val_fraction, "0 < x < 1")
@@ -165,7 +166,9 @@ class TrainConfig:
 @dataclass
 class EnsembleConfig:
     members: list[str] = field(default_factory=list)  # run names or .keras files; [] = train.models
-    weights: list[float] = field(default_factory=list)  # soft-voting weight per member; [] = equal
+    # Soft-voting weight per member family (fold runs of one variant share theirs), in
+    # `members` order; [] = chosen by `select`
+    member_weights: list[float] = field(default_factory=list)
     # Test-time augmentation: auto (flip for members trained on mirrored images, none for
     # the others) | none | flip | d4 (the 8 dihedral views)
     tta: str = "auto"
@@ -178,22 +181,22 @@ class EnsembleConfig:
     select: str = "greedy"
     # Two-stage TTA: off | auto (threshold chosen on validation) | a confidence in [0, 1];
     # images whose ensemble confidence is below it get the `tta` views, the rest none.
-    adaptive: str = "off"
+    tta_threshold: str = "off"
     allow_mixed: bool = False  # let fold models and plain models vote together
 
     def validate(self):
         _require(self.tta in TTA_MODES, "ensemble.tta", self.tta, " | ".join(TTA_MODES))
         _require(self.select in ("none", "greedy"), "ensemble.select", self.select, "none | greedy")
         _require(
-            self.adaptive in ("off", "auto") or _is_fraction(self.adaptive),
-            "ensemble.adaptive",
-            self.adaptive,
+            self.tta_threshold in ("off", "auto") or _is_fraction(self.tta_threshold),
+            "ensemble.tta_threshold",
+            self.tta_threshold,
             "off | auto | a number in [0, 1]",
         )
         _require(
-            self.adaptive == "off" or self.tta != "none",
-            "ensemble.adaptive",
-            self.adaptive,
+            self.tta_threshold == "off" or self.tta != "none",
+            "ensemble.tta_threshold",
+            self.tta_threshold,
             "off when ensemble.tta is none (there is nothing to add)",
         )
         _require(
@@ -203,9 +206,10 @@ class EnsembleConfig:
             "fail | skip",
         )
         _require(
-            all(w >= 0 for w in self.weights) and (not self.weights or sum(self.weights) > 0),
-            "ensemble.weights",
-            self.weights,
+            all(w >= 0 for w in self.member_weights)
+            and (not self.member_weights or sum(self.member_weights) > 0),
+            "ensemble.member_weights",
+            self.member_weights,
             "non-negative numbers, not all zero",
         )
         _require(self.batch_size >= 1, "ensemble.batch_size", self.batch_size, "1 or more")
@@ -299,9 +303,19 @@ def _coerce(value, hint, key):
     raise UserError(f"invalid config value {key}={value!r}: expected {names}")
 
 
+# Old key -> new key: still read, with one line saying so.
+RENAMED_KEYS = {
+    "ensemble.weights": "ensemble.member_weights",
+    "ensemble.adaptive": "ensemble.tta_threshold",
+}
+
+
 def apply_overrides(config, overrides):
     """Set ``{"section.key": value}`` (or ``{"key": value}`` for top-level keys) in place."""
     for dotted, value in overrides.items():
+        if dotted in RENAMED_KEYS:
+            print(f"note: {dotted} is now {RENAMED_KEYS[dotted]}", file=sys.stderr)
+            dotted = RENAMED_KEYS[dotted]
         *section_path, key = dotted.split(".")
         target = config
         for name in section_path:

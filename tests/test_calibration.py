@@ -12,7 +12,7 @@ from ripik_clf.predict.calibration import (
     negative_log_likelihood,
     scaled_model,
 )
-from ripik_clf.report.plots import expected_calibration_error
+from ripik_clf.report.metrics import expected_calibration_error
 
 
 def _overconfident(n=2000, classes=4, seed=0):

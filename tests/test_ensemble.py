@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from ripik_clf.predict.members import hard_vote, soft_vote, tta_views
-from ripik_clf.report.plots import brier_score, calibration_bins, expected_calibration_error
+from ripik_clf.predict.tta import tta_views
+from ripik_clf.predict.voting import hard_vote, soft_vote
+from ripik_clf.report.metrics import brier_score, calibration_bins, expected_calibration_error
 
 P = np.array(
     [
@@ -41,7 +42,7 @@ def test_d4_views_are_the_eight_distinct_dihedral_transforms():
 def test_flip_tta_is_invariant_to_flipping_the_input():
     import keras
 
-    from ripik_clf.predict.members import predict_tta
+    from ripik_clf.predict.tta import predict_tta
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -83,7 +84,7 @@ def test_perfect_confident_predictions_are_calibrated():
 
 
 def test_greedy_selection_picks_the_complementary_pair():
-    from ripik_clf.predict.members import greedy_selection
+    from ripik_clf.predict.voting import greedy_selection
 
     y = np.array([0, 0, 1, 1, 2, 2])
     onehot = np.eye(3)[y]
@@ -98,7 +99,7 @@ def test_greedy_selection_picks_the_complementary_pair():
 
 
 def test_adaptive_tta_limits():
-    from ripik_clf.predict.members import adaptive_merge, choose_threshold
+    from ripik_clf.predict.voting import adaptive_merge, choose_threshold
 
     rng = np.random.default_rng(0)
     plain = rng.dirichlet(np.ones(4), size=50)

@@ -13,7 +13,7 @@ import ensemble
 from ripik_clf.config import load_config
 from ripik_clf.data.images import load_for_model
 from ripik_clf.predict.calibration import apply_temperature, fit_temperature
-from ripik_clf.predict.members import soft_vote
+from ripik_clf.predict.voting import soft_vote
 from ripik_clf.train.phases import train_head
 
 COLOURS = {"blue": (0, 0, 220), "green": (0, 200, 0), "red": (220, 0, 0)}
@@ -116,3 +116,20 @@ def test_member_temperatures_are_fitted_under_the_tta_they_are_used_with(two_mem
     )
     # The temperature without TTA is fitted apart (and used for plain predictions).
     assert set(definition["member_temperatures"]["original"]) == {"none", "flip"}
+
+
+def test_member_weights_change_the_submission_and_the_old_flag_still_works(
+    two_members, tmp_path, capsys
+):
+    work = tmp_path / "work"
+    shutil.copytree(two_members / "work", work)  # the fixture's report stays as it is
+    common = ["--data", str(two_members / "data"), "--workdir", str(work), "--tta", "none",
+              "--test", str(two_members / "test"),
+              "--members", "original", "constant", "constant2"]  # fmt: skip
+    ensemble.main([*common, "--out", str(tmp_path / "a.csv"), "--member-weights", "1", "0", "0"])
+    ensemble.main([*common, "--out", str(tmp_path / "b.csv"), "--weights", "0", "1", "1"])
+    assert "note: --weights is now --member-weights" in capsys.readouterr().err
+    first = pd.read_csv(tmp_path / "a.csv")["label"]
+    second = pd.read_csv(tmp_path / "b.csv")["label"]
+    assert set(second) == {"blue"}  # the constant members alone
+    assert set(first) == set(COLOURS)  # the good member alone tells the colours apart

@@ -160,7 +160,7 @@ def test_greedy_selection_and_adaptive_tta(setup, capsys):
 
 def test_adaptive_needs_tta(setup, capsys):
     message = _fails(setup, capsys, "--tta", "none", "--tta-threshold", "0.5")
-    assert "ensemble.adaptive" in message and "off when ensemble.tta is none" in message
+    assert "ensemble.tta_threshold" in message and "off when ensemble.tta is none" in message
 
 
 def _cli(setup, *argv):

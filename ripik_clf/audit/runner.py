@@ -1,6 +1,5 @@
 """The audit of one dataset (and optionally its test folder), end to end."""
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -8,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ripik_clf import workdir as wd
 from ripik_clf.audit import findings as fd
 from ripik_clf.audit.report import KINDS, write_audit
 from ripik_clf.audit.signals import BLANK_STD, image_signals
 from ripik_clf.data.dataset import class_names, load_dataset
 from ripik_clf.data.splits import (
-    SPLITS_CSV,
-    SPLITS_JSON,
     load_or_make_splits,
     make_splits,
     split_record,
@@ -69,9 +67,9 @@ def _sides(dataset, config):
         (sides, a note saying which split, the saved split's record or None)."""
     workdir = Path(config.workdir)
     saved = None
-    note = f"the saved split ({workdir / SPLITS_CSV})"
+    note = f"the saved split ({wd.split_paths(workdir)[0]})"
     try:
-        if not ((workdir / SPLITS_CSV).exists() and (workdir / SPLITS_JSON).exists()):
+        if not wd.has_split(workdir):
             raise UserError("no saved split")
         splits = load_or_make_splits(dataset, config.split, workdir)
         saved = split_record(splits, config.split)
@@ -99,23 +97,20 @@ def kfold_oof_probabilities(workdir, split, variants, classes):
     Returns:
         ({image: probabilities}, a description) or (None, "") when there is none.
     """
-    from ripik_clf.train.phases import VAL_PROBABILITIES
-
     if split is None or not split["folds"]:
         return None, ""
     for variant in variants:
         for phase in ("full", "head", "probe"):
             found = {}
             for fold in range(split["folds"]):
-                run = workdir / "runs" / f"{variant}_fold{fold}"
-                path = run / VAL_PROBABILITIES.format(phase=phase)
-                if not (path.exists() and (run / "run.json").exists()):
+                run = wd.run_dir(workdir, wd.run_name(variant, fold))
+                record = wd.read_run_record(run)
+                if record is None or record.split != split or record.classes != classes:
                     break
-                record = json.loads((run / "run.json").read_text())
-                if record.get("split") != split or record.get("classes") != classes:
+                probabilities = wd.read_val_probabilities(run, phase, classes)
+                if probabilities is None:
                     break
-                table = pd.read_csv(path, dtype={"image": str})
-                found.update(zip(table["image"], table[classes].to_numpy(dtype=np.float64)))
+                found.update(probabilities)
             else:
                 return found, f"the {split['folds']} {variant} fold runs ({phase} phase)"
     return None, ""

@@ -1,11 +1,10 @@
 """The parallel, streaming, resumable runner behind ``augment_offline.py``.
 
-Layout under ``WORKDIR/augmented/``: ``<class>/<stem>__aug<k>.jpg``, ``manifest.csv``
+Layout under ``WORKDIR/augmented/``: ``<class>/<stem>__aug<k>.jpg``, the manifest
 (the copies on disk), ``skipped.csv`` (every file that could not be used, with the
 reason), ``settings.json`` (what the copies were made with) and ``config.yaml``.
 """
 
-import json
 import multiprocessing
 import os
 import shutil
@@ -19,14 +18,13 @@ import albumentations
 import cv2
 import pandas as pd
 
+from ripik_clf import workdir as wd
 from ripik_clf.atomic import TEMP_MARK, atomic_write
 from ripik_clf.augment import recipe as augment
 from ripik_clf.data.images import BadImage, read_rgb, resize_square
 from ripik_clf.data.splits import training_images
 from ripik_clf.errors import UserError
 from ripik_clf.progress import progress
-
-AUGMENTED = "augmented"
 
 
 @dataclass(frozen=True)
@@ -99,8 +97,8 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
         dict with counts and timings for the summary line.
     """
     aug = config.augment
-    out_dir = Path(config.workdir) / AUGMENTED
-    _check_settings(out_dir, aug, overwrite)
+    out_dir = wd.augmented_dir(config.workdir)
+    _check_settings(config.workdir, aug, overwrite)
     train = training_images(splits).merge(dataset[["image", "path"]], on="image")
     plan = augment.plan_copies(train[["image", "label"]], aug.copies)
     removed = _remove_stale(out_dir, set(plan["path"]))
@@ -110,12 +108,7 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     source_path = dict(zip(train["image"], train["path"]))
     plan["seed"] = [augment.copy_seed(aug.seed, s, k) for s, k in zip(plan["source"], plan["copy"])]
     plan["exists"] = [(out_dir / p).exists() for p in plan["path"]]
-    mine = sorted(source_path)[shard.index - 1 :: shard.count]
-    todo = plan[~plan["exists"] & plan["source"].isin(set(mine))]
-    tasks = [
-        (source_path[source], list(zip(group["seed"], (str(out_dir / p) for p in group["path"]))))
-        for source, group in todo.groupby("source", sort=True)
-    ]
+    tasks, todo = _tasks(plan, source_path, shard, out_dir)
     workers = aug.workers or os.cpu_count() or 1
     settings = {
         "workers": workers,
@@ -129,6 +122,26 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     elapsed = time.perf_counter() - started
 
     _write_reports(out_dir, plan, skipped + failures, shard, config)
+    return _summary(train, plan, source_path, skipped, failures, written, removed) | {
+        "seconds": elapsed,
+        "workers": workers,
+        "out_dir": out_dir,
+    }
+
+
+def _tasks(plan, source_path, shard, out_dir):
+    """This shard's work: per source image still missing copies, its path and the
+    (seed, output path) of each missing copy. Returns (tasks, the planned rows to do)."""
+    mine = sorted(source_path)[shard.index - 1 :: shard.count]
+    todo = plan[~plan["exists"] & plan["source"].isin(set(mine))]
+    tasks = [
+        (source_path[source], list(zip(group["seed"], (str(out_dir / p) for p in group["path"]))))
+        for source, group in todo.groupby("source", sort=True)
+    ]
+    return tasks, todo
+
+
+def _summary(train, plan, source_path, skipped, failures, written, removed):
     unreadable = {p for p, _ in failures}
     unreadable_sources = {s for s, p in source_path.items() if p in unreadable}
     return {
@@ -141,9 +154,6 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
         "existing": int(plan["exists"].sum()),
         "removed_stale": removed,
         "skipped": len(skipped) + len(failures),
-        "seconds": elapsed,
-        "workers": workers,
-        "out_dir": out_dir,
     }
 
 
@@ -218,12 +228,12 @@ def _settings_record(aug):
     }
 
 
-def _check_settings(out_dir, aug, overwrite):
+def _check_settings(workdir, aug, overwrite):
     """Refuse to mix copies made with other settings into this run (or wipe them)."""
-    record_path = out_dir / "settings.json"
+    out_dir = wd.augmented_dir(workdir)
     wanted = _settings_record(aug)
-    if record_path.exists():
-        made = json.loads(record_path.read_text())
+    made = wd.read_augment_settings(workdir)
+    if made is not None:
         made.pop("albumentations", None)
         if made != wanted:
             if not overwrite:
@@ -236,8 +246,7 @@ def _check_settings(out_dir, aug, overwrite):
                 )
             shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = dict(wanted, albumentations=albumentations.__version__)
-    _write_atomically(record_path, json.dumps(record, indent=2).encode())
+    wd.write_augment_settings(workdir, dict(wanted, albumentations=albumentations.__version__))
 
 
 def _remove_stale(out_dir, planned):
@@ -264,8 +273,7 @@ def _remove_stale(out_dir, planned):
 
 def _write_reports(out_dir, plan, skipped, shard, config):
     present = plan[[(out_dir / p).exists() for p in plan["path"]]]
-    manifest = present[["source", "path", "label", "copy"]]
-    _write_atomically(out_dir / "manifest.csv", manifest.to_csv(index=False).encode())
+    wd.write_manifest(config.workdir, present[["source", "path", "label", "copy"]])
     table = pd.DataFrame(skipped, columns=["path", "reason"])
     _write_atomically(out_dir / f"skipped{shard.suffix}.csv", table.to_csv(index=False).encode())
     config.save(out_dir / "config.yaml")

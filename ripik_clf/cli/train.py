@@ -1,5 +1,6 @@
 """The command line shared by ``train.py`` and ``finetune.py``."""
 
+from ripik_clf import stages
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.errors import UserError
 
@@ -78,25 +79,9 @@ def config_from_args(args, phase):
 
 
 def run_phase(args, phase):
-    from ripik_clf.train.phases import train_full, train_head, train_probe
-
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
-    train = {"head": train_head, "full": train_full, "probe": train_probe}[phase]
-    from ripik_clf.train.phases import run_name
-
-    if args.fold is not None and not config.split.folds:
-        raise UserError(f"--fold {args.fold} needs a k-fold split (set split.folds: K >= 2)")
-    folds = [args.fold] if args.fold is not None else list(range(config.split.folds)) or [None]
-    results = {}
-    for model_name in config.train.models:
-        for fold in folds:
-            name = run_name(model_name, fold)
-            print(f"=== {phase} phase: {name} ({config.train.backbone}) ===")
-            results[name] = train(config, model_name, fold=fold, resplit=args.resplit)
-            args.resplit = False  # the split is made once, by the first model
-            if config.train.mlflow:
-                _log_mlflow(config, name, phase, results[name])
+    results = stages.run_train(config, phase, fold=args.fold, resplit=args.resplit)
     print_summary(phase, results)
 
 
@@ -109,24 +94,3 @@ def print_summary(phase, results):
             f"| {name} | {m['train_images']} | {m['epochs']} | {m['accuracy']:.4f} "
             f"| {m['macro_f1']:.4f} | {m['seconds']:.0f} |"
         )
-
-
-def _log_mlflow(config, model_name, phase, metrics):
-    try:
-        import mlflow
-    except ImportError:
-        raise UserError("--mlflow needs the mlflow package: pip install mlflow") from None
-    from ripik_clf.train.phases import run_dir
-
-    mlflow.set_tracking_uri("file:./mlruns")
-    mlflow.set_experiment("ripik_clf")
-    with mlflow.start_run(run_name=f"{model_name}-{phase}"):
-        flat = {
-            f"{section}.{k}": v
-            for section, values in config.to_dict().items()
-            if isinstance(values, dict)
-            for k, v in values.items()
-        }
-        mlflow.log_params({k: str(v)[:250] for k, v in flat.items()})
-        mlflow.log_metrics({f"{phase}_{k}": metrics[k] for k in ("accuracy", "macro_f1")})
-        mlflow.log_artifacts(str(run_dir(config, model_name)))

@@ -17,10 +17,10 @@ def apply_curation(dataset, exclude_file=None, relabel_file=None):
     """``dataset`` without the excluded images and with the fixed labels.
 
     An entry names an image by its id (path relative to the data root, as in
-    ``splits.csv``) or by a file path (absolute, or relative to the current folder).
+    the split table) or by a file path (absolute, or relative to the current folder).
 
     Returns:
-        (dataset, record): ``record`` says what was applied (for ``splits.json``); None
+        (dataset, record): ``record`` says what was applied (for the split's record); None
         when neither file is given.
 
     Raises:

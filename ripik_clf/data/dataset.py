@@ -71,9 +71,7 @@ def _scan_folders(root):
     for stray in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
         skipped.append((str(stray), "not inside a class folder"))
     for class_dir in class_dirs:
-        files = [
-            p for p in sorted(class_dir.rglob("*")) if p.is_file() and not _hidden(p, class_dir)
-        ]
+        files = visible_files(class_dir)
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         for other in files:
             if other.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -92,6 +90,24 @@ def _hidden(path, base):
     return any(part.startswith(".") for part in path.relative_to(base).parts)
 
 
+def visible_files(folder):
+    """Every file below ``folder`` (any depth), sorted, except hidden ones (a name or a
+    folder on the way starting with "."): the one rule for what a folder holds, for the
+    training data, the test folder and ``predict`` alike."""
+    folder = Path(folder)
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and not _hidden(p, folder)]
+
+
+def find_image_files(folder):
+    """The image files below ``folder`` (see :func:`visible_files`), as sorted relative
+    POSIX paths."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in visible_files(folder)
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
 def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=False):
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
@@ -108,6 +124,12 @@ def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=Fal
     root = Path(image_root) if image_root else csv_path.parent
     if not root.is_dir():
         raise UserError(f"image root not found: {root}")
+    keys, labels = _csv_columns(csv_path, table, image_col, label_col)
+    return _csv_rows(csv_path, root, keys, labels, allow_outside_root), []
+
+
+def _csv_columns(csv_path, table, image_col, label_col):
+    """The image keys (POSIX paths) and labels of a CSV, refusing blanks and repeats."""
     images = table[image_col].str.strip()
     labels = table[label_col].str.strip()
     for column, values in ((image_col, images), (label_col, labels)):
@@ -123,6 +145,10 @@ def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=Fal
             f"CSV {csv_path}: image {first!r} is listed more than once "
             f"(data rows {', '.join(rows_of_first)}); each image must appear once"
         )
+    return keys, labels
+
+
+def _csv_rows(csv_path, root, keys, labels, allow_outside_root):
     rows, missing_files = [], []
     inside = root.resolve()
     for row_number, (image, label) in enumerate(zip(keys, labels), start=1):
@@ -143,7 +169,7 @@ def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=Fal
             f"CSV {csv_path}: {len(missing_files)} listed file(s) do not exist, "
             f"first: {path} (data row {row_number})"
         )
-    return rows, []
+    return rows
 
 
 def _probe_all(rows, skipped, max_pixels):
@@ -185,7 +211,7 @@ def load_dataset(data_config):
         allow_outside_root=data_config.allow_outside_root,
     )
     dataset, record = apply_curation(dataset, data_config.exclude, data_config.relabel)
-    dataset.attrs["curation"] = record  # saved in splits.json with the split
+    dataset.attrs["curation"] = record  # saved with the split
     dataset.attrs["settings"] = data_settings(data_config)  # so later stages need no --data
     return dataset, skipped
 

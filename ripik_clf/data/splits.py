@@ -1,26 +1,21 @@
 """The stratified train/validation split (or K folds), made once and saved.
 
-``splits.csv`` has one row per source image: ``image, label, split, fold``.
+The split table has one row per source image: ``image, label, split, fold``.
 Single split: ``split`` is ``train`` or ``val`` and ``fold`` is -1. K-fold: ``split`` is
-``fold`` and ``fold`` is 0..K-1. ``splits.json`` beside it records how it was made and a
+``fold`` and ``fold`` is 0..K-1. Its record beside it (see :mod:`ripik_clf.workdir`) says how it was made and a
 fingerprint of the dataset, so a later run can refuse a dataset that changed under it.
 """
 
 import hashlib
-import json
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
-from ripik_clf.atomic import atomic_write_text
+from ripik_clf import workdir as wd
 from ripik_clf.data.dataset import warn
 from ripik_clf.errors import UserError
-
-SPLITS_CSV = "splits.csv"
-SPLITS_JSON = "splits.json"
 
 
 def stratified_split(labels, val_fraction, seed):
@@ -100,15 +95,14 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
         UserError: a saved split exists but was made for another dataset or other split
             settings (pass ``resplit=True`` to replace it).
     """
-    workdir = Path(workdir)
-    csv_path, meta_path = workdir / SPLITS_CSV, workdir / SPLITS_JSON
+    csv_path = wd.split_paths(workdir)[0]
     wanted = {
         "val_fraction": split_config.val_fraction,
         "folds": split_config.folds,
         "seed": split_config.seed,
     }
-    if csv_path.exists() and meta_path.exists() and not resplit:
-        meta = json.loads(meta_path.read_text())
+    if wd.has_split(workdir) and not resplit:
+        meta = wd.read_split_meta(workdir) or {}
         _check_same_dataset(meta, dataset, csv_path)
         made_with = {k: meta[k] for k in wanted}
         if made_with != wanted:
@@ -116,12 +110,10 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
                 f"{csv_path} was made with {made_with}, the config asks for {wanted}; "
                 "pass --resplit to replace it (models trained on the old split become stale)"
             )
-        return pd.read_csv(csv_path, dtype={"image": str, "label": str})
+        return wd.read_split_table(workdir)
     unreadable = undecodable(dataset)
     usable = dataset[~dataset["image"].isin({image for image, _ in unreadable})]
     table = make_splits(usable, split_config)
-    workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(csv_path, table.to_csv(index=False))
     meta = dict(
         wanted,
         n_images=len(table),
@@ -132,7 +124,7 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
         data=dataset.attrs.get("settings"),  # read back by later stages (recorded_settings)
         unreadable=[{"image": image, "reason": reason} for image, reason in unreadable],
     )
-    atomic_write_text(meta_path, json.dumps(meta))
+    wd.write_split(workdir, table, meta)
     return table
 
 
@@ -140,12 +132,8 @@ def recorded_settings(workdir):
     """The data and split settings the workdir's saved split was made with, as config
     overrides (``{"data.path": ..., "split.folds": ...}``); {} when there is none. Later
     stages start from them, so they need no ``--data`` (or split flags) again."""
-    meta_path = Path(workdir) / SPLITS_JSON
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(meta, dict) or not isinstance(meta.get("data"), dict):
+    meta = wd.read_split_meta(workdir)
+    if meta is None or not isinstance(meta.get("data"), dict):
         return {}  # made by an older version: nothing recorded
     split = {f"split.{k}": meta[k] for k in ("val_fraction", "folds", "seed") if k in meta}
     return meta["data"] | split
@@ -153,18 +141,18 @@ def recorded_settings(workdir):
 
 def left_out_of_split(dataset, workdir):
     """``(path, reason)`` of the images the saved split left out (undecodable)."""
-    meta_path = Path(workdir) / SPLITS_JSON
-    if not meta_path.exists():
+    meta = wd.read_split_meta(workdir)
+    if meta is None:
         return []
     paths = dict(zip(dataset["image"], dataset["path"]))
-    left_out = json.loads(meta_path.read_text()).get("unreadable", [])
+    left_out = meta.get("unreadable", [])
     return [(paths.get(u["image"], u["image"]), u["reason"]) for u in left_out]
 
 
 def undecodable(dataset):
     """``(image, reason)`` for every image whose pixels cannot be decoded (its header
     read fine at discovery): checked once, when the split is made, so that no later
-    stage meets it; listed on screen and in ``splits.json``."""
+    stage meets it; listed on screen and in the split's record."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ripik_clf.data.images import BadImage, read_rgb
@@ -188,7 +176,7 @@ def undecodable(dataset):
     if found:
         warn(
             f"{len(found)} image(s) cannot be decoded and are left out of the split "
-            f"(listed in splits.json); first: {found[0][0]} ({found[0][1]})"
+            f"(listed in {wd.SPLITS_JSON}); first: {found[0][0]} ({found[0][1]})"
         )
     return found
 
@@ -224,12 +212,11 @@ def split_record(splits, split_config):
 
 
 def saved_split_record(workdir):
-    """The split record of ``WORKDIR/splits.csv`` as saved (None when there is none)."""
-    csv_path, meta_path = Path(workdir) / SPLITS_CSV, Path(workdir) / SPLITS_JSON
-    if not (csv_path.exists() and meta_path.exists()):
+    """The split record of the workdir's saved split (None when there is none)."""
+    if not wd.has_split(workdir):
         return None
-    meta = json.loads(meta_path.read_text())
-    splits = pd.read_csv(csv_path, dtype={"image": str, "label": str})
+    meta = wd.read_split_meta(workdir) or {}
+    splits = wd.read_split_table(workdir)
     settings = SimpleNamespace(**{k: meta[k] for k in ("seed", "val_fraction", "folds")})
     return split_record(splits, settings)
 

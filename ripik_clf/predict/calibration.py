@@ -6,18 +6,10 @@ saved: T > 1 softens an over-confident model, T < 1 sharpens an under-confident 
 arg-max (and so accuracy and F1) never changes.
 """
 
-from pathlib import Path
-
 import numpy as np
 from scipy.optimize import minimize_scalar
 
 T_RANGE = (0.05, 20.0)  # searched on a log scale
-
-
-def recorded_temperature(record, model_path):
-    """The temperature a run's ``run.json`` (``record``) holds for one of its model files
-    (``head.keras``, ``full.keras``, ``probe.keras``: keyed by phase); 1 when none."""
-    return float(record.get("temperature", {}).get(Path(model_path).stem, 1.0))
 
 
 def apply_temperature(probabilities, temperature):

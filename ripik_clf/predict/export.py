@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ripik_clf import workdir as wd
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.errors import UserError
 
@@ -15,17 +16,13 @@ MIN_AGREEMENT = 0.995  # arg-max agreement with the Keras model on the check ima
 
 
 def resolve_model_file(workdir, run):
-    """A run name (``WORKDIR/runs/<run>/full.keras``, else ``head.keras``) or a .keras path."""
+    """A run name (its full phase's model, else its head's) or a .keras path."""
     path = Path(run)
     if path.suffix == ".keras":
         if not path.exists():
             raise UserError(f"model file not found: {path}")
         return path
-    folder = Path(workdir) / "runs" / run
-    for name in ("full.keras", "head.keras"):
-        if (folder / name).exists():
-            return folder / name
-    raise UserError(f"no trained model for run {run!r} in {folder} (train it first)")
+    return wd.latest_model_file(workdir, run)
 
 
 def export_model(model_path, fmt, out_dir, quantize="none"):
@@ -62,20 +59,18 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
         size = model.input_shape[1:]
         model.predict(np.zeros((1, *size), "float32"), verbose=0)
         model.export(str(target), format="onnx", verbose=False)
-    record = model_path.parent / "run.json"
-    if record.exists():  # the class list travels with the export
-        classes = json.loads(record.read_text())["classes"]
-        (out_dir / f"{stem}_classes.json").write_text(json.dumps(classes))
+    record = wd.read_run_record(model_path.parent)
+    if record is not None:  # the class list travels with the export
+        atomic_write_text(out_dir / f"{stem}_classes.json", json.dumps(record.classes))
         write_preprocessing_spec(out_dir / f"{stem}_preprocessing.json", target, fmt, record)
     return target
 
 
-def write_preprocessing_spec(path, target, fmt, record_path):
+def write_preprocessing_spec(path, target, fmt, record):
     """What a consumer must do to an image before the exported model sees it: exactly
     what :func:`ripik_clf.data.images.load_for_model` does (resizing another way moves the
     probabilities; e.g. bilinear without antialiasing on a large photo)."""
-    record = json.loads(Path(record_path).read_text())
-    size = int(record["image_size"])
+    size = int(record.image_size)
     earlier = json.loads(path.read_text()) if path.exists() else {}
     spec = {
         "input": {"shape": [None, size, size, 3], "layout": "NHWC", "dtype": "float32"},
@@ -86,8 +81,8 @@ def write_preprocessing_spec(path, target, fmt, record_path):
         "resize": f"to {size} x {size}, aspect ratio not kept; OpenCV cv2.resize with "
         "INTER_AREA when either side shrinks, INTER_LINEAR otherwise",
         "output": "softmax probabilities in the order of `classes`"
-        + (", temperature applied" if record.get("temperature") else ""),
-        "classes": record["classes"],
+        + (", temperature applied" if record.temperature else ""),
+        "classes": record.classes,
         "files": sorted({*earlier.get("files", {}), target.name}),
         "formats": sorted({*earlier.get("formats", []), fmt}),
     }
@@ -119,16 +114,14 @@ def export_format(exported):
 
 def serving_model(model_path):
     """The Keras model as exported: with the temperature its run recorded for this
-    model file (``run.json``), so the export's probabilities are the calibrated ones."""
+    model file (its run record), so the export's probabilities are the calibrated ones."""
     import keras
 
-    from ripik_clf.predict.calibration import recorded_temperature, scaled_model
+    from ripik_clf.predict.calibration import scaled_model
 
     model = keras.models.load_model(model_path)
-    record = Path(model_path).parent / "run.json"
-    if not record.exists():
-        return model
-    return scaled_model(model, recorded_temperature(json.loads(record.read_text()), model_path))
+    record = wd.read_run_record(Path(model_path).parent)
+    return model if record is None else scaled_model(model, record.temperature_of(model_path))
 
 
 def _tflite_bytes(model, quantize):
@@ -176,3 +169,68 @@ def check_export(model_path, exported, fmt, images):
     difference = float(np.abs(expected - got).max())
     agreement = float((expected.argmax(1) == got.argmax(1)).mean())
     return difference, agreement
+
+
+def predict_exported(exported, files, batch_size=32):
+    """Probabilities of an exported model for ``files``, each image prepared exactly as
+    its preprocessing spec says (which is what every ripik_clf model sees), in batches
+    (the exported model is loaded once per batch, not once per image).
+
+    Returns:
+        (classes, probabilities ``(N, C)``, failures ``[(path, reason)]``).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ripik_clf.data.images import decoded_batches
+
+    spec = find_preprocessing_spec(exported)
+    fmt = export_format(exported)
+    probabilities = np.zeros((len(files), len(spec["classes"])))
+    failures = []
+    paths = [str(f) for f in files]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batches = decoded_batches(paths, spec["input"]["shape"][1], batch_size, pool)
+        for positions, images, failed in batches:
+            failures += failed
+            if len(positions):
+                probabilities[positions] = run_export(exported, fmt, images.astype("float32"))
+    return spec["classes"], probabilities, failures
+
+
+def export_checked(config, run, fmt, out_dir, quantize="none", check_images=256):
+    """Export a run's model and compare it with the Keras model on up to
+    ``check_images`` images the run never trained on; refuse an export that disagrees.
+
+    Returns:
+        (exported path, images checked, max |p - p_keras|, arg-max agreement).
+    """
+    from ripik_clf.data.splits import refuse_other_split, saved_split_record
+
+    model_path = resolve_model_file(config.workdir, run)
+    record = wd.read_run_record(model_path.parent, for_model=model_path)
+    refuse_other_split(model_path.parent.name, record.split, saved_split_record(config.workdir))
+    target = export_model(model_path, fmt, out_dir, quantize)
+    images = _held_out_images(config, record, model_path, check_images)
+    difference, agreement = check_export(model_path, target, fmt, images)
+    if agreement < MIN_AGREEMENT:
+        raise UserError(
+            f"the export disagrees with the Keras model on {1 - agreement:.2%} of "
+            f"the check images (allowed: {1 - MIN_AGREEMENT:.1%})"
+        )
+    return target, len(images), difference, agreement
+
+
+def _held_out_images(config, record, model_path, count):
+    """Up to ``count`` decoded images the run never trained on (its validation split)."""
+    from ripik_clf.data.dataset import load_dataset
+    from ripik_clf.data.images import load_for_model
+
+    dataset, _ = load_dataset(config.data)
+    held_out = dataset[dataset["image"].isin(set(record.held_out or []))]
+    paths = list(held_out["path"])[:count]
+    if not paths:
+        raise UserError(
+            f"no validation image of run {model_path.parent.name} found in the data to "
+            "check the export against (pass --data, or retrain the run)"
+        )
+    return np.stack([load_for_model(p, record.image_size) for p in paths]).astype("float32")

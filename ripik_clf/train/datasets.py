@@ -129,16 +129,9 @@ def versioned_dataset(
     if clock is None and len(flat_paths) != n:
         raise ValueError("several versions per source need an EpochClock")
     cache = fits_in_memory(len(flat_paths), image_size) if cache is None else cache
-
     if clock is not None:
-        table = tf.constant(version_schedule([len(g) for g in versions], epochs, seed))
+        indices = _scheduled_indices(versions, clock, epochs, seed)
         flat_labels = np.repeat(np.asarray(labels, np.int32), [len(g) for g in versions])
-        indices = tf.data.Dataset.range(1).flat_map(
-            lambda _: tf.data.Dataset.from_tensor_slices(
-                tf.gather(table, clock.epoch.read_value() % epochs)
-            )
-        )
-        indices = indices.apply(tf.data.experimental.assert_cardinality(n))
     else:
         flat_labels = np.asarray(labels, np.int32)
         indices = tf.data.Dataset.range(n)
@@ -150,32 +143,52 @@ def versioned_dataset(
         return tf.one_hot(tf.gather(label_table, index), num_classes)
 
     if cache:
-        # A resource, not a graph constant (no 2 GB graph limit), kept in host memory
-        # where the input pipeline runs, even when a GPU is present.
-        with tf.device("/CPU:0"):
-            images = tf.Variable(
-                decode_all(flat_paths, image_size, desc), trainable=False, name="decoded_images"
-            )
-        ds = indices.batch(batch_size).map(
-            lambda i: (tf.gather(images, i), one_hot(i)), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        ds = _batches_from_memory(indices, flat_paths, image_size, batch_size, one_hot, desc)
     else:
-        path_table = np.asarray(flat_paths, dtype=str)
-
-        def load(index):
-            return load_for_model(path_table[int(index)], image_size)
-
-        def decode(index):
-            image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
-            image.set_shape((image_size, image_size, 3))
-            return image, one_hot(index)
-
-        ds = indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(batch_size)
+        ds = _batches_from_files(indices, flat_paths, image_size, batch_size, one_hot)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if on_the_fly != "none":
         ds = ds.map(_on_the_fly_layer(on_the_fly, seed), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _scheduled_indices(versions, clock, epochs, seed):
+    """Indices into the flat version list: this epoch's row of :func:`version_schedule`,
+    read from ``clock`` each time the dataset is iterated."""
+    table = tf.constant(version_schedule([len(g) for g in versions], epochs, seed))
+    indices = tf.data.Dataset.range(1).flat_map(
+        lambda _: tf.data.Dataset.from_tensor_slices(
+            tf.gather(table, clock.epoch.read_value() % epochs)
+        )
+    )
+    return indices.apply(tf.data.experimental.assert_cardinality(len(versions)))
+
+
+def _batches_from_memory(indices, paths, image_size, batch_size, one_hot, desc):
+    # A resource, not a graph constant (no 2 GB graph limit), kept in host memory
+    # where the input pipeline runs, even when a GPU is present.
+    with tf.device("/CPU:0"):
+        images = tf.Variable(
+            decode_all(paths, image_size, desc), trainable=False, name="decoded_images"
+        )
+    return indices.batch(batch_size).map(
+        lambda i: (tf.gather(images, i), one_hot(i)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _batches_from_files(indices, paths, image_size, batch_size, one_hot):
+    path_table = np.asarray(paths, dtype=str)
+
+    def load(index):
+        return load_for_model(path_table[int(index)], image_size)
+
+    def decode(index):
+        image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return image, one_hot(index)
+
+    ds = indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size)
 
 
 def decode_all(paths, image_size, desc="decode"):

@@ -1,12 +1,11 @@
 """The two phases: head on cached features (backbone frozen), then full fine-tuning.
 
-Run directory ``WORKDIR/runs/<model>/``: ``config.yaml``, ``run.json`` (classes, split
+Run directory ``WORKDIR/runs/<model>/``: ``config.yaml``, the run record (classes, split
 fingerprint, backbone, image size), ``history_head.csv``, ``history_full.csv``,
 ``head.keras``, ``full.keras``, ``metrics.json``, ``skipped.csv``.
 """
 
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from ripik_clf.atomic import atomic_write_csv, atomic_write_text
+from ripik_clf import workdir as wd
 from ripik_clf.data.dataset import class_names, load_dataset
 from ripik_clf.data.splits import load_or_make_splits, refuse_other_split, split_record
 from ripik_clf.errors import UserError
@@ -25,23 +24,18 @@ from ripik_clf.report.metrics import classification_metrics
 from ripik_clf.train import features as feature_cache
 from ripik_clf.train.callbacks import AtomicBackupAndRestore, FitProgress
 from ripik_clf.train.datasets import EpochClock, versioned_dataset
+from ripik_clf.workdir import run_name
 
-MANIFEST = Path("augmented") / "manifest.csv"
 _VERBOSE = (
     1 if sys.stdout.isatty() else 2
 )  # progress bars on a terminal, one line per epoch in logs
 
 
-def run_dir(config, model_name):
-    return Path(config.workdir) / "runs" / model_name
+def run_dir(config, run):
+    return wd.run_dir(config.workdir, run)
 
 
 # --- data ------------------------------------------------------------------------------
-
-
-def run_name(model_name, fold=None):
-    """``augmented`` for a single split, ``augmented_fold3`` for fold 3 of a k-fold split."""
-    return model_name if fold is None else f"{model_name}_fold{fold}"
 
 
 def model_data(config, model_name, *, fold=None, resplit=False):
@@ -95,13 +89,13 @@ def model_data(config, model_name, *, fold=None, resplit=False):
 
 
 def _augmented_copies(config, train_images, val_images, single_split):
-    manifest_path = Path(config.workdir) / MANIFEST
+    manifest_path = wd.manifest_path(config.workdir)
     if not manifest_path.exists():
         raise UserError(
             f"no augmented copies in {manifest_path.parent}: "
             "run augment_offline.py first (or train with --model original)"
         )
-    manifest = pd.read_csv(manifest_path, dtype={"source": str, "label": str})
+    manifest = wd.read_manifest(config.workdir)
     # With K folds every image has copies (each belongs to the other folds' training);
     # with one split, a copy of a validation image means the runner's pruning failed.
     leaked = set(manifest["source"]) & val_images if single_split else set()
@@ -354,16 +348,52 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     """
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-    name = run_name(model_name, fold)
-    out = run_dir(config, name)
+    out = run_dir(config, run_name(model_name, fold))
     if not (out / "head.keras").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     size = _check_run(out, data, tc)
     skipped = set(pd.read_csv(out / "skipped.csv")["path"])
     versions, sources_y = _drop_unreadable(data["train_versions"], data["train_sources_y"], skipped)
-    n = len(data["classes"])
     clock = EpochClock()
+    train_ds, val_ds = _full_phase_datasets(tc, out.name, data, versions, sources_y, size, clock)
+    strategy = accelerator_setup(tc.precision)
+    steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
+    with strategy.scope():
+        n = len(data["classes"])
+        model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
+        compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
+    started = time.perf_counter()
+    callbacks = _full_phase_callbacks(out, tc, clock, len(versions)) + list(extra_callbacks)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=tc.full_epochs,
+        verbose=_VERBOSE,
+        shuffle=False,  # the dataset shuffles itself, by epoch
+        class_weight=class_weights(sources_y, n, tc.class_weights),
+        callbacks=callbacks,
+    )
+    seconds = time.perf_counter() - started
+    best = keras.models.load_model(out / "full_best.keras")
+    save_model_atomically(best, out / "full.keras")
+    (out / "full_best.keras").unlink()
+    val_probabilities = best.predict(val_ds, verbose=0)
+    metrics = _validation_metrics(data, val_probabilities)
+    metrics.update(
+        epochs=len(pd.read_csv(out / "history_full.csv")),
+        seconds=seconds,
+        train_images=len(versions),
+        train_versions=sum(map(len, versions)),
+    )
+    _save_run(out, config, data, size, "full", metrics, val_probabilities)
+    return metrics
+
+
+def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
+    """The training stream (a version of each source per epoch, chosen by ``clock``) and
+    the validation images, as tf.data datasets."""
+    n = len(data["classes"])
     train_ds = versioned_dataset(
         versions,
         sources_y,
@@ -384,56 +414,31 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         tc.batch_size,
         desc=f"{name}: decode validation images",
     )
-    strategy = accelerator_setup(tc.precision)
-    steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
-    with strategy.scope():
-        model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
-        compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
+    return train_ds, val_ds
+
+
+def _full_phase_callbacks(out, tc, clock, n_sources):
+    """Resume state, best-model checkpoint, early stopping, history and progress; a
+    resumed run keeps its history and the best score it had reached."""
     history_csv = out / "history_full.csv"
     backup = AtomicBackupAndRestore(out / "backup_full")
     resuming = backup.prepare()
     if not resuming and history_csv.exists():
         history_csv.unlink()
-    best_so_far = _best_logged(history_csv) if resuming else None
-    started = time.perf_counter()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=tc.full_epochs,
-        verbose=_VERBOSE,
-        shuffle=False,  # the dataset shuffles itself, by epoch
-        class_weight=class_weights(sources_y, n, tc.class_weights),
-        callbacks=[
-            clock,  # first: the epoch's versions are chosen from it
-            backup,  # resume after an interruption, even a kill -9
-            keras.callbacks.ModelCheckpoint(
-                str(out / "full_best.keras"),
-                "val_macro_f1",
-                mode="max",
-                save_best_only=True,
-                initial_value_threshold=best_so_far,
-            ),
-            keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
-            keras.callbacks.CSVLogger(str(history_csv), append=True),
-            FitProgress(f"full phase {name}", len(versions), tc.batch_size, tc.full_epochs),
-            *extra_callbacks,
-        ],
-    )
-    seconds = time.perf_counter() - started
-    best = keras.models.load_model(out / "full_best.keras")
-    save_model_atomically(best, out / "full.keras")
-    (out / "full_best.keras").unlink()
-    val_probabilities = best.predict(val_ds, verbose=0)
-    metrics = _validation_metrics(data, val_probabilities)
-    epochs_run = len(pd.read_csv(history_csv))
-    metrics.update(
-        epochs=epochs_run,
-        seconds=seconds,
-        train_images=len(versions),
-        train_versions=sum(map(len, versions)),
-    )
-    _save_run(out, config, data, size, "full", metrics, val_probabilities)
-    return metrics
+    return [
+        clock,  # first: the epoch's versions are chosen from it
+        backup,  # resume after an interruption, even a kill -9
+        keras.callbacks.ModelCheckpoint(
+            str(out / "full_best.keras"),
+            "val_macro_f1",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=_best_logged(history_csv) if resuming else None,
+        ),
+        keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        FitProgress(f"full phase {out.name}", n_sources, tc.batch_size, tc.full_epochs),
+    ]
 
 
 def full_phase_optimizer(tc, steps_per_epoch):
@@ -482,8 +487,8 @@ def _load_for_finetuning(path, size, num_classes, dropout):
     saved = keras.models.load_model(path)
     if keras.mixed_precision.global_policy().name == "float32":
         return saved
-    record = json.loads((path.parent / "run.json").read_text())
-    backbone = create_backbone(record["backbone"], weights=None, image_size=size)
+    record = wd.read_run_record(path.parent, for_model=path)
+    backbone = create_backbone(record.backbone, weights=None, image_size=size)
     model = build_classifier(backbone, num_classes, dropout)
     model.set_weights(saved.get_weights())
     return model
@@ -491,7 +496,7 @@ def _load_for_finetuning(path, size, num_classes, dropout):
 
 def _remove_stale_full_phase(out):
     """A new head makes an earlier full model (and a half-done full run) stale: its class
-    list or split may differ from the run.json written now, so it must not be used."""
+    list or split may differ from the run record written now, so it must not be used."""
     import shutil
 
     shutil.rmtree(out / "backup_full", ignore_errors=True)
@@ -499,7 +504,7 @@ def _remove_stale_full_phase(out):
         "full.keras",
         "full_best.keras",
         "history_full.csv",
-        VAL_PROBABILITIES.format(phase="full"),
+        wd.val_probabilities_path(out, "full").name,
     )
     for name in stale:
         if (out / name).exists():
@@ -521,7 +526,7 @@ def _validation_metrics(data, probabilities):
     """Accuracy and F1 on validation, and the temperature that calibrates the model there
     (with the expected calibration error before and after it)."""
     from ripik_clf.predict.calibration import apply_temperature, fit_temperature
-    from ripik_clf.report.plots import expected_calibration_error
+    from ripik_clf.report.metrics import expected_calibration_error
 
     y = data["val_y"]
     metrics = classification_metrics(y, probabilities, data["classes"])
@@ -534,67 +539,53 @@ def _validation_metrics(data, probabilities):
     }
 
 
-VAL_PROBABILITIES = "val_probabilities_{phase}.csv"
-
-
-def save_validation_probabilities(out, phase, data, probabilities):
-    """The phase's raw (uncalibrated) softmax on its validation images, by image: with K
-    folds these are out-of-fold probabilities, which the audit reuses."""
-    table = pd.DataFrame(np.asarray(probabilities, dtype=np.float64), columns=data["classes"])
-    table.insert(0, "image", data["val_images"])
-    atomic_write_csv(table, out / VAL_PROBABILITIES.format(phase=phase))
-
-
 def _save_run(out, config, data, size, phase, metrics, probabilities):
+    """Write what later stages read: the resolved config, the validation probabilities,
+    the run record (its temperatures kept per phase) and the phase's metrics."""
     config.save(out / "config.yaml")
-    save_validation_probabilities(out, phase, data, probabilities)
-    earlier = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
-    temperature = earlier.get("temperature", {}) | {phase: metrics["temperature"]}
-    if phase == "head":
-        temperature.pop("full", None)  # a new head makes the old full model stale
-    record = {
-        "classes": data["classes"],
-        "split": data["split"],
-        "held_out": data["held_out"],
-        "trained_with_flips": trained_with_flips(config, data["model"]),
-        "backbone": config.train.backbone,
-        "weights": config.train.weights,
-        "image_size": size,
-        "model": data["model"],
-        "fold": data["fold"],
-        "temperature": temperature,  # per phase's model, fitted on validation (calibration.py)
-    }
-    atomic_write_text(out / "run.json", json.dumps(record, indent=2))
-    path = out / "metrics.json"
-    all_metrics = json.loads(path.read_text()) if path.exists() else {}
-    all_metrics[phase] = metrics
-    if phase == "head":
-        all_metrics.pop("full", None)  # a new head makes the old full model stale
-    atomic_write_text(path, json.dumps(all_metrics, indent=2))
+    wd.write_val_probabilities(out, phase, data["val_images"], data["classes"], probabilities)
+    earlier = wd.read_run_record(out)
+    temperature = (earlier.temperature if earlier else {}) | {phase: metrics["temperature"]}
+    all_metrics = wd.read_run_metrics(out) | {phase: metrics}
+    if phase == "head":  # a new head makes the old full model stale
+        temperature.pop("full", None)
+        all_metrics.pop("full", None)
+    record = wd.RunRecord(
+        classes=data["classes"],
+        image_size=size,
+        backbone=config.train.backbone,
+        weights=config.train.weights,
+        variant=data["model"],
+        fold=data["fold"],
+        split=data["split"],
+        held_out=data["held_out"],
+        trained_with_flips=trained_with_flips(config, data["model"]),
+        temperature=temperature,  # per phase's model, fitted on validation (calibration.py)
+    )
+    wd.write_run_record(out, record)
+    wd.write_run_metrics(out, all_metrics)
 
 
 def trained_with_flips(config, model_name):
     """Did training show mirrored images? Then flip TTA matches what the model learned."""
     if config.train.on_the_fly == "flip":
         return True
-    settings = Path(config.workdir) / "augmented" / "settings.json"
-    if model_name != "augmented" or not settings.exists():
-        return False
-    return bool(json.loads(settings.read_text()).get("flips"))
+    settings = wd.read_augment_settings(config.workdir)
+    return model_name == "augmented" and bool(settings and settings.get("flips"))
 
 
 def _check_run(out, data, tc):
     """The saved head must match this work directory's split and class list."""
-    record = json.loads((out / "run.json").read_text())
-    if record["classes"] != data["classes"]:
+    record = wd.read_run_record(out, for_model=out / "head.keras")
+    if record.classes != data["classes"]:
         raise UserError(
-            f"{out} was trained on classes {record['classes']}, the data now has "
+            f"{out} was trained on classes {record.classes}, the data now has "
             f"{data['classes']}: retrain the head (train.py --phase head)"
         )
-    refuse_other_split(out.name, record.get("split"), data["split"])
-    if tc.image_size and tc.image_size != record["image_size"]:
+    refuse_other_split(out.name, record.split, data["split"])
+    if tc.image_size and tc.image_size != record.image_size:
         raise UserError(
-            f"{out} takes {record['image_size']} px images, "
+            f"{out} takes {record.image_size} px images, "
             f"the config asks for {tc.image_size}: retrain the head"
         )
-    return record["image_size"]
+    return record.image_size

@@ -1,0 +1,99 @@
+"""The command line of ``ensemble.py``."""
+
+import argparse
+import sys
+
+from ripik_clf import stages
+from ripik_clf.cli.common import make_parser, resolve_config
+from ripik_clf.config import TTA_MODES
+from ripik_clf.report.markdown import metrics_table
+
+
+def parse_args(argv, doc):
+    parser = make_parser(doc.splitlines()[0], epilog=doc.split("\n", 2)[2])
+    parser.add_argument(
+        "--out",
+        default="submission.csv",
+        metavar="PATH",
+        help="submission file (default: submission.csv)",
+    )
+    parser.add_argument("--test", metavar="DIR", help="folder of test images (default: config)")
+    parser.add_argument("--data", metavar="PATH", help="training data (for the validation split)")
+    _add_voting_flags(parser)
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="let fold models and plain models vote together",
+    )
+    parser.add_argument(
+        "--answers", metavar="CSV", help="answer key (image_id,label) to score the submission"
+    )
+    return parser.parse_args(argv)
+
+
+def _add_voting_flags(parser):
+    parser.add_argument(
+        "--members",
+        nargs="+",
+        metavar="NAME_OR_PATH",
+        help="run names under WORKDIR/runs/ (NAME:probe or NAME:head for that phase's "
+        "model) or .keras files (default: train.models)",
+    )
+    parser.add_argument(
+        "--member-weights",
+        nargs="+",
+        type=float,
+        metavar="W",
+        help="soft-voting weight per member family (fold runs of one data variant share "
+        "one), in --members order (default: chosen by --select greedy on validation)",
+    )
+    parser.add_argument(  # the old name; train.py's --weights means ImageNet weights
+        "--weights", nargs="+", type=float, metavar="W", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (auto)")
+    parser.add_argument(
+        "--on-bad-image",
+        choices=["fail", "skip"],
+        help="an unreadable test image: fail (default) or skip and list it",
+    )
+    parser.add_argument(
+        "--select",
+        choices=["none", "greedy"],
+        help="greedy (default): choose members and weights on validation macro-F1 "
+        "(Caruana et al.); none: every member, equal weights. --member-weights turns it off",
+    )
+    parser.add_argument(
+        "--tta-threshold",
+        metavar="auto|X",
+        help="two-stage TTA: re-predict with --tta only images whose ensemble confidence "
+        "is below X (auto: the smallest X that loses no validation macro-F1)",
+    )
+
+
+def main(argv, doc):
+    args = parse_args(argv, doc)
+    if args.weights is not None:
+        print("note: --weights is now --member-weights", file=sys.stderr)
+        args.member_weights = args.member_weights or args.weights
+    flags = {
+        "test": "data.test",
+        "tta": "ensemble.tta",
+        "on_bad_image": "ensemble.on_bad_image",
+        "select": "ensemble.select",
+        "tta_threshold": "ensemble.tta_threshold",
+        "members": "ensemble.members",
+        "member_weights": "ensemble.member_weights",
+        "allow_mixed": "ensemble.allow_mixed",
+    }
+    config = resolve_config(args, flags)
+    print(config.dump(), end="\n\n")
+
+    result = stages.run_ensemble(config, args.out, args.answers)
+    print("\nvalidation (real images only)\n" + metrics_table(result["rows"]))
+    if result["test_rows"]:
+        rows = {(k, config.ensemble.tta): v for k, v in result["test_rows"].items()}
+        print("\ntest (answer key)\n" + metrics_table(rows))
+    print(
+        f"\nsubmission: {result['submission']} ({result['images']} rows); "
+        f"report: {result['report']}/report.md"
+    )

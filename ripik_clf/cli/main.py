@@ -1,0 +1,132 @@
+"""``python -m ripik_clf predict|export|audit``: predictions, exports and a data audit.
+
+Examples:
+    python -m ripik_clf predict photo.jpg more_photos/ --top-k 3
+    python -m ripik_clf predict test/ --members original augmented --tta flip --json
+    python -m ripik_clf export augmented --format tflite --quantize float16
+    python -m ripik_clf export work/runs/original/full.keras --format savedmodel
+    python -m ripik_clf audit --data photos/ --test test/ --workdir work
+"""
+
+import json
+import sys
+
+from ripik_clf import stages
+from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
+from ripik_clf.errors import UserError, exit_on_user_error
+
+
+def parse_args(argv):
+    parser = make_parser(__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2])
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="top-k classes for images or folders")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    predict.add_argument(
+        "--members",
+        nargs="+",
+        metavar="NAME_OR_PATH",
+        help="run names or .keras files (default: train.models)",
+    )
+    predict.add_argument(
+        "--tta",
+        choices=["auto", "none", "flip", "d4"],
+        default="auto",
+        help="auto (default): flip for members trained on mirrored images, none otherwise",
+    )
+    predict.add_argument(
+        "--exported",
+        metavar="PATH",
+        help="run an exported model (SavedModel folder, .tflite, .onnx) instead of members, "
+        "with the preprocessing its *_preprocessing.json names",
+    )
+    predict.add_argument("--top-k", type=int, default=3, metavar="K")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    export = commands.add_parser("export", help="SavedModel, TFLite or ONNX, checked")
+    export.add_argument("run", metavar="RUN", help="run name under WORKDIR/runs/ or a .keras file")
+    export.add_argument("--format", required=True, help="savedmodel | tflite | onnx")
+    export.add_argument("--quantize", default="none", help="tflite only: none | float16 | dynamic")
+    export.add_argument("--out", metavar="DIR", help="output folder (default: WORKDIR/export)")
+    export.add_argument(
+        "--check-images",
+        type=int,
+        default=256,
+        metavar="N",
+        help="validation images compared with the Keras model (default 256)",
+    )
+    audit = commands.add_parser(
+        "audit",
+        help="duplicates, leaks, label errors, outliers: WORKDIR/audit/audit.md",
+    )
+    add_data_args(audit)
+    audit.add_argument("--test", metavar="DIR", help="test folder: also look for copies there")
+    for sub in (predict, export, audit):  # the common flags work after the command too
+        sub.add_argument("--config", metavar="FILE", default=argparse_default())
+        sub.add_argument("--workdir", metavar="DIR", default=argparse_default())
+        sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse_default())
+    return parser.parse_args(argv)
+
+
+def argparse_default():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def predict(args, config):
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be 1 or more, got {args.top_k}")
+    classes, files, probabilities, failures = stages.run_predict(
+        config, args.inputs, members=args.members, tta=args.tta, exported=args.exported
+    )
+    failed = {p for p, _ in failures}
+    results = [
+        {"image": str(path), "top": _top(row, classes, args.top_k)}
+        for path, row in zip(files, probabilities)
+        if str(path) not in failed
+    ]
+    if args.json:
+        unreadable = [{"image": p, "reason": r} for p, r in failures]
+        print(json.dumps({"predictions": results, "unreadable": unreadable}, indent=2))
+    else:
+        for result in results:
+            ranked = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+            print(f"{result['image']}: {ranked}")
+        for path, reason in failures:
+            print(f"{path}: unreadable ({reason})", file=sys.stderr)
+    if failures and not results:
+        raise UserError("no image could be read")
+
+
+def _top(row, classes, k):
+    import numpy as np
+
+    return [{"class": classes[i], "probability": float(row[i])} for i in np.argsort(-row)[:k]]
+
+
+def export(args, config):
+    target, checked, difference, agreement = stages.run_export(
+        config,
+        args.run,
+        args.format,
+        out=args.out,
+        quantize=args.quantize,
+        check_images=args.check_images,
+    )
+    print(
+        f"exported {target}; on {checked} validation images: max |p - p_keras| = "
+        f"{difference:.2e}, arg-max agreement {agreement:.2%}"
+    )
+
+
+def audit(args, config):
+    stages.run_audit(config)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
+    for name in ("config", "workdir"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    config = resolve_config(args, {"test": "data.test"})
+    {"predict": predict, "export": export, "audit": audit}[args.command](args, config)

@@ -1,0 +1,60 @@
+"""The report's rows of metrics (pure: probabilities in, metrics out)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ripik_clf.predict.voting import hard_vote, soft_vote
+from ripik_clf.report.metrics import summary_row
+
+
+def validation_rows(probabilities_by_mode, y, names, classes, weights):
+    """``{(row name, TTA mode): metrics}``: each family, the soft and hard ensemble, and
+    (when the weights are not equal) the plain average they replace."""
+    rows = {}
+    for mode, probabilities in probabilities_by_mode.items():
+        for name, p in zip(names, probabilities):
+            rows[(name, mode)] = summary_row(y, p, classes)
+        rows[("soft ensemble", mode)] = summary_row(y, soft_vote(probabilities, weights), classes)
+        rows[("hard ensemble", mode)] = hard_row(y, probabilities, classes, weights)
+        if len(set(weights)) > 1:  # how the chosen weights compare with plain averaging
+            rows[("soft, equal weights", mode)] = summary_row(y, soft_vote(probabilities), classes)
+    return rows
+
+
+def hard_row(y_true, probabilities, classes, weights=None):
+    """Hard voting yields labels, not probabilities: no Brier score or ECE."""
+    onehot = np.eye(len(classes))[hard_vote(probabilities, weights)]
+    return dict(summary_row(y_true, onehot, classes), brier=np.nan, ece=np.nan)
+
+
+def read_answers(answers, id_col, label_col):
+    """``{image id: label}`` from an answer key CSV (its first two columns when the
+    submission's column names are not there); None when there is no key."""
+    if answers is None or not Path(answers).exists():
+        return None
+    key = pd.read_csv(answers, dtype=str)
+    ids = key[id_col] if id_col in key else key.iloc[:, 0]
+    labels = key[label_col] if label_col in key else key.iloc[:, 1]
+    return dict(zip(ids, labels))
+
+
+def test_rows(truth, ids, members, families, classes, weights):
+    """``{row name: metrics}`` on the test images the answer key labels: each member
+    (``{name: probabilities}``), each family's fold mean (``{name: probabilities}``, when
+    there are fold runs) and the two ensembles; {} without a key."""
+    if truth is None:
+        return {}
+    index = {c: i for i, c in enumerate(classes)}
+    known = [i for i, name in enumerate(ids) if truth.get(name) in index]
+    y = np.array([index[truth[ids[i]]] for i in known])
+    rows = {name: summary_row(y, p[known], classes) for name, p in members.items()}
+    if len(families) < len(members):  # fold runs: each model family's mean too
+        rows |= {
+            f"{n} (mean of folds)": summary_row(y, p[known], classes) for n, p in families.items()
+        }
+    stacked = np.stack(list(families.values()))[:, known]
+    rows["soft ensemble"] = summary_row(y, soft_vote(stacked, weights), classes)
+    rows["hard ensemble"] = hard_row(y, stacked, classes, weights)
+    return rows

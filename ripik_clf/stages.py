@@ -1,0 +1,106 @@
+"""The pipeline's stages, each a function of a resolved :class:`~ripik_clf.config.Config`
+and its own few options. The scripts and ``python -m ripik_clf`` parse flags, call one of
+these and print; every stage reads what earlier ones left in the work directory
+(:mod:`ripik_clf.workdir`) and never makes the split unless it is the first to see the data.
+"""
+
+from pathlib import Path
+
+from ripik_clf import workdir as wd
+from ripik_clf.errors import UserError
+
+
+def run_augment(config, *, shard=None, resplit=False, overwrite=False):
+    """Make (or reuse) the split, then the offline copies of its training images.
+
+    Returns:
+        (the dataset, the split table, the number of skipped files, the runner's summary).
+    """
+    from ripik_clf.augment.runner import Shard, run_augmentation
+    from ripik_clf.data.dataset import load_dataset
+    from ripik_clf.data.splits import left_out_of_split, load_or_make_splits
+
+    dataset, skipped = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+    skipped = skipped + left_out_of_split(dataset, config.workdir)  # listed in skipped.csv
+    summary = run_augmentation(
+        config, dataset, splits, skipped, shard=shard or Shard(1, 1), overwrite=overwrite
+    )
+    return dataset, splits, len(skipped), summary
+
+
+def run_train(config, phase, *, fold=None, resplit=False, on_result=None):
+    """Train ``phase`` (head, probe or full) of every data variant in ``train.models``,
+    on every fold of a k-fold split (or only ``fold``). ``on_result(run, metrics)`` is
+    called after each run. Returns ``{run: metrics}``."""
+    from ripik_clf.train.phases import train_full, train_head, train_probe
+
+    train = {"head": train_head, "full": train_full, "probe": train_probe}[phase]
+    if fold is not None and not config.split.folds:
+        raise UserError(f"--fold {fold} needs a k-fold split (set split.folds: K >= 2)")
+    folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
+    results = {}
+    for variant in config.train.models:
+        for k in folds:
+            run = wd.run_name(variant, k)
+            print(f"=== {phase} phase: {run} ({config.train.backbone}) ===")
+            results[run] = train(config, variant, fold=k, resplit=resplit)
+            resplit = False  # the split is made once, by the first run
+            if config.train.mlflow:
+                from ripik_clf.train.tracking import log_to_mlflow
+
+                log_to_mlflow(config, run, phase, results[run])
+            if on_result is not None:
+                on_result(run, results[run])
+    return results
+
+
+def run_ensemble(config, out_path, answers=None):
+    """The submission, ``probabilities.csv`` and the report (see predict/submission.py)."""
+    from ripik_clf.predict.submission import run_ensemble as ensemble
+
+    return ensemble(config, out_path, answers)
+
+
+def run_predict(config, inputs, *, members=None, tta="auto", exported=None):
+    """Probabilities for image files and folders, by the members' soft vote (or by an
+    exported model with its preprocessing spec).
+
+    Returns:
+        (classes, image files, probabilities ``(N, C)``, failures ``[(path, reason)]``).
+    """
+    from ripik_clf.data.dataset import find_image_files
+    from ripik_clf.predict.export import predict_exported
+    from ripik_clf.predict.members import predict_with_members
+
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += [item / name for name in find_image_files(item)]
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserError(f"not found: {item}")
+    if not files:
+        raise UserError(f"no image files in {', '.join(map(str, inputs))}")
+    if exported:
+        classes, probabilities, failures = predict_exported(exported, files)
+    else:
+        classes, probabilities, failures = predict_with_members(config, files, members, tta)
+    return classes, files, probabilities, failures
+
+
+def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256):
+    """Export a run's model and check it against the Keras model on images it never
+    trained on. Returns ``(target, images checked, max |p - p_keras|, agreement)``."""
+    from ripik_clf.predict.export import export_checked
+
+    out_dir = Path(out or Path(config.workdir) / "export")
+    return export_checked(config, run, fmt, out_dir, quantize, check_images)
+
+
+def run_audit(config):
+    """Duplicates, leaks, label errors and outliers: ``WORKDIR/audit/``."""
+    from ripik_clf.audit.runner import run_audit as audit
+
+    return audit(config, config.data.test)

@@ -1,0 +1,244 @@
+"""The work directory: the contract between the stages. Where every artefact lives, and
+the one function that reads and the one that writes each record handed between stages.
+
+    WORKDIR/
+      splits.csv, splits.json     the split and its record (data/splits.py makes them,
+                                  with the dataset settings later stages start from)
+      augmented/                  <class>/<stem>__aug<k>.jpg, manifest.csv, settings.json,
+                                  skipped.csv (augment/runner.py)
+      features/<tag>/             pooled backbone features, cached (train/features.py)
+      runs/<run>/                 run.json (RunRecord), metrics.json, config.yaml,
+                                  <phase>.keras, history_<phase>.csv,
+                                  val_probabilities_<phase>.csv, skipped.csv
+      report/                     report.md, metrics.json, ensemble.json, figures
+      audit/                      audit.md, audit.csv, contact sheets
+
+A run is a data variant (``original`` / ``augmented``) trained on the split, or on one
+fold of it (``augmented_fold3``); its phases (head, probe, full) are its model files.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ripik_clf.atomic import atomic_write_csv, atomic_write_text
+from ripik_clf.errors import UserError
+
+SPLITS_CSV = "splits.csv"
+SPLITS_JSON = "splits.json"
+AUGMENTED = "augmented"
+MANIFEST_CSV = "manifest.csv"
+RUNS = "runs"
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+REPORT = "report"
+PHASES = ("head", "probe", "full")  # the model files a run can hold, in training order
+MEMBER_PHASES = ("full", "head", "probe")  # a member RUN:PHASE; no phase = full
+
+
+# --- the split ------------------------------------------------------------------------
+
+
+def split_paths(workdir):
+    """``(splits.csv, splits.json)`` of a work directory."""
+    return Path(workdir) / SPLITS_CSV, Path(workdir) / SPLITS_JSON
+
+
+def has_split(workdir):
+    return all(path.exists() for path in split_paths(workdir))
+
+
+def read_split_table(workdir):
+    return pd.read_csv(split_paths(workdir)[0], dtype={"image": str, "label": str})
+
+
+def read_split_meta(workdir):
+    """The split's record (``splits.json``) as saved; None when absent or unreadable."""
+    try:
+        meta = json.loads(split_paths(workdir)[1].read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_split(workdir, table, meta):
+    """Save the split table and its record (each atomically)."""
+    csv_path, meta_path = split_paths(workdir)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(meta_path, json.dumps(meta))
+
+
+# --- augmented copies -------------------------------------------------------------------
+
+
+def augmented_dir(workdir):
+    return Path(workdir) / AUGMENTED
+
+
+def manifest_path(workdir):
+    return augmented_dir(workdir) / MANIFEST_CSV
+
+
+AUGMENT_SETTINGS_JSON = "settings.json"
+
+
+def read_augment_settings(workdir):
+    """What the copies were made with (``augmented/settings.json``); None when absent."""
+    path = augmented_dir(workdir) / AUGMENT_SETTINGS_JSON
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_augment_settings(workdir, settings):
+    path = augmented_dir(workdir) / AUGMENT_SETTINGS_JSON
+    atomic_write_text(path, json.dumps(settings, indent=2))
+
+
+def read_manifest(workdir):
+    """The copies on disk (``source, path, label, copy``; paths relative to augmented/)."""
+    return pd.read_csv(manifest_path(workdir), dtype={"source": str, "label": str})
+
+
+def write_manifest(workdir, manifest):
+    atomic_write_csv(manifest, manifest_path(workdir))
+
+
+# --- runs -----------------------------------------------------------------------------
+
+
+def run_name(variant, fold=None):
+    """``augmented`` for a single split, ``augmented_fold3`` for fold 3 of a k-fold split."""
+    return variant if fold is None else f"{variant}_fold{fold}"
+
+
+def run_dir(workdir, run):
+    return Path(workdir) / RUNS / run
+
+
+def model_file(workdir, member):
+    """The model file of a member name: ``RUN`` (its full phase) or ``RUN:PHASE``."""
+    run, _, phase = member.partition(":")
+    if phase not in ("", *MEMBER_PHASES):
+        raise UserError(
+            f"member {member!r}: a run's model is RUN:PHASE, PHASE one of "
+            f"{', '.join(MEMBER_PHASES)} (default full)"
+        )
+    return run_dir(workdir, run) / f"{phase or 'full'}.keras"
+
+
+def latest_model_file(workdir, run):
+    """A run's most trained model: ``full.keras``, else ``head.keras``."""
+    folder = run_dir(workdir, run)
+    for phase in ("full", "head"):
+        if (folder / f"{phase}.keras").exists():
+            return folder / f"{phase}.keras"
+    raise UserError(f"no trained model for run {run!r} in {folder} (train it first)")
+
+
+@dataclass
+class RunRecord:
+    """``runs/<run>/run.json``: what predicting with, validating or fine-tuning a run's
+    models needs to know. Written by training, read by every later stage."""
+
+    classes: list
+    image_size: int
+    backbone: str = ""
+    weights: str = ""
+    variant: str = ""  # the data variant (original / augmented); "model" in the file
+    fold: int | None = None
+    split: dict | None = None  # the split record it was trained on (data/splits.py)
+    held_out: list | None = None  # images it never trained on (its validation images)
+    trained_with_flips: bool = False
+    temperature: dict = field(default_factory=dict)  # per phase's model file
+
+    def temperature_of(self, model_path):
+        """The temperature fitted for one of its model files (by phase); 1 when none."""
+        return float(self.temperature.get(Path(model_path).stem, 1.0))
+
+    def to_json(self):
+        record = asdict(self)
+        record["model"] = record.pop("variant")
+        return record
+
+    @classmethod
+    def from_json(cls, record):
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        return cls(**known, variant=record.get("model", ""))
+
+
+def read_run_record(folder, *, for_model=None):
+    """The RunRecord of a run folder; None when it has none (a file outside a run), or
+    an error naming ``for_model`` when that model needs one."""
+    path = Path(folder) / RUN_JSON
+    if not path.exists():
+        if for_model is not None:
+            raise UserError(f"no {RUN_JSON} beside {for_model}: its class list is unknown")
+        return None
+    try:
+        return RunRecord.from_json(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{path} is not a run record: {err}") from None
+
+
+def write_run_record(folder, record):
+    atomic_write_text(Path(folder) / RUN_JSON, json.dumps(record.to_json(), indent=2))
+
+
+def read_run_metrics(folder):
+    """``metrics.json`` of a run: ``{phase: metrics}`` ({} when none yet)."""
+    path = Path(folder) / METRICS_JSON
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_run_metrics(folder, metrics):
+    atomic_write_text(Path(folder) / METRICS_JSON, json.dumps(metrics, indent=2))
+
+
+def val_probabilities_path(folder, phase):
+    return Path(folder) / f"val_probabilities_{phase}.csv"
+
+
+def read_val_probabilities(folder, phase, classes):
+    """``{image: probabilities}`` a phase saved for its validation images; None if absent."""
+    path = val_probabilities_path(folder, phase)
+    if not path.exists():
+        return None
+    table = pd.read_csv(path, dtype={"image": str})
+    return dict(zip(table["image"], table[classes].to_numpy(dtype="float64")))
+
+
+def write_val_probabilities(folder, phase, images, classes, probabilities):
+    table = pd.DataFrame(probabilities, columns=classes, dtype="float64")
+    table.insert(0, "image", images)
+    atomic_write_csv(table, val_probabilities_path(folder, phase))
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def report_dir(workdir):
+    return Path(workdir) / REPORT
+
+
+ENSEMBLE_JSON = "ensemble.json"
+
+
+def write_report_metrics(workdir, metrics):
+    """``report/metrics.json``: every validation and test row of the last ensemble."""
+    atomic_write_text(report_dir(workdir) / METRICS_JSON, json.dumps(metrics, indent=2))
+
+
+def read_report_metrics(workdir):
+    return json.loads((report_dir(workdir) / METRICS_JSON).read_text())
+
+
+def write_ensemble_definition(workdir, definition):
+    """``report/ensemble.json``: the ensemble behind the submission (members, weights,
+    TTA, temperatures), for anyone who scores it again."""
+    atomic_write_text(report_dir(workdir) / ENSEMBLE_JSON, json.dumps(definition, indent=2))
+
+
+def read_ensemble_definition(workdir):
+    return json.loads((report_dir(workdir) / ENSEMBLE_JSON).read_text())

@@ -1,0 +1,57 @@
+"""The scripts as a user runs them: finetune.py, and an ensemble of different backbones."""
+
+import json
+import shutil
+
+import pandas as pd
+
+import augment_offline
+import ensemble
+import finetune
+import train
+from conftest import make_folder_dataset, write_image
+from ripik_clf import workdir as wd
+
+SMALL = ["--set", "train.image_size=32", "--set", "train.weights=none", "--set",
+         "train.head_epochs=2", "--set", "train.batch_size=8", "--model", "original"]  # fmt: skip
+
+
+def _workdir(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", {"a": 5, "b": 5, "c": 5})
+    for i in range(4):
+        write_image(tmp_path / "test" / f"t{i}.png", seed=70 + i)
+    work = str(tmp_path / "work")
+    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1",
+                          "--size", "32", "--workers", "1"])  # fmt: skip
+    return work
+
+
+def test_finetune_script_runs_the_full_phase_of_a_head(tmp_path):
+    work = _workdir(tmp_path)
+    train.main(["--phase", "head", "--workdir", work, *SMALL])
+    finetune.main(["--workdir", work, "--epochs", "1", "--lr", "1e-5",
+                   "--set", "train.full_warmup_epochs=0", *SMALL])  # fmt: skip
+    run = wd.run_dir(work, "original")
+    assert (run / "full.keras").exists()
+    metrics = wd.read_run_metrics(run)
+    assert metrics["full"]["epochs"] == 1 and set(metrics) == {"head", "full"}
+    assert wd.read_run_record(run).temperature.keys() == {"head", "full"}
+
+
+def test_members_of_different_backbones_vote_together(tmp_path):
+    work = _workdir(tmp_path)
+    train.main(["--phase", "head", "--workdir", work, *SMALL])  # efficientnet_lite0
+    runs = tmp_path / "work" / "runs"
+    shutil.copytree(runs / "original", runs / "lite0")
+    train.main(["--phase", "head", "--workdir", work, "--backbone", "efficientnetb0", *SMALL])
+    assert wd.read_run_record(runs / "original").backbone == "efficientnetb0"
+    out = tmp_path / "s.csv"
+    ensemble.main(["--workdir", work, "--test", str(tmp_path / "test"), "--out", str(out),
+                   "--members", "lite0:head", "original:head", "--select", "none",
+                   "--tta", "none"])  # fmt: skip
+    assert len(pd.read_csv(out)) == 4
+    metrics = json.loads((runs.parent / "report" / "metrics.json").read_text())
+    assert {"lite0:head | none", "original:head | none"} <= set(metrics)
+    definition = wd.read_ensemble_definition(work)
+    assert definition["members"] == ["lite0:head", "original:head"]
+    assert definition["weights"] == [1.0, 1.0]

@@ -121,7 +121,10 @@ def epoch_all_rows(args, common, log, wall):
     import keras
 
     from ripik_clf.predict.members import Member, predict_members
-    from ripik_clf.workdir import read_run_record
+    from ripik_clf.workdir import (
+        read_run_metrics,
+        read_run_record,
+    )
 
     other = args.workdir.with_name(args.workdir.name + "_epoch_all")
     run = other / "runs" / "augmented"
@@ -138,7 +141,7 @@ def epoch_all_rows(args, common, log, wall):
                 "--set", warmup]  # fmt: skip
         wall["epoch_all"] = run_stage("full phase, train.epoch=all", argv, log)
     seconds = wall["epoch_all"]
-    metrics = json.loads((run / "metrics.json").read_text())["full"]
+    metrics = read_run_metrics(run)["full"]
     record = read_run_record(run)
     member = Member("augmented", run / "full.keras", record.classes, record.image_size)
     member.model = keras.models.load_model(member.path)
@@ -172,7 +175,12 @@ def score_everything(args, submission, wall):
     from ripik_clf.predict.tta import member_tta
     from ripik_clf.predict.voting import hard_vote, soft_vote
     from ripik_clf.train.phases import model_data
-    from ripik_clf.workdir import read_run_record
+    from ripik_clf.workdir import (
+        read_ensemble_definition,
+        read_report_metrics,
+        read_run_metrics,
+        read_run_record,
+    )
 
     config = load_config(
         None, {"workdir": str(args.workdir), "data.path": str(args.data / "train")}
@@ -190,7 +198,7 @@ def score_everything(args, submission, wall):
     plain, with_tta, names, calibration = [], [], [], []
     for phase in ("head", "probe", "full"):
         for model in config.train.models:
-            metrics = json.loads((runs / model / "metrics.json").read_text())[phase]
+            metrics = read_run_metrics(runs / model)[phase]
             member = Member(model, runs / model / f"{phase}.keras", classes, 224)
             member.record = read_run_record(runs / model)
             member.model = keras.models.load_model(member.path)
@@ -228,8 +236,8 @@ def score_everything(args, submission, wall):
             if mode != "none":
                 rows.append(_row(f"{label}, TTA {mode}", score(y_test, p_tta), None, None, None))
 
-    report = json.loads((args.workdir / "report" / "metrics.json").read_text())
-    definition = json.loads((args.workdir / "report" / "ensemble.json").read_text())
+    report = read_report_metrics(args.workdir)
+    definition = read_ensemble_definition(args.workdir)
     weights = [definition["weights"][definition["members"].index(n)] for n in names]
     tta = config.ensemble.tta
     submitted = pd.read_csv(submission, dtype=str).set_index("image_id")["label"]

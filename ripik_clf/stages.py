@@ -95,7 +95,7 @@ def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256)
     trained on. Returns ``(target, images checked, max |p - p_keras|, agreement)``."""
     from ripik_clf.predict.export import export_checked
 
-    out_dir = Path(out or Path(config.workdir) / "export")
+    out_dir = Path(out) if out else wd.export_dir(config.workdir)
     return export_checked(config, run, fmt, out_dir, quantize, check_images)
 
 

@@ -215,6 +215,22 @@ def write_val_probabilities(folder, phase, images, classes, probabilities):
     atomic_write_csv(table, val_probabilities_path(folder, phase))
 
 
+# --- other folders --------------------------------------------------------------------
+
+
+def features_dir(workdir, tag):
+    """The feature cache of one backbone setting (see train/features.py: cache_tag)."""
+    return Path(workdir) / "features" / tag
+
+
+def export_dir(workdir):
+    return Path(workdir) / "export"
+
+
+def audit_dir(workdir):
+    return Path(workdir) / "audit"
+
+
 # --- the report ---------------------------------------------------------------------------
 
 

@@ -26,7 +26,14 @@ def test_lite0_imagenet_weights_are_right():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnetb0", "efficientnetv2-b0"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "efficientnet_lite0",
+        pytest.param("efficientnetb0", marks=pytest.mark.slow),
+        pytest.param("efficientnetv2-b0", marks=pytest.mark.slow),
+    ],
+)
 def test_save_load_round_trip(name, tmp_path):
     weights = "imagenet" if name.startswith("efficientnet_lite") else None
     model = create_backbone(name, weights=weights, image_size=32)

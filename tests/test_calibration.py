@@ -54,6 +54,7 @@ def test_scaled_model_applies_the_temperature_in_the_graph():
     assert scaled_model(model, 1.0) is model
 
 
+@pytest.mark.slow
 def test_training_records_a_temperature_and_predict_and_export_use_it(tmp_path, capsys):
     import train
     from conftest import make_folder_dataset, write_image

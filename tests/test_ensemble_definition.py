@@ -118,6 +118,7 @@ def test_member_temperatures_are_fitted_under_the_tta_they_are_used_with(two_mem
     assert set(definition["member_temperatures"]["original"]) == {"none", "flip"}
 
 
+@pytest.mark.slow
 def test_member_weights_change_the_submission_and_the_old_flag_still_works(
     two_members, tmp_path, capsys
 ):

@@ -125,6 +125,7 @@ def test_members_must_agree(setup, capsys):
         record_path.write_text(json.dumps(record))
 
 
+@pytest.mark.slow
 def test_unreadable_test_image_fails_or_is_skipped(setup, capsys):
     bad = setup / "test" / "broken.jpg"
     bad.write_text("not an image")
@@ -140,6 +141,7 @@ def test_unreadable_test_image_fails_or_is_skipped(setup, capsys):
         bad.unlink()
 
 
+@pytest.mark.slow
 def test_greedy_selection_and_adaptive_tta(setup, capsys):
     run(setup, "--tta", "flip", "--select", "greedy", "--tta-threshold", "auto", out="g.csv")
     out = capsys.readouterr().out
@@ -184,6 +186,7 @@ def test_predict_command(setup, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt,quantize", [("savedmodel", "none"), ("tflite", "float16"), ("onnx", "none")]
 )

@@ -124,6 +124,7 @@ def test_fold_arguments(folded, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predict_and_export_in_a_kfold_workdir(folded, capsys):
     from ripik_clf.__main__ import main as cli_main
 

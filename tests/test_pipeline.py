@@ -11,7 +11,7 @@ def _solid(path, value, size=8):
     return str(path)
 
 
-@pytest.mark.parametrize("cache", [True, False])
+@pytest.mark.parametrize("cache", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_class_sorted_list_gives_mixed_batches(tmp_path, cache):
     """30,000 class-sorted files (3x the old 10,000 shuffle buffer): every batch's class
     mix stays close to the overall mix, in every epoch."""

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -52,6 +53,18 @@ def trained(tmp_path_factory):
     return config
 
 
+def _own_copy(trained, tmp_path):
+    """The trained workdir copied for one test that changes it: no test depends on what
+    another left behind, in whatever order they run."""
+    import copy
+    import shutil
+
+    config = copy.deepcopy(trained)
+    config.workdir = str(tmp_path / "work")
+    shutil.copytree(trained.workdir, config.workdir)
+    return config
+
+
 def test_no_validation_image_or_copy_in_training(trained):
     data = model_data(trained, "augmented")
     manifest = pd.read_csv(f"{trained.workdir}/augmented/manifest.csv")
@@ -67,16 +80,14 @@ def test_no_validation_image_or_copy_in_training(trained):
 
 
 def test_copies_of_validation_images_are_refused(trained, tmp_path):
-    manifest_path = f"{trained.workdir}/augmented/manifest.csv"
+    config = _own_copy(trained, tmp_path)
+    manifest_path = f"{config.workdir}/augmented/manifest.csv"
     manifest = pd.read_csv(manifest_path)
-    splits = pd.read_csv(f"{trained.workdir}/splits.csv")
+    splits = pd.read_csv(f"{config.workdir}/splits.csv")
     leaked = manifest.iloc[[0]].assign(source=splits.loc[splits.split == "val", "image"].iloc[0])
     pd.concat([manifest, leaked]).to_csv(manifest_path, index=False)
-    try:
-        with pytest.raises(UserError, match="copies of 1 validation image"):
-            model_data(trained, "augmented")
-    finally:
-        manifest.to_csv(manifest_path, index=False)
+    with pytest.raises(UserError, match="copies of 1 validation image"):
+        model_data(config, "augmented")
 
 
 def test_head_on_cached_features_equals_full_model(trained):
@@ -93,6 +104,7 @@ def test_head_on_cached_features_equals_full_model(trained):
     assert set(metrics["head"]) >= {"accuracy", "macro_f1", "per_class", "epochs"}
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_survive_a_full_phase_step(trained):
     model = unfreeze(keras.models.load_model(run_dir(trained, "original") / "head.keras"))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
@@ -115,7 +127,9 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
         raise RuntimeError("simulated interruption")
 
 
-def test_full_phase_resumes_after_interruption(trained):
+@pytest.mark.slow
+def test_full_phase_resumes_after_interruption(trained, tmp_path):
+    trained = _own_copy(trained, tmp_path)
     out = run_dir(trained, "original")
     with pytest.raises(RuntimeError, match="simulated"):
         train_full(trained, "original", extra_callbacks=[_StopAfterFirstEpoch()])
@@ -130,9 +144,12 @@ def test_full_phase_resumes_after_interruption(trained):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("killed", ["while writing", "between the renames", "old layout"])
-def test_full_phase_resumes_whatever_moment_a_kill_hit_the_backup(trained, killed, capsys):
+def test_full_phase_resumes_whatever_moment_a_kill_hit_the_backup(
+    trained, killed, capsys, tmp_path
+):
     """The states ``kill -9`` can leave in backup_full/ while the end-of-epoch backup is
     written: Keras' own layout left a truncated latest.weights.h5 that broke every rerun."""
+    trained = _own_copy(trained, tmp_path)
     out = run_dir(trained, "original")
     with pytest.raises(RuntimeError, match="simulated"):
         train_full(trained, "original", extra_callbacks=[_StopAfterFirstEpoch()])
@@ -170,31 +187,24 @@ class _CountEpochs(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
-def test_class_list_or_split_mismatch_is_refused(trained):
-    out = run_dir(trained, "augmented")
+def test_class_list_or_split_mismatch_is_refused(trained, tmp_path):
+    config = _own_copy(trained, tmp_path)
+    out = run_dir(config, "augmented")
     record = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps(dict(record, classes=["a", "b"])))
-    try:
-        with pytest.raises(UserError, match=r"trained on classes \['a', 'b'\]"):
-            train_full(trained, "augmented")
-    finally:
-        (out / "run.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"trained on classes \['a', 'b'\]"):
+        train_full(config, "augmented")
 
 
-def test_a_resplit_with_another_seed_is_refused(trained):
+def test_a_resplit_with_another_seed_is_refused(trained, tmp_path):
     """Same images, same labels, another assignment: the dataset hash cannot see it."""
-    import copy
-
-    other = copy.deepcopy(trained)
+    other = _own_copy(trained, tmp_path)
     other.split.seed = 7
     dataset, _ = load_dataset(other.data)
-    try:
-        load_or_make_splits(dataset, other.split, other.workdir, resplit=True)
-        with pytest.raises(UserError, match=r"run original was trained on another split of the "
-                           r"data \(seed 42 -> 7\)"):  # fmt: skip
-            train_full(other, "original")
-    finally:
-        load_or_make_splits(dataset, trained.split, trained.workdir, resplit=True)
+    load_or_make_splits(dataset, other.split, other.workdir, resplit=True)
+    with pytest.raises(UserError, match=r"run original was trained on another split of the "
+                       r"data \(seed 42 -> 7\)"):  # fmt: skip
+        train_full(other, "original")
 
 
 def test_full_before_head_is_one_line(tmp_path):
@@ -233,10 +243,9 @@ def test_classifier_save_load_round_trip(tmp_path):
     )
 
 
-def test_mixed_precision_full_phase(trained):
-    import copy
-
-    config = copy.deepcopy(trained)
+@pytest.mark.slow
+def test_mixed_precision_full_phase(trained, tmp_path):
+    config = _own_copy(trained, tmp_path)
     config.train.precision, config.train.full_epochs = "mixed", 1
     try:
         train_full(config, "augmented")
@@ -266,9 +275,11 @@ def test_train_script_bad_arguments(tmp_path, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-def test_new_head_removes_stale_full_model(trained, capsys):
+def test_new_head_removes_stale_full_model(trained, capsys, tmp_path):
+    trained = _own_copy(trained, tmp_path)
     out = run_dir(trained, "original")
-    assert (out / "full.keras").exists()  # from the resume test above
+    shutil.copy(out / "head.keras", out / "full.keras")  # stands in for a full phase
+    (out / "history_full.csv").write_text("epoch\n0\n")
     train_head(trained, "original")
     assert not (out / "full.keras").exists() and not (out / "history_full.csv").exists()
     assert "removed stale" in capsys.readouterr().out
@@ -287,11 +298,9 @@ def _head_phase_exit_code(config, model):
     return exit_info.value.code
 
 
-def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys):
+def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys, tmp_path):
     """Two head phases on one run once both exited 0 and left a corrupt head.keras."""
-    import subprocess
-    import sys
-
+    trained = _own_copy(trained, tmp_path)
     out = run_dir(trained, "original")
     before = (out / "head.keras").read_bytes()
     holder = subprocess.Popen(

@@ -55,7 +55,7 @@ def run_audit(config, test_dir=None):
         "signals": signals,
         "thresholds": {"hamming": fd.NEAR_HAMMING, "cosine": fd.NEAR_COSINE, "z": fd.OUTLIER_Z},
     }
-    write_audit(Path(config.workdir) / "audit", found, table, summary)
+    write_audit(wd.audit_dir(config.workdir), found, table, summary)
     return found
 
 

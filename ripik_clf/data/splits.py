@@ -79,7 +79,7 @@ def make_splits(dataset, split_config):
     return table
 
 
-def fingerprint(dataset):
+def dataset_fingerprint(dataset):
     """A hash of the dataset's (image, label) pairs, not of the split: changes when files
     are added, removed or relabelled. See :func:`split_record` for the split itself."""
     digest = hashlib.sha256()
@@ -117,7 +117,7 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
     meta = dict(
         wanted,
         n_images=len(table),
-        fingerprint=fingerprint(dataset),  # of the discovered data, so reruns match it
+        fingerprint=dataset_fingerprint(dataset),  # of the discovered data, so reruns match it
         images=dataset["image"].tolist(),
         labels=dataset["label"].tolist(),
         curation=dataset.attrs.get("curation"),
@@ -182,7 +182,7 @@ def undecodable(dataset):
 
 
 def _check_same_dataset(meta, dataset, csv_path):
-    if meta["fingerprint"] == fingerprint(dataset):
+    if meta["fingerprint"] == dataset_fingerprint(dataset):
         return
     saved = dict(zip(meta["images"], meta["labels"]))
     now = dict(zip(dataset["image"], dataset["label"]))

@@ -8,7 +8,6 @@ fingerprint, backbone, image size), ``history_head.csv``, ``history_full.csv``,
 import functools
 import sys
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -249,7 +248,7 @@ def frozen_backbone(config):
     backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
     backbone.trainable = False
     tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
-    return backbone, feature_extractor(backbone), size, Path(config.workdir) / "features" / tag
+    return backbone, feature_extractor(backbone), size, wd.features_dir(config.workdir, tag)
 
 
 def _cached_features(config, model_name, fold, resplit):

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 
 import augment_offline
 import ensemble
@@ -11,6 +12,8 @@ import finetune
 import train
 from conftest import make_folder_dataset, write_image
 from ripik_clf import workdir as wd
+
+pytestmark = pytest.mark.slow  # two trainings each (CI runs them: make test-slow)
 
 SMALL = ["--set", "train.image_size=32", "--set", "train.weights=none", "--set",
          "train.head_epochs=2", "--set", "train.batch_size=8", "--model", "original"]  # fmt: skip

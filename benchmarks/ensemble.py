@@ -36,8 +36,8 @@ def member(image_size):
 
         model = keras.models.load_model(trained)
         return Member("augmented (demo)", trained, list(range(10)), image_size, model)
+    from ripik_clf.models.classifier import build_classifier
     from ripik_clf.models.registry import create_backbone
-    from ripik_clf.train.phases import build_classifier
 
     model = build_classifier(create_backbone("efficientnet_lite0", image_size=image_size), 10, 0.2)
     return Member("lite0 (untrained head)", Path("-"), list(range(10)), image_size, model)

@@ -70,9 +70,9 @@ def head_benchmark(data, image_size, epochs, batch_size=64):
     import keras
 
     from ripik_clf.data.images import load_for_model
+    from ripik_clf.models.classifier import build_classifier, feature_extractor
     from ripik_clf.models.registry import create_backbone
     from ripik_clf.train.features import extract_features
-    from ripik_clf.train.phases import build_classifier, feature_extractor
 
     train_paths, train_y, val_paths, val_y, n = data
     onehot = lambda y: keras.utils.to_categorical(y, n)  # noqa: E731
@@ -126,9 +126,9 @@ def full_benchmark(data, image_size, epochs=4, batch_size=64):
     from PIL import Image
 
     from ripik_clf.data.images import load_for_model
+    from ripik_clf.models.classifier import build_classifier, unfreeze
     from ripik_clf.models.registry import create_backbone
     from ripik_clf.train.datasets import image_dataset
-    from ripik_clf.train.phases import build_classifier, unfreeze
 
     png_paths, train_y, _, _, n = data
     tmp = tempfile.TemporaryDirectory()
@@ -170,10 +170,10 @@ def photo_benchmark(folder, image_size=224, images=256, epochs=3, batch_size=32)
     import keras
 
     from ripik_clf.data.images import load_for_model
+    from ripik_clf.models.classifier import build_classifier, feature_extractor, unfreeze
     from ripik_clf.models.registry import create_backbone
     from ripik_clf.train.datasets import EpochClock, versioned_dataset
     from ripik_clf.train.features import extract_features
-    from ripik_clf.train.phases import build_classifier, feature_extractor, unfreeze
 
     classes = sorted(p.name for p in Path(folder).iterdir() if p.is_dir())
     files = sorted(Path(folder).rglob("*.jpg"))

@@ -33,9 +33,9 @@ def run_train(config, phase, *, fold=None, resplit=False, on_result=None):
     """Train ``phase`` (head, probe or full) of every data variant in ``train.models``,
     on every fold of a k-fold split (or only ``fold``). ``on_result(run, metrics)`` is
     called after each run. Returns ``{run: metrics}``."""
-    from ripik_clf.train.phases import train_full, train_head, train_probe
+    from ripik_clf.train.phases import PHASES
 
-    train = {"head": train_head, "full": train_full, "probe": train_probe}[phase]
+    train = PHASES[phase]
     if fold is not None and not config.split.folds:
         raise UserError(f"--fold {fold} needs a k-fold split (set split.folds: K >= 2)")
     folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]

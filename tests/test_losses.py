@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ripik_clf.config import TrainConfig
-from ripik_clf.train.phases import class_weights, full_phase_optimizer, make_loss
+from ripik_clf.train.common import class_weights, make_loss
+from ripik_clf.train.full import full_phase_optimizer
 
 Y = np.array([[1.0, 0, 0], [0, 1, 0]], dtype="float32")
 P = np.array([[0.9, 0.05, 0.05], [0.3, 0.6, 0.1]], dtype="float32")

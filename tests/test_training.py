@@ -15,15 +15,8 @@ from ripik_clf.data.dataset import load_dataset
 from ripik_clf.data.images import load_for_model
 from ripik_clf.data.splits import load_or_make_splits
 from ripik_clf.errors import UserError
-from ripik_clf.train.phases import (
-    build_classifier,
-    feature_extractor,
-    model_data,
-    run_dir,
-    train_full,
-    train_head,
-    unfreeze,
-)
+from ripik_clf.models.classifier import build_classifier, feature_extractor, unfreeze
+from ripik_clf.train.phases import model_data, run_dir, train_full, train_head
 
 
 @pytest.fixture(scope="module")

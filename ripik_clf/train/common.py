@@ -1,0 +1,257 @@
+"""What the training phases share: the data of a run, its record, the loss, the lock.
+
+Run directory ``WORKDIR/runs/<run>/`` (see :mod:`ripik_clf.workdir`): ``config.yaml``,
+the run record, ``history_<phase>.csv``, ``<phase>.keras``, ``metrics.json``,
+``val_probabilities_<phase>.csv``, ``skipped.csv``.
+"""
+
+import functools
+import sys
+
+import keras
+import numpy as np
+
+from ripik_clf import workdir as wd
+from ripik_clf.data.dataset import class_names, load_dataset
+from ripik_clf.data.splits import load_or_make_splits, refuse_other_split, split_record
+from ripik_clf.errors import UserError
+from ripik_clf.locks import exclusive
+from ripik_clf.report.metrics import classification_metrics
+from ripik_clf.workdir import run_name
+
+VERBOSE = 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, one line per epoch in logs
+
+
+def run_dir(config, run):
+    return wd.run_dir(config.workdir, run)
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def model_data(config, model_name, *, fold=None, resplit=False):
+    """Training and validation files for one model, as absolute paths and class indices.
+
+    ``original`` trains on the training split; ``augmented`` adds the offline copies of
+    those images. Validation is always real images, never a copy. With K folds, fold k
+    validates on the images of fold k and trains on the others (and their copies).
+
+    Returns a dict with ``train_versions`` (per source image: its path, then its copies'),
+    ``train_sources_y``, the flat ``train_paths`` / ``train_y`` (every version),
+    ``val_paths`` / ``val_y``, ``split`` (see :func:`ripik_clf.data.splits.split_record`) and
+    ``held_out`` (the images this model never trains on).
+    """
+    dataset, _ = load_dataset(config.data)
+    splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+    folds = int(splits["fold"].max()) + 1 if (splits["split"] == "fold").all() else 0
+    if folds and not (fold is not None and 0 <= fold < folds):
+        raise UserError(f"fold {fold} is out of range: the split has folds 0..{folds - 1}")
+    if not folds and fold is not None:
+        raise UserError(f"--fold {fold} needs a k-fold split (split.folds: K >= 2)")
+    classes = class_names(dataset)
+    index = {c: i for i, c in enumerate(classes)}
+    table = splits.merge(dataset[["image", "path"]], on="image")
+    in_val = table.fold == fold if folds else table.split == "val"
+    train, val = table[~in_val], table[in_val]
+    versions = [[p] for p in train["path"]]
+    sources_y = [index[c] for c in train["label"]]
+    if model_name == "augmented":
+        copies = _augmented_copies(config, set(train["image"]), set(val["image"]), not folds)
+        by_source = copies.sort_values("copy").groupby("source")["path"].apply(list).to_dict()
+        for group, image in zip(versions, train["image"]):
+            group += by_source.get(image, [])
+    if config.train.epoch == "all":  # the old recipe: every copy is its own image, each epoch
+        sources_y = [y for group, y in zip(versions, sources_y) for _ in group]
+        versions = [[p] for group in versions for p in group]
+    return {
+        "classes": classes,
+        "train_versions": versions,
+        "train_sources_y": np.array(sources_y),
+        "train_paths": [p for group in versions for p in group],
+        "train_y": np.repeat(np.array(sources_y), [len(g) for g in versions]),
+        "val_paths": list(val["path"]),
+        "val_y": np.array([index[c] for c in val["label"]]),
+        "split": split_record(splits, config.split),
+        "held_out": sorted(val["image"]),
+        "val_images": list(val["image"]),  # in the order of val_paths / val_y
+        "model": model_name,
+        "fold": fold,
+    }
+
+
+def _augmented_copies(config, train_images, val_images, single_split):
+    manifest_path = wd.manifest_path(config.workdir)
+    if not manifest_path.exists():
+        raise UserError(
+            f"no augmented copies in {manifest_path.parent}: "
+            "run augment_offline.py first (or train with --model original)"
+        )
+    manifest = wd.read_manifest(config.workdir)
+    # With K folds every image has copies (each belongs to the other folds' training);
+    # with one split, a copy of a validation image means the runner's pruning failed.
+    leaked = set(manifest["source"]) & val_images if single_split else set()
+    if leaked:  # the runner prunes these; refuse rather than trust it
+        raise UserError(
+            f"augmented copies of {len(leaked)} validation image(s) found, e.g. "
+            f"{sorted(leaked)[0]}: rerun augment_offline.py to prune them"
+        )
+    manifest = manifest[manifest["source"].isin(train_images)]
+    manifest["path"] = [str((manifest_path.parent / p).resolve()) for p in manifest["path"]]
+    return manifest
+
+
+# --- model pieces ----------------------------------------------------------------------
+
+
+def make_loss(train_config):
+    if train_config.loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(
+            gamma=train_config.focal_gamma, label_smoothing=train_config.label_smoothing
+        )
+    return keras.losses.CategoricalCrossentropy(label_smoothing=train_config.label_smoothing)
+
+
+def compile_model(model, optimizer, train_config):
+    model.compile(
+        optimizer=optimizer,
+        loss=make_loss(train_config),
+        metrics=["accuracy", keras.metrics.F1Score(average="macro", name="macro_f1")],
+    )
+
+
+def class_weights(labels, num_classes, enabled):
+    if not enabled:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights)} | {
+        c: 1.0 for c in range(num_classes) if c not in present
+    }
+
+
+def drop_failures(paths, labels, failures):
+    failed = {p for p, _ in failures}
+    keep = [i for i, p in enumerate(paths) if p not in failed]
+    return [paths[i] for i in keep], np.asarray(labels)[keep], keep
+
+
+def one_writer(phase):
+    """Hold the run folder's lock (:mod:`ripik_clf.locks`) while a phase trains."""
+
+    def wrap(train):
+        @functools.wraps(train)
+        def locked(config, model_name, *, fold=None, **options):
+            with exclusive(run_dir(config, run_name(model_name, fold)), f"the {phase} phase"):
+                return train(config, model_name, fold=fold, **options)
+
+        return locked
+
+    return wrap
+
+
+def accelerator_setup(precision="auto"):
+    """Mixed precision when a GPU is present (or asked for); several GPUs: mirrored.
+
+    Returns:
+        the tf.distribute strategy to build and compile the model under.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    mixed = bool(gpus) if precision == "auto" else precision == "mixed"
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def remove_stale_full_phase(out):
+    """A new head makes an earlier full model (and a half-done full run) stale: its class
+    list or split may differ from the run record written now, so it must not be used."""
+    import shutil
+
+    shutil.rmtree(out / "backup_full", ignore_errors=True)
+    stale = (
+        "full.keras",
+        "full_best.keras",
+        "history_full.csv",
+        wd.val_probabilities_path(out, "full").name,
+    )
+    for name in stale:
+        if (out / name).exists():
+            (out / name).unlink()
+            print(f"removed stale {out / name} (made from the previous head model)")
+
+
+# --- run records -----------------------------------------------------------------------
+
+
+def validation_metrics(data, probabilities):
+    """Accuracy and F1 on validation, and the temperature that calibrates the model there
+    (with the expected calibration error before and after it)."""
+    from ripik_clf.predict.calibration import apply_temperature, fit_temperature
+    from ripik_clf.report.metrics import expected_calibration_error
+
+    y = data["val_y"]
+    metrics = classification_metrics(y, probabilities, data["classes"])
+    temperature = fit_temperature(probabilities, y)
+    calibrated = apply_temperature(probabilities, temperature)
+    return metrics | {
+        "temperature": temperature,
+        "val_ece": expected_calibration_error(y, probabilities),
+        "val_ece_calibrated": expected_calibration_error(y, calibrated),
+    }
+
+
+def save_run(out, config, data, size, phase, metrics, probabilities):
+    """Write what later stages read: the resolved config, the validation probabilities,
+    the run record (its temperatures kept per phase) and the phase's metrics."""
+    config.save(out / "config.yaml")
+    wd.write_val_probabilities(out, phase, data["val_images"], data["classes"], probabilities)
+    earlier = wd.read_run_record(out)
+    temperature = (earlier.temperature if earlier else {}) | {phase: metrics["temperature"]}
+    all_metrics = wd.read_run_metrics(out) | {phase: metrics}
+    if phase == "head":  # a new head makes the old full model stale
+        temperature.pop("full", None)
+        all_metrics.pop("full", None)
+    record = wd.RunRecord(
+        classes=data["classes"],
+        image_size=size,
+        backbone=config.train.backbone,
+        weights=config.train.weights,
+        variant=data["model"],
+        fold=data["fold"],
+        split=data["split"],
+        held_out=data["held_out"],
+        trained_with_flips=trained_with_flips(config, data["model"]),
+        temperature=temperature,  # per phase's model, fitted on validation (calibration.py)
+    )
+    wd.write_run_record(out, record)
+    wd.write_run_metrics(out, all_metrics)
+
+
+def trained_with_flips(config, model_name):
+    """Did training show mirrored images? Then flip TTA matches what the model learned."""
+    if config.train.on_the_fly == "flip":
+        return True
+    settings = wd.read_augment_settings(config.workdir)
+    return model_name == "augmented" and bool(settings and settings.get("flips"))
+
+
+def check_run(out, data, tc):
+    """The saved head must match this work directory's split and class list."""
+    record = wd.read_run_record(out, for_model=out / "head.keras")
+    if record.classes != data["classes"]:
+        raise UserError(
+            f"{out} was trained on classes {record.classes}, the data now has "
+            f"{data['classes']}: retrain the head (train.py --phase head)"
+        )
+    refuse_other_split(out.name, record.split, data["split"])
+    if tc.image_size and tc.image_size != record.image_size:
+        raise UserError(
+            f"{out} takes {record.image_size} px images, "
+            f"the config asks for {tc.image_size}: retrain the head"
+        )
+    return record.image_size

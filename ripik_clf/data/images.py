@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ripik_clf.config import DEFAULT_MAX_PIXELS
+
 # File extensions we look at when discovering a dataset (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # Formats as Pillow names them after sniffing the bytes; the extension is not trusted
@@ -19,7 +21,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 # Default refusal threshold: 100 megapixels (e.g. 10,000 x 10,000). A decompression
 # bomb (30,000 x 30,000) is refused from its header, before any pixel is decoded.
-DEFAULT_MAX_PIXELS = 100_000_000
 
 # We enforce our own limit from the header; Pillow's own check would raise mid-way.
 Image.MAX_IMAGE_PIXELS = None

@@ -7,6 +7,7 @@ model needs nothing but pixels. No backbone-specific ``if`` exists anywhere else
 from dataclasses import dataclass
 from pathlib import Path
 
+from ripik_clf.config import DEFAULT_BACKBONE
 from ripik_clf.errors import UserError
 
 MIN_IMAGE_SIZE = 32  # five stride-2 stages: 32 px leaves a 1x1 feature map
@@ -54,7 +55,6 @@ def _registry():
 
 
 BACKBONES = _registry()
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def get_spec(name):

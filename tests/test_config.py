@@ -74,3 +74,12 @@ def test_save_round_trips(tmp_path):
     config = load_config(None, {"augment.copies": 5})
     config.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml").to_dict() == config.to_dict()
+
+
+def test_renamed_ensemble_keys_are_still_read_with_a_note(capsys):
+    config = load_config(None, {"ensemble.adaptive": "auto", "ensemble.weights": "1,2"})
+    assert config.ensemble.tta_threshold == "auto"
+    assert config.ensemble.member_weights == [1.0, 2.0]
+    err = capsys.readouterr().err
+    assert "ensemble.adaptive is now ensemble.tta_threshold" in err
+    assert "ensemble.weights is now ensemble.member_weights" in err

@@ -125,16 +125,44 @@ def model_file(workdir, member):
             f"member {member!r}: a run's model is RUN:PHASE, PHASE one of "
             f"{', '.join(MEMBER_PHASES)} (default full)"
         )
-    return run_dir(workdir, run) / f"{phase or 'full'}.keras"
+    return phase_model(run_dir(workdir, run), phase or "full")
 
 
 def latest_model_file(workdir, run):
     """A run's most trained model: ``full.keras``, else ``head.keras``."""
     folder = run_dir(workdir, run)
     for phase in ("full", "head"):
-        if (folder / f"{phase}.keras").exists():
-            return folder / f"{phase}.keras"
+        if phase_model(folder, phase).exists():
+            return phase_model(folder, phase)
     raise UserError(f"no trained model for run {run!r} in {folder} (train it first)")
+
+
+def phase_model(folder, phase):
+    """A run folder's model file of one phase (``head``, ``probe``, ``full``)."""
+    return Path(folder) / f"{phase}.keras"
+
+
+def history_path(folder, phase):
+    """The per-epoch log Keras' CSVLogger writes for a phase."""
+    return Path(folder) / f"history_{phase}.csv"
+
+
+def config_path(folder):
+    """The resolved config saved with a stage's output (a run, the copies)."""
+    return Path(folder) / "config.yaml"
+
+
+SKIPPED_CSV = "skipped.csv"
+
+
+def write_skipped(folder, skipped, name=SKIPPED_CSV):
+    """``path, reason`` of every file a stage could not use (never dropped silently)."""
+    atomic_write_csv(pd.DataFrame(skipped, columns=["path", "reason"]), Path(folder) / name)
+
+
+def read_skipped(folder):
+    """The paths a run's head phase left out as unreadable."""
+    return set(pd.read_csv(Path(folder) / SKIPPED_CSV)["path"])
 
 
 @dataclass

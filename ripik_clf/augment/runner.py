@@ -16,7 +16,6 @@ from pathlib import Path
 
 import albumentations
 import cv2
-import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import TEMP_MARK, atomic_write
@@ -274,6 +273,5 @@ def _remove_stale(out_dir, planned):
 def _write_reports(out_dir, plan, skipped, shard, config):
     present = plan[[(out_dir / p).exists() for p in plan["path"]]]
     wd.write_manifest(config.workdir, present[["source", "path", "label", "copy"]])
-    table = pd.DataFrame(skipped, columns=["path", "reason"])
-    _write_atomically(out_dir / f"skipped{shard.suffix}.csv", table.to_csv(index=False).encode())
-    config.save(out_dir / "config.yaml")
+    wd.write_skipped(out_dir, skipped, f"skipped{shard.suffix}.csv")
+    config.save(wd.config_path(out_dir))

@@ -229,8 +229,8 @@ def _handle_failures(failures, test_dir, test_ids, policy, out_path):
         )
     failed = {Path(p).relative_to(test_dir).as_posix() for p, _ in failures}
     if failures:
-        skipped = out_path.with_name("skipped.csv")
-        atomic_write_csv(pd.DataFrame(failures, columns=["path", "reason"]), skipped)
+        skipped = out_path.with_name(wd.SKIPPED_CSV)  # beside the submission
+        wd.write_skipped(skipped.parent, failures)
         print(f"warning: skipped {len(failures)} unreadable test image(s), listed in {skipped}:")
         for path, reason in failures[:10]:
             print(f"  {path}: {reason}")

@@ -174,9 +174,9 @@ def remove_stale_full_phase(out):
 
     shutil.rmtree(out / "backup_full", ignore_errors=True)
     stale = (
-        "full.keras",
-        "full_best.keras",
-        "history_full.csv",
+        wd.phase_model(out, "full").name,
+        wd.phase_model(out, "full_best").name,
+        wd.history_path(out, "full").name,
         wd.val_probabilities_path(out, "full").name,
     )
     for name in stale:
@@ -208,7 +208,7 @@ def validation_metrics(data, probabilities):
 def save_run(out, config, data, size, phase, metrics, probabilities):
     """Write what later stages read: the resolved config, the validation probabilities,
     the run record (its temperatures kept per phase) and the phase's metrics."""
-    config.save(out / "config.yaml")
+    config.save(wd.config_path(out))
     wd.write_val_probabilities(out, phase, data["val_images"], data["classes"], probabilities)
     earlier = wd.read_run_record(out)
     temperature = (earlier.temperature if earlier else {}) | {phase: metrics["temperature"]}
@@ -242,7 +242,7 @@ def trained_with_flips(config, model_name):
 
 def check_run(out, data, tc):
     """The saved head must match this work directory's split and class list."""
-    record = wd.read_run_record(out, for_model=out / "head.keras")
+    record = wd.read_run_record(out, for_model=wd.phase_model(out, "head"))
     if record.classes != data["classes"]:
         raise UserError(
             f"{out} was trained on classes {record.classes}, the data now has "

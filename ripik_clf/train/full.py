@@ -44,11 +44,11 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
     out = run_dir(config, run_name(model_name, fold))
-    if not (out / "head.keras").exists():
+    if not wd.phase_model(out, "head").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     size = check_run(out, data, tc)
-    skipped = set(pd.read_csv(out / "skipped.csv")["path"])
+    skipped = wd.read_skipped(out)
     versions, sources_y = _drop_unreadable(data["train_versions"], data["train_sources_y"], skipped)
     clock = EpochClock()
     train_ds, val_ds = _full_phase_datasets(tc, out.name, data, versions, sources_y, size, clock)
@@ -56,7 +56,8 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
     with strategy.scope():
         n = len(data["classes"])
-        model = unfreeze(_load_for_finetuning(out / "head.keras", size, n, tc.dropout))
+        head = wd.phase_model(out, "head")
+        model = unfreeze(_load_for_finetuning(head, size, n, tc.dropout))
         compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
     started = time.perf_counter()
     callbacks = _full_phase_callbacks(out, tc, clock, len(versions)) + list(extra_callbacks)
@@ -70,13 +71,14 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         callbacks=callbacks,
     )
     seconds = time.perf_counter() - started
-    best = keras.models.load_model(out / "full_best.keras")
-    save_model_atomically(best, out / "full.keras")
-    (out / "full_best.keras").unlink()
+    best_path = wd.phase_model(out, "full_best")  # the checkpoint of the best epoch
+    best = keras.models.load_model(best_path)
+    save_model_atomically(best, wd.phase_model(out, "full"))
+    best_path.unlink()
     val_probabilities = best.predict(val_ds, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(
-        epochs=len(pd.read_csv(out / "history_full.csv")),
+        epochs=len(pd.read_csv(wd.history_path(out, "full"))),
         seconds=seconds,
         train_images=len(versions),
         train_versions=sum(map(len, versions)),
@@ -115,7 +117,7 @@ def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
 def _full_phase_callbacks(out, tc, clock, n_sources):
     """Resume state, best-model checkpoint, early stopping, history and progress; a
     resumed run keeps its history and the best score it had reached."""
-    history_csv = out / "history_full.csv"
+    history_csv = wd.history_path(out, "full")
     backup = AtomicBackupAndRestore(out / "backup_full")
     resuming = backup.prepare()
     if not resuming and history_csv.exists():
@@ -124,7 +126,7 @@ def _full_phase_callbacks(out, tc, clock, n_sources):
         clock,  # first: the epoch's versions are chosen from it
         backup,  # resume after an interruption, even a kill -9
         keras.callbacks.ModelCheckpoint(
-            str(out / "full_best.keras"),
+            str(wd.phase_model(out, "full_best")),
             "val_macro_f1",
             mode="max",
             save_best_only=True,

@@ -6,7 +6,6 @@ import time
 
 import keras
 import numpy as np
-import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
@@ -62,12 +61,12 @@ def train_head(config, model_name, *, fold=None, resplit=False):
             keras.callbacks.EarlyStopping(
                 "val_macro_f1", mode="max", patience=tc.head_patience, restore_best_weights=True
             ),
-            keras.callbacks.CSVLogger(str(out / "history_head.csv")),
+            keras.callbacks.CSVLogger(str(wd.history_path(out, "head"))),
         ],
     )
     model = build_classifier(backbone, n, tc.dropout)
     model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
-    save_model_atomically(model, out / "head.keras")
+    save_model_atomically(model, wd.phase_model(out, "head"))
     remove_stale_full_phase(out)
     val_probabilities = head.predict(val_x, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
@@ -119,12 +118,12 @@ def _cached_features(config, model_name, fold, resplit):
     if val_fail:
         raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
     _, train_y, keep = drop_failures(data["train_paths"], data["train_y"], train_fail)
-    pd.DataFrame(train_fail, columns=["path", "reason"]).to_csv(out / "skipped.csv", index=False)
+    wd.write_skipped(out, train_fail)
     if train_fail:  # never silently: say how many and where they are listed
         path, reason = train_fail[0]
         print(
             f"warning: {len(train_fail)} training image(s) unreadable, left out and listed in "
-            f"{out / 'skipped.csv'}; first: {path} ({reason})",
+            f"{out / wd.SKIPPED_CSV}; first: {path} ({reason})",
             file=sys.stderr,
         )
     data["kept_versions"] = keep  # positions in train_paths of the readable versions
@@ -149,7 +148,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
     probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)
     model = build_classifier(backbone, len(data["classes"]), tc.dropout)
     model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
-    save_model_atomically(model, out / "probe.keras")
+    save_model_atomically(model, wd.phase_model(out, "probe"))
     val_probabilities = probe.predict_proba(val_x)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(

@@ -192,7 +192,7 @@ def score_everything(args, submission, wall):
     rows = []
 
     data = model_data(config, "original")
-    classes = data["classes"]
+    classes = data.classes
     y_test = np.array([classes.index(label) for label in truth])
 
     plain, with_tta, names, calibration = [], [], [], []
@@ -204,8 +204,8 @@ def score_everything(args, submission, wall):
             member.model = keras.models.load_model(member.path)
             mode = member_tta(member, config.ensemble.tta)
             # Its temperature for this TTA, fitted on validation as the ensemble does.
-            val_p = predict_members([member], data["val_paths"], mode, calibrated=False)[0][0]
-            member.fitted[mode] = fit_temperature(val_p, data["val_y"])
+            val_p = predict_members([member], data.val_paths, mode, calibrated=False)[0][0]
+            member.fitted[mode] = fit_temperature(val_p, data.val_y)
             p_none = predict_members([member], test_paths, "none")[0][0]
             p_tta = predict_members([member], test_paths, mode)[0][0]
             if phase == "full":

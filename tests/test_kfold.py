@@ -50,8 +50,8 @@ def test_folds_never_train_on_their_validation_images_or_copies(folded):
     seen = []
     for fold in range(FOLDS):
         data = model_data(config, "augmented", fold=fold)
-        val = {_stem(p) for p in data["val_paths"]}
-        assert not val & {_stem(p) for p in data["train_paths"]}
+        val = {_stem(p) for p in data.val_paths}
+        assert not val & {_stem(p) for p in data.train_paths}
         seen += sorted(val)
     assert len(seen) == len(set(seen)) == 18  # the folds cover every image once
 

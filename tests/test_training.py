@@ -66,10 +66,8 @@ def test_no_validation_image_or_copy_in_training(trained):
         folder, name = path.rsplit("/", 2)[-2:]
         return f"{folder}/{name.split('__aug')[0].rsplit('.', 1)[0]}"
 
-    assert not {source_id(p) for p in data["val_paths"]} & {
-        source_id(p) for p in data["train_paths"]
-    }
-    assert len(data["train_paths"]) == 3 * len(set(manifest["source"]))  # originals + 2 copies
+    assert not {source_id(p) for p in data.val_paths} & {source_id(p) for p in data.train_paths}
+    assert len(data.train_paths) == 3 * len(set(manifest["source"]))  # originals + 2 copies
 
 
 def test_copies_of_validation_images_are_refused(trained, tmp_path):
@@ -86,7 +84,7 @@ def test_copies_of_validation_images_are_refused(trained, tmp_path):
 def test_head_on_cached_features_equals_full_model(trained):
     model = keras.models.load_model(run_dir(trained, "original") / "head.keras")
     data = model_data(trained, "original")
-    images = np.stack([load_for_model(p, 32) for p in data["val_paths"]]).astype("float32")
+    images = np.stack([load_for_model(p, 32) for p in data.val_paths]).astype("float32")
     through_model = model.predict(images, verbose=0)
     features = feature_extractor(model.get_layer(index=1)).predict(images, verbose=0)
     kernel, bias = model.get_layer("classifier").get_weights()

@@ -7,6 +7,7 @@ the run record, ``history_<phase>.csv``, ``<phase>.keras``, ``metrics.json``,
 
 import functools
 import sys
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -29,6 +30,25 @@ def run_dir(config, run):
 # --- data ------------------------------------------------------------------------------
 
 
+@dataclass
+class RunData:
+    """The images one run trains and validates on (see :func:`model_data`)."""
+
+    classes: list
+    train_versions: list  # per source image: its path, then its copies' paths
+    train_sources_y: np.ndarray  # class index per source image
+    train_paths: list  # every version, flat
+    train_y: np.ndarray  # class index per version
+    val_paths: list  # real images only, never a copy
+    val_y: np.ndarray
+    val_images: list  # image ids, in the order of val_paths / val_y
+    split: dict  # the split record (data/splits.py: split_record)
+    held_out: list  # sorted ids of the images this run never trains on
+    variant: str  # original | augmented
+    fold: int | None
+    kept_versions: list | None = None  # positions in train_paths of the readable versions
+
+
 def model_data(config, model_name, *, fold=None, resplit=False):
     """Training and validation files for one model, as absolute paths and class indices.
 
@@ -36,10 +56,8 @@ def model_data(config, model_name, *, fold=None, resplit=False):
     those images. Validation is always real images, never a copy. With K folds, fold k
     validates on the images of fold k and trains on the others (and their copies).
 
-    Returns a dict with ``train_versions`` (per source image: its path, then its copies'),
-    ``train_sources_y``, the flat ``train_paths`` / ``train_y`` (every version),
-    ``val_paths`` / ``val_y``, ``split`` (see :func:`ripik_clf.data.splits.split_record`) and
-    ``held_out`` (the images this model never trains on).
+    Returns:
+        a :class:`RunData`.
     """
     dataset, _ = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
@@ -63,20 +81,20 @@ def model_data(config, model_name, *, fold=None, resplit=False):
     if config.train.epoch == "all":  # the old recipe: every copy is its own image, each epoch
         sources_y = [y for group, y in zip(versions, sources_y) for _ in group]
         versions = [[p] for group in versions for p in group]
-    return {
-        "classes": classes,
-        "train_versions": versions,
-        "train_sources_y": np.array(sources_y),
-        "train_paths": [p for group in versions for p in group],
-        "train_y": np.repeat(np.array(sources_y), [len(g) for g in versions]),
-        "val_paths": list(val["path"]),
-        "val_y": np.array([index[c] for c in val["label"]]),
-        "split": split_record(splits, config.split),
-        "held_out": sorted(val["image"]),
-        "val_images": list(val["image"]),  # in the order of val_paths / val_y
-        "model": model_name,
-        "fold": fold,
-    }
+    return RunData(
+        classes=classes,
+        train_versions=versions,
+        train_sources_y=np.array(sources_y),
+        train_paths=[p for group in versions for p in group],
+        train_y=np.repeat(np.array(sources_y), [len(g) for g in versions]),
+        val_paths=list(val["path"]),
+        val_y=np.array([index[c] for c in val["label"]]),
+        val_images=list(val["image"]),
+        split=split_record(splits, config.split),
+        held_out=sorted(val["image"]),
+        variant=model_name,
+        fold=fold,
+    )
 
 
 def _augmented_copies(config, train_images, val_images, single_split):
@@ -194,8 +212,8 @@ def validation_metrics(data, probabilities):
     from ripik_clf.predict.calibration import apply_temperature, fit_temperature
     from ripik_clf.report.metrics import expected_calibration_error
 
-    y = data["val_y"]
-    metrics = classification_metrics(y, probabilities, data["classes"])
+    y = data.val_y
+    metrics = classification_metrics(y, probabilities, data.classes)
     temperature = fit_temperature(probabilities, y)
     calibrated = apply_temperature(probabilities, temperature)
     return metrics | {
@@ -209,7 +227,7 @@ def save_run(out, config, data, size, phase, metrics, probabilities):
     """Write what later stages read: the resolved config, the validation probabilities,
     the run record (its temperatures kept per phase) and the phase's metrics."""
     config.save(wd.config_path(out))
-    wd.write_val_probabilities(out, phase, data["val_images"], data["classes"], probabilities)
+    wd.write_val_probabilities(out, phase, data.val_images, data.classes, probabilities)
     earlier = wd.read_run_record(out)
     temperature = (earlier.temperature if earlier else {}) | {phase: metrics["temperature"]}
     all_metrics = wd.read_run_metrics(out) | {phase: metrics}
@@ -217,15 +235,15 @@ def save_run(out, config, data, size, phase, metrics, probabilities):
         temperature.pop("full", None)
         all_metrics.pop("full", None)
     record = wd.RunRecord(
-        classes=data["classes"],
+        classes=data.classes,
         image_size=size,
         backbone=config.train.backbone,
         weights=config.train.weights,
-        variant=data["model"],
-        fold=data["fold"],
-        split=data["split"],
-        held_out=data["held_out"],
-        trained_with_flips=trained_with_flips(config, data["model"]),
+        variant=data.variant,
+        fold=data.fold,
+        split=data.split,
+        held_out=data.held_out,
+        trained_with_flips=trained_with_flips(config, data.variant),
         temperature=temperature,  # per phase's model, fitted on validation (calibration.py)
     )
     wd.write_run_record(out, record)
@@ -243,12 +261,12 @@ def trained_with_flips(config, model_name):
 def check_run(out, data, tc):
     """The saved head must match this work directory's split and class list."""
     record = wd.read_run_record(out, for_model=wd.phase_model(out, "head"))
-    if record.classes != data["classes"]:
+    if record.classes != data.classes:
         raise UserError(
             f"{out} was trained on classes {record.classes}, the data now has "
-            f"{data['classes']}: retrain the head (train.py --phase head)"
+            f"{data.classes}: retrain the head (train.py --phase head)"
         )
-    refuse_other_split(out.name, record.split, data["split"])
+    refuse_other_split(out.name, record.split, data.split)
     if tc.image_size and tc.image_size != record.image_size:
         raise UserError(
             f"{out} takes {record.image_size} px images, "

@@ -49,13 +49,13 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     size = check_run(out, data, tc)
     skipped = wd.read_skipped(out)
-    versions, sources_y = _drop_unreadable(data["train_versions"], data["train_sources_y"], skipped)
+    versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
     clock = EpochClock()
     train_ds, val_ds = _full_phase_datasets(tc, out.name, data, versions, sources_y, size, clock)
     strategy = accelerator_setup(tc.precision)
     steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
     with strategy.scope():
-        n = len(data["classes"])
+        n = len(data.classes)
         head = wd.phase_model(out, "head")
         model = unfreeze(_load_for_finetuning(head, size, n, tc.dropout))
         compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
@@ -90,7 +90,7 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
 def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
     """The training stream (a version of each source per epoch, chosen by ``clock``) and
     the validation images, as tf.data datasets."""
-    n = len(data["classes"])
+    n = len(data.classes)
     train_ds = versioned_dataset(
         versions,
         sources_y,
@@ -104,8 +104,8 @@ def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
         desc=f"{name}: decode training images",
     )
     val_ds = versioned_dataset(
-        [[p] for p in data["val_paths"]],
-        data["val_y"],
+        [[p] for p in data.val_paths],
+        data.val_y,
         n,
         size,
         tc.batch_size,

@@ -43,7 +43,7 @@ def train_head(config, model_name, *, fold=None, resplit=False):
     data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
         config, model_name, fold, resplit
     )
-    classes = data["classes"]
+    classes = data.classes
     feature_seconds = time.perf_counter() - started
 
     head = head_on_features(train_x.shape[1], len(classes), tc.dropout)
@@ -54,7 +54,7 @@ def train_head(config, model_name, *, fold=None, resplit=False):
         keras.utils.to_categorical(train_y, n),
         batch_size=tc.batch_size,
         epochs=tc.head_epochs,
-        validation_data=(val_x, keras.utils.to_categorical(data["val_y"], n)),
+        validation_data=(val_x, keras.utils.to_categorical(data.val_y, n)),
         class_weight=class_weights(train_y, n, tc.class_weights),
         verbose=VERBOSE,
         callbacks=[
@@ -110,14 +110,14 @@ def _cached_features(config, model_name, fold, resplit):
     out.mkdir(parents=True, exist_ok=True)
     backbone, extractor, size, cache = frozen_backbone(config)
     train_x, train_fail = feature_cache.extract_features(
-        data["train_paths"], extractor, size, cache, desc=f"{model_name} train"
+        data.train_paths, extractor, size, cache, desc=f"{model_name} train"
     )
     val_x, val_fail = feature_cache.extract_features(
-        data["val_paths"], extractor, size, cache, desc=f"{model_name} val"
+        data.val_paths, extractor, size, cache, desc=f"{model_name} val"
     )
     if val_fail:
         raise UserError(f"validation image unreadable: {val_fail[0][0]} ({val_fail[0][1]})")
-    _, train_y, keep = drop_failures(data["train_paths"], data["train_y"], train_fail)
+    _, train_y, keep = drop_failures(data.train_paths, data.train_y, train_fail)
     wd.write_skipped(out, train_fail)
     if train_fail:  # never silently: say how many and where they are listed
         path, reason = train_fail[0]
@@ -126,7 +126,7 @@ def _cached_features(config, model_name, fold, resplit):
             f"{out / wd.SKIPPED_CSV}; first: {path} ({reason})",
             file=sys.stderr,
         )
-    data["kept_versions"] = keep  # positions in train_paths of the readable versions
+    data.kept_versions = keep  # positions in train_paths of the readable versions
     return data, out, size, backbone, (train_x[keep], train_y, val_x)
 
 
@@ -146,7 +146,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
     )
     groups = _source_of_version(data)
     probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)
-    model = build_classifier(backbone, len(data["classes"]), tc.dropout)
+    model = build_classifier(backbone, len(data.classes), tc.dropout)
     model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
     save_model_atomically(model, wd.phase_model(out, "probe"))
     val_probabilities = probe.predict_proba(val_x)
@@ -163,5 +163,5 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
 
 def _source_of_version(data):
     """Source index of every readable training version (for grouped cross-validation)."""
-    sizes = list(map(len, data["train_versions"]))
-    return np.repeat(np.arange(len(sizes)), sizes)[data["kept_versions"]]
+    sizes = list(map(len, data.train_versions))
+    return np.repeat(np.arange(len(sizes)), sizes)[data.kept_versions]

@@ -18,6 +18,7 @@ from ripik_clf.errors import UserError, exit_on_user_error
 
 def parse_args(argv):
     parser = make_parser(__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2])
+    parser.prog = "python -m ripik_clf"  # not "__main__.py"
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="top-k classes for images or folders")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")

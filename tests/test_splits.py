@@ -102,3 +102,14 @@ def test_an_image_that_cannot_be_decoded_is_left_out_of_the_split_and_listed(tmp
     assert [u["image"] for u in meta["unreadable"]] == left_out
     dataset, _ = load_dataset(config.data)  # a later stage: same data, split accepted
     assert load_or_make_splits(dataset, config.split, config.workdir).equals(splits)
+
+
+def test_a_later_stage_never_makes_the_split(small_dataset, tmp_path):
+    from ripik_clf.data.splits import load_splits
+
+    dataset, _ = discover(small_dataset)
+    with pytest.raises(UserError, match="no split in .*: run augment_offline.py"):
+        load_splits(dataset, SplitConfig(), tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+    made = load_or_make_splits(dataset, SplitConfig(), tmp_path / "w")
+    assert load_splits(dataset, SplitConfig(), tmp_path / "w").equals(made)

@@ -128,6 +128,21 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
     return table
 
 
+def load_splits(dataset, split_config, workdir):
+    """The saved split, checked against the data (as :func:`load_or_make_splits`), for a
+    stage that comes after the split: it never makes one.
+
+    Raises:
+        UserError: the work directory has no split, or one of other data or settings.
+    """
+    if not wd.has_split(workdir):
+        raise UserError(
+            f"no split in {workdir}: run augment_offline.py (or train.py) on this work "
+            "directory first"
+        )
+    return load_or_make_splits(dataset, split_config, workdir)
+
+
 def recorded_settings(workdir):
     """The data and split settings the workdir's saved split was made with, as config
     overrides (``{"data.path": ..., "split.folds": ...}``); {} when there is none. Later

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ripik_clf.data.dataset import class_names, load_dataset
-from ripik_clf.data.splits import load_or_make_splits, split_record
+from ripik_clf.data.splits import load_splits, split_record
 from ripik_clf.errors import UserError
 from ripik_clf.predict.calibration import apply_temperature, fit_temperature
 from ripik_clf.predict.members import check_member_splits, predict_members
@@ -79,7 +79,7 @@ def _scored_images(config, members, names):
         raise UserError(
             f"the members were trained on classes {classes}, the data has {class_names(dataset)}"
         )
-    splits = load_or_make_splits(dataset, config.split, config.workdir)
+    splits = load_splits(dataset, config.split, config.workdir)
     if not config.ensemble.allow_mixed:
         check_member_splits(members, split_record(splits, config.split))
     held = {}

@@ -29,10 +29,9 @@ def run_augment(config, *, shard=None, resplit=False, overwrite=False):
     return dataset, splits, len(skipped), summary
 
 
-def run_train(config, phase, *, fold=None, resplit=False, on_result=None):
+def run_train(config, phase, *, fold=None, resplit=False):
     """Train ``phase`` (head, probe or full) of every data variant in ``train.models``,
-    on every fold of a k-fold split (or only ``fold``). ``on_result(run, metrics)`` is
-    called after each run. Returns ``{run: metrics}``."""
+    on every fold of a k-fold split (or only ``fold``). Returns ``{run: metrics}``."""
     from ripik_clf.train.phases import PHASES
 
     train = PHASES[phase]
@@ -50,8 +49,6 @@ def run_train(config, phase, *, fold=None, resplit=False, on_result=None):
                 from ripik_clf.train.tracking import log_to_mlflow
 
                 log_to_mlflow(config, run, phase, results[run])
-            if on_result is not None:
-                on_result(run, results[run])
     return results
 
 

@@ -34,7 +34,6 @@ RUNS = "runs"
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 REPORT = "report"
-PHASES = ("head", "probe", "full")  # the model files a run can hold, in training order
 MEMBER_PHASES = ("full", "head", "probe")  # a member RUN:PHASE; no phase = full
 
 
@@ -140,6 +139,11 @@ def latest_model_file(workdir, run):
 def phase_model(folder, phase):
     """A run folder's model file of one phase (``head``, ``probe``, ``full``)."""
     return Path(folder) / f"{phase}.keras"
+
+
+def full_backup_dir(folder):
+    """Where the full phase keeps its resume state (train/callbacks.py)."""
+    return Path(folder) / "backup_full"
 
 
 def history_path(folder, phase):

@@ -13,7 +13,7 @@ from ripik_clf.audit.report import KINDS, write_audit
 from ripik_clf.audit.signals import BLANK_STD, image_signals
 from ripik_clf.data.dataset import class_names, load_dataset
 from ripik_clf.data.splits import (
-    load_or_make_splits,
+    load_splits,
     make_splits,
     split_record,
 )
@@ -69,9 +69,7 @@ def _sides(dataset, config):
     saved = None
     note = f"the saved split ({wd.split_paths(workdir)[0]})"
     try:
-        if not wd.has_split(workdir):
-            raise UserError("no saved split")
-        splits = load_or_make_splits(dataset, config.split, workdir)
+        splits = load_splits(dataset, config.split, workdir)
         saved = split_record(splits, config.split)
     except UserError:
         splits = make_splits(dataset, config.split)

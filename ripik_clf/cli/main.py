@@ -8,11 +8,13 @@ Examples:
     python -m ripik_clf audit --data photos/ --test test/ --workdir work
 """
 
+import argparse
 import json
 import sys
 
 from ripik_clf import stages
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
+from ripik_clf.config import TTA_MODES
 from ripik_clf.errors import UserError, exit_on_user_error
 
 
@@ -30,7 +32,7 @@ def parse_args(argv):
     )
     predict.add_argument(
         "--tta",
-        choices=["auto", "none", "flip", "d4"],
+        choices=TTA_MODES,
         default="auto",
         help="auto (default): flip for members trained on mirrored images, none otherwise",
     )
@@ -61,16 +63,10 @@ def parse_args(argv):
     add_data_args(audit)
     audit.add_argument("--test", metavar="DIR", help="test folder: also look for copies there")
     for sub in (predict, export, audit):  # the common flags work after the command too
-        sub.add_argument("--config", metavar="FILE", default=argparse_default())
-        sub.add_argument("--workdir", metavar="DIR", default=argparse_default())
-        sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse_default())
+        sub.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+        sub.add_argument("--workdir", metavar="DIR", default=argparse.SUPPRESS)
+        sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def argparse_default():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def predict(args, config):

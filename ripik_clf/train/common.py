@@ -190,17 +190,17 @@ def remove_stale_full_phase(out):
     list or split may differ from the run record written now, so it must not be used."""
     import shutil
 
-    shutil.rmtree(out / "backup_full", ignore_errors=True)
+    shutil.rmtree(wd.full_backup_dir(out), ignore_errors=True)
     stale = (
-        wd.phase_model(out, "full").name,
-        wd.phase_model(out, "full_best").name,
-        wd.history_path(out, "full").name,
-        wd.val_probabilities_path(out, "full").name,
+        wd.phase_model(out, "full"),
+        wd.phase_model(out, "full_best"),
+        wd.history_path(out, "full"),
+        wd.val_probabilities_path(out, "full"),
     )
-    for name in stale:
-        if (out / name).exists():
-            (out / name).unlink()
-            print(f"removed stale {out / name} (made from the previous head model)")
+    for path in stale:
+        if path.exists():
+            path.unlink()
+            print(f"removed stale {path} (made from the previous head model)")
 
 
 # --- run records -----------------------------------------------------------------------

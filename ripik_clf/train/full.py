@@ -118,7 +118,7 @@ def _full_phase_callbacks(out, tc, clock, n_sources):
     """Resume state, best-model checkpoint, early stopping, history and progress; a
     resumed run keeps its history and the best score it had reached."""
     history_csv = wd.history_path(out, "full")
-    backup = AtomicBackupAndRestore(out / "backup_full")
+    backup = AtomicBackupAndRestore(wd.full_backup_dir(out))
     resuming = backup.prepare()
     if not resuming and history_csv.exists():
         history_csv.unlink()

@@ -6,6 +6,7 @@ that names the key and what is allowed.
 """
 
 import dataclasses
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -64,7 +65,10 @@ class SplitConfig:
 class AugmentConfig:
     copies: int = 14  # augmented copies per training image (originals + 14 copies = 15x)
     size: int = 512  # every copy is resized to size x size pixels before augmenting
-    flips: bool = True  # flips and transposes; switch off when orientation carries meaning (digits)
+    # Which mirror images the copies may be: none | horizontal | all (the recipe's
+    # horizontal + vertical flips and transpose: every orientation) | auto (chosen on the
+    # data before any copy is written, see augment/flips.py). true = all, false = none.
+    flips: str | bool = "auto"
     jpeg_quality: int = 95  # quality of the written copies (1-100)
     workers: int = 0  # processes; 0 = one per CPU core
     seed: int = 42  # with the source path and copy index, fixes every copy's randomness
@@ -74,6 +78,13 @@ class AugmentConfig:
         _require(16 <= self.size <= 4096, "augment.size", self.size, "16..4096 pixels")
         _require(1 <= self.jpeg_quality <= 100, "augment.jpeg_quality", self.jpeg_quality, "1..100")
         _require(self.workers >= 0, "augment.workers", self.workers, "0 (all cores) or more")
+        self.flips = FLIP_ALIASES.get(str(self.flips).lower(), str(self.flips).lower())
+        _require(self.flips in FLIP_MODES, "augment.flips", self.flips, " | ".join(FLIP_MODES))
+
+
+FLIP_MODES = ("auto", "none", "horizontal", "all")
+FLIP_CHOICES = FLIP_MODES[1:]  # what auto chooses between
+FLIP_ALIASES = {"true": "all", "false": "none"}  # the old boolean setting
 
 
 MODEL_SOURCES = ("original", "augmented")
@@ -81,6 +92,8 @@ LOSSES = ("crossentropy", "focal")
 ON_THE_FLY = ("none", "flip", "mixup", "cutmix")
 EPOCH_MODES = ("sources", "all")
 OPTIMIZERS = ("adam", "adamw")
+FULL_STARTS = ("best", "head", "probe")
+SELECT_RULES = ("bagged", "greedy", "none")
 TTA_MODES = ("auto", "none", "flip", "d4")
 
 
@@ -98,11 +111,23 @@ class TrainConfig:
     head_lr: float = 1e-3  # Adam
     head_patience: int = 10  # epochs without val macro-F1 gain before stopping
     full_epochs: int = 10  # full phase: every layer but BatchNorm trainable
+    # ... and at least this many optimizer steps: a small dataset gets more epochs
+    # (epochs = max(full_epochs, ceil(full_min_steps / steps per epoch)))
+    full_min_steps: int = 200
     full_lr: float = 1e-4  # peak learning rate, reached after the warm-up, cosine-decayed to 0
     full_warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs (0 = none)
-    full_patience: int = 3
-    optimizer: str = "adam"  # full phase: adam | adamw (decoupled weight decay)
-    weight_decay: float = 1e-4  # adamw only
+    full_patience: int = 4
+    # The model the full phase starts from: best (the better of head.keras and probe.keras
+    # on validation macro-F1, where the probe was trained) | head | probe
+    full_start: str = "best"
+    optimizer: str = "adamw"  # full phase: adam | adamw (decoupled weight decay)
+    # adamw only. Keras multiplies it by the learning rate (as PyTorch's AdamW does), so
+    # 1e-4 would shrink weights by ~1e-8 a step: nothing; 0.01-0.05 is the usual range.
+    weight_decay: float = 0.05
+    # Exponential moving average of the weights (Polyak averaging): validation, the best
+    # checkpoint and full.keras use the averaged weights
+    ema: bool = True
+    ema_momentum: float = 0.99
     # An epoch of the full phase: "sources" = one pass over the source images, each shown as
     # one of its versions (original or a copy), a different one each epoch; "all" = every
     # copy every epoch (the old recipe: 15x the cost of an epoch of the original images).
@@ -115,6 +140,9 @@ class TrainConfig:
     precision: str = "auto"  # auto (mixed when a GPU is present) | mixed | float32
     seed: int = 42
     mlflow: bool = False  # log params, metrics and models to ./mlruns (local file store)
+    # The run to train: runs/<run>/ (null = the variant's name, e.g. runs/original). A run
+    # is one experiment: one variant, backbone, weights, input size and seed.
+    run: str | None = None
 
     def validate(self):
         bad = [m for m in self.models if m not in MODEL_SOURCES]
@@ -130,6 +158,14 @@ class TrainConfig:
             self.optimizer in OPTIMIZERS, "train.optimizer", self.optimizer, " | ".join(OPTIMIZERS)
         )
         _require(0 <= self.weight_decay < 1, "train.weight_decay", self.weight_decay, "0 <= x < 1")
+        _require(0 < self.ema_momentum < 1, "train.ema_momentum", self.ema_momentum, "0 < x < 1")
+        _require(self.full_min_steps >= 0, "train.full_min_steps", self.full_min_steps, ">= 0")
+        _require(
+            self.full_start in FULL_STARTS,
+            "train.full_start",
+            self.full_start,
+            " | ".join(FULL_STARTS),
+        )
         _require(
             0 <= self.full_warmup_epochs <= self.full_epochs,
             "train.full_warmup_epochs",
@@ -164,6 +200,16 @@ class TrainConfig:
 
         get_spec(self.backbone)
         resolve_image_size(self.backbone, self.image_size)
+        if self.run is not None:
+            _require(
+                RUN_NAME.fullmatch(self.run) is not None and ":" not in self.run,
+                "train.run",
+                self.run,
+                "a name of letters, digits, '.', '_', '-' (not starting with '.'), up to 64",
+            )
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass
@@ -179,9 +225,10 @@ class EnsembleConfig:
     id_col: str = "image_id"  # submission column: path relative to the test folder
     label_col: str = "label"  # submission column: predicted class name
     batch_size: int = 32
-    # greedy: members and weights by forward selection on validation macro-F1 (Caruana);
-    # the ensemble is then never below its best member on validation | none: all, equal
-    select: str = "greedy"
+    # bagged: greedy forward selection on bootstrap resamples of validation, weights
+    # averaged (does not fit one lucky image: benchmarks/ensemble_selection.py) |
+    # greedy: forward selection on validation macro-F1 (Caruana) | none: all, equal
+    select: str = "bagged"
     # Two-stage TTA: off | auto (threshold chosen on validation) | a confidence in [0, 1];
     # images whose ensemble confidence is below it get the `tta` views, the rest none.
     tta_threshold: str = "off"
@@ -189,7 +236,9 @@ class EnsembleConfig:
 
     def validate(self):
         _require(self.tta in TTA_MODES, "ensemble.tta", self.tta, " | ".join(TTA_MODES))
-        _require(self.select in ("none", "greedy"), "ensemble.select", self.select, "none | greedy")
+        _require(
+            self.select in SELECT_RULES, "ensemble.select", self.select, " | ".join(SELECT_RULES)
+        )
         _require(
             self.tta_threshold in ("off", "auto") or _is_fraction(self.tta_threshold),
             "ensemble.tta_threshold",

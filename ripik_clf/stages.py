@@ -29,21 +29,26 @@ def run_augment(config, *, shard=None, resplit=False, overwrite=False):
     return dataset, splits, len(skipped), summary
 
 
-def run_train(config, phase, *, fold=None, resplit=False):
+def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     """Train ``phase`` (head, probe or full) of every data variant in ``train.models``,
-    on every fold of a k-fold split (or only ``fold``). Returns ``{run: metrics}``."""
+    on every fold of a k-fold split (or only ``fold``), as run ``train.run`` (default:
+    the variant's name). Returns ``{run: metrics}``."""
     from ripik_clf.train.phases import PHASES
 
     train = PHASES[phase]
     if fold is not None and not config.split.folds:
         raise UserError(f"--fold {fold} needs a k-fold split (set split.folds: K >= 2)")
+    if config.train.run and len(config.train.models) > 1:
+        raise UserError(
+            f"train.run {config.train.run!r} names one run: give train.models one variant"
+        )
     folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
     results = {}
     for variant in config.train.models:
         for k in folds:
-            run = wd.run_name(variant, k)
-            print(f"=== {phase} phase: {run} ({config.train.backbone}) ===")
-            results[run] = train(config, variant, fold=k, resplit=resplit)
+            run = wd.run_name(config.train.run or variant, k)
+            print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
+            results[run] = train(config, variant, fold=k, resplit=resplit, overwrite=overwrite)
             resplit = False  # the split is made once, by the first run
             if config.train.mlflow:
                 from ripik_clf.train.tracking import log_to_mlflow

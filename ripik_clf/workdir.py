@@ -183,6 +183,8 @@ class RunRecord:
     split: dict | None = None  # the split record it was trained on (data/splits.py)
     held_out: list | None = None  # images it never trained on (its validation images)
     trained_with_flips: bool = False
+    flips: str = ""  # the mirror images training showed: none | horizontal | all ("" = older run)
+    seed: int | None = None  # train.seed it was trained with (None = older run)
     temperature: dict = field(default_factory=dict)  # per phase's model file
 
     def temperature_of(self, model_path):
@@ -245,6 +247,18 @@ def write_val_probabilities(folder, phase, images, classes, probabilities):
     table = pd.DataFrame(probabilities, columns=classes, dtype="float64")
     table.insert(0, "image", images)
     atomic_write_csv(table, val_probabilities_path(folder, phase))
+
+
+LEADERBOARD_CSV = "leaderboard.csv"
+
+
+def leaderboard_path(workdir):
+    return Path(workdir) / RUNS / LEADERBOARD_CSV
+
+
+def write_leaderboard(workdir, table):
+    """``runs/leaderboard.csv``: one row per run and phase (report/leaderboard.py)."""
+    atomic_write_csv(table, leaderboard_path(workdir))
 
 
 # --- other folders --------------------------------------------------------------------

@@ -11,7 +11,7 @@ def test_default_yaml_documents_the_defaults():
 
 def test_demo_yaml_is_valid():
     config = load_config(REPO / "configs" / "demo.yaml")
-    assert config.augment.size == 64 and config.augment.flips is False
+    assert config.augment.size == 64 and config.augment.flips == "auto"
 
 
 def test_precedence_file_then_overrides(tmp_path):
@@ -25,7 +25,9 @@ def test_strings_from_the_command_line_are_typed():
     config = load_config(
         None, {"augment.flips": "false", "data.path": "null", "split.val_fraction": "0.25"}
     )
-    assert config.augment.flips is False and config.data.path is None
+    assert config.augment.flips == "none" and config.data.path is None
+    old_true = load_config(None, {"augment.flips": True})  # the old boolean, from YAML
+    assert old_true.augment.flips == "all"
     assert config.split.val_fraction == 0.25
 
 

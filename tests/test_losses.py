@@ -46,4 +46,15 @@ def test_full_phase_warm_up_then_cosine_decay():
     assert lrs[0] == 0 and lrs[1] == pytest.approx(5e-5) and lrs[2] == pytest.approx(1e-4)
     assert lrs[2] > lrs[3] > lrs[4] and lrs[4] == pytest.approx(0, abs=1e-9)
     adamw = full_phase_optimizer(TrainConfig(optimizer="adamw"), steps_per_epoch=10)
-    assert type(adamw).__name__ == "AdamW" and adamw.weight_decay == pytest.approx(1e-4)
+    # The default decay acts: Keras multiplies it by the learning rate (~5e-6 a step here).
+    assert type(adamw).__name__ == "AdamW" and adamw.weight_decay == pytest.approx(0.05)
+    assert adamw.use_ema and adamw.ema_momentum == pytest.approx(0.99)
+    assert not full_phase_optimizer(TrainConfig(ema=False), steps_per_epoch=10).use_ema
+
+
+def test_the_full_phase_runs_at_least_its_minimum_steps():
+    from ripik_clf.train.full import full_phase_epochs
+
+    assert full_phase_epochs(TrainConfig(full_epochs=10, full_min_steps=200), 14) == 15
+    assert full_phase_epochs(TrainConfig(full_epochs=10, full_min_steps=200), 20) == 10
+    assert full_phase_epochs(TrainConfig(full_epochs=3, full_min_steps=0), 5) == 3

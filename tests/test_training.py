@@ -271,7 +271,10 @@ def test_new_head_removes_stale_full_model(trained, capsys, tmp_path):
     out = run_dir(trained, "original")
     shutil.copy(out / "head.keras", out / "full.keras")  # stands in for a full phase
     (out / "history_full.csv").write_text("epoch\n0\n")
-    train_head(trained, "original")
+    with pytest.raises(UserError, match="already has head.keras, full.keras.*--overwrite"):
+        train_head(trained, "original")  # a finished model is never replaced unasked
+    assert (out / "full.keras").exists()
+    train_head(trained, "original", overwrite=True)
     assert not (out / "full.keras").exists() and not (out / "history_full.csv").exists()
     assert "removed stale" in capsys.readouterr().out
     assert "full" not in json.loads((out / "metrics.json").read_text())
@@ -284,7 +287,7 @@ def _head_phase_exit_code(config, model):
     with pytest.raises(SystemExit) as exit_info:
         train_script.main(
             ["--data", config.data.path, "--workdir", config.workdir, "--phase", "head",
-             "--model", model, "--image-size", "32"]
+             "--model", model, "--image-size", "32", "--overwrite"]
         )  # fmt: skip
     return exit_info.value.code
 
@@ -309,7 +312,8 @@ def test_a_second_writer_of_a_run_stops_and_names_the_holder(trained, capsys, tm
     finally:
         holder.kill()
         holder.wait()
-    metrics = train_head(trained, "original")  # the lock died with its holder (kill -9)
+    # the lock died with its holder (kill -9)
+    metrics = train_head(trained, "original", overwrite=True)
     assert metrics["epochs"] >= 1
 
 

@@ -19,7 +19,22 @@ import pandas as pd
 RECIPE_VERSION = 1
 
 
-def build_recipe(flips=True):
+def flip_transforms(flips):
+    """The mirror transforms of a flips mode: none, horizontal, or all (horizontal and
+    vertical flip and transpose at p=0.5 each: the 8 orientations, equally likely)."""
+    flips = {True: "all", False: "none"}.get(flips, flips)
+    if flips == "horizontal":
+        return [A.HorizontalFlip(p=0.5)]
+    if flips == "all":
+        return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Transpose(p=0.5)]
+    if flips == "none":
+        return []
+    raise ValueError(
+        f"flips must be none, horizontal or all (auto is resolved before), not {flips!r}"
+    )
+
+
+def build_recipe(flips="all"):
     """The reference recipe's random transforms (the fixed resize happens before them).
 
     Ported to albumentations 2.x: ``Flip`` became ``HorizontalFlip`` + ``VerticalFlip``,
@@ -27,12 +42,12 @@ def build_recipe(flips=True):
     ``GaussNoise``/``CoarseDropout`` take ranges relative to the image.
 
     Args:
-        flips: include the flips and the transpose. Switch off when orientation carries
-            the label (digits, text, 'left' vs 'right' classes).
+        flips: ``all`` (the recipe: both flips and the transpose), ``horizontal`` or
+            ``none`` (orientation carries the label: digits, text, arrows); True / False
+            are the old names of all / none.
     """
-    flip_transforms = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Transpose(p=0.5)]
     return A.Compose(
-        (flip_transforms if flips else [])
+        flip_transforms(flips)
         + [
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
             A.OneOf(

@@ -97,7 +97,8 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     """
     aug = config.augment
     out_dir = wd.augmented_dir(config.workdir)
-    _check_settings(config.workdir, aug, overwrite)
+    auto = resolve_auto_flips(config, dataset, splits, overwrite)  # sets aug.flips if auto
+    _check_settings(config.workdir, aug, overwrite, auto)
     train = training_images(splits).merge(dataset[["image", "path"]], on="image")
     plan = augment.plan_copies(train[["image", "label"]], aug.copies)
     removed = _remove_stale(out_dir, set(plan["path"]))
@@ -227,13 +228,22 @@ def _settings_record(aug):
     }
 
 
-def _check_settings(workdir, aug, overwrite):
-    """Refuse to mix copies made with other settings into this run (or wipe them)."""
+def _made_with(made):
+    """The settings a settings.json records, in today's terms (flips true/false were
+    the old names of all/none)."""
+    made = {k: made.get(k) for k in ("recipe_version", "size", "flips", "jpeg_quality", "seed")}
+    made["flips"] = {True: "all", False: "none"}.get(made["flips"], made["flips"])
+    return made
+
+
+def _check_settings(workdir, aug, overwrite, auto=None):
+    """Refuse to mix copies made with other settings into this run (or wipe them).
+    ``auto``: how ``flips: auto`` chose, recorded with the settings."""
     out_dir = wd.augmented_dir(workdir)
     wanted = _settings_record(aug)
     made = wd.read_augment_settings(workdir)
     if made is not None:
-        made.pop("albumentations", None)
+        made = _made_with(made)
         if made != wanted:
             if not overwrite:
                 changed = ", ".join(
@@ -245,7 +255,55 @@ def _check_settings(workdir, aug, overwrite):
                 )
             shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wd.write_augment_settings(workdir, dict(wanted, albumentations=albumentations.__version__))
+    record = dict(wanted, albumentations=albumentations.__version__)
+    if auto is not None:
+        record["flips_auto"] = auto
+    wd.write_augment_settings(workdir, record)
+
+
+def resolve_auto_flips(config, dataset, splits, overwrite=False):
+    """``augment.flips: auto`` -> none | horizontal | all, measured on this split (see
+    augment/flips.py), or read back from settings.json when copies were already made with
+    a measured choice (with the same backbone; ``overwrite`` measures again, so copies
+    on disk never change their flips behind the user's back). Prints scores and choice.
+
+    Returns:
+        the measurement to record (None when flips was set by hand).
+    """
+    from ripik_clf.augment.flips import measure_flips
+    from ripik_clf.data.splits import split_record
+
+    aug = config.augment
+    if aug.flips != "auto":
+        return None
+    split = split_record(splits, config.split)["assignment"]
+    made = wd.read_augment_settings(config.workdir) or {}
+    auto = made.get("flips_auto")
+    known = isinstance(auto, dict) and auto.get("chosen") in ("none", "horizontal", "all")
+    if known and auto.get("backbone") == config.train.backbone and not overwrite:
+        where = "this split" if auto.get("split") == split else "an earlier split"
+        print(f"flips: auto -> {auto['chosen']} (measured before, on {where})")
+    else:
+        print("flips: auto: measuring which orientations keep the labels (a linear probe)")
+        auto = measure_flips(config, dataset, splits) | {"split": split}
+        print(flips_table(auto))
+    aug.flips = auto["chosen"]
+    return auto
+
+
+def flips_table(auto):
+    lines = [
+        f"flips: auto on {auto['train_images']} training / {auto['val_images']} validation "
+        f"images ({auto['backbone']}, {auto['image_size']} px); lowest log loss wins",
+        "| flips | val log loss | val macro-F1 | val accuracy |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in auto["scores"].items():
+        mark = " (chosen)" if name == auto["chosen"] else ""
+        lines.append(
+            f"| {name}{mark} | {s['log_loss']:.4f} | {s['macro_f1']:.4f} | {s['accuracy']:.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def _remove_stale(out_dir, planned):

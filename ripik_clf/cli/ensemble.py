@@ -5,7 +5,7 @@ import sys
 
 from ripik_clf import stages
 from ripik_clf.cli.common import make_parser, resolve_config
-from ripik_clf.config import TTA_MODES
+from ripik_clf.config import SELECT_RULES, TTA_MODES
 from ripik_clf.report.markdown import metrics_table
 
 
@@ -45,7 +45,7 @@ def _add_voting_flags(parser):
         type=float,
         metavar="W",
         help="soft-voting weight per member family (fold runs of one data variant share "
-        "one), in --members order (default: chosen by --select greedy on validation)",
+        "one), in --members order (default: chosen by --select on validation)",
     )
     parser.add_argument(  # the old name; train.py's --weights means ImageNet weights
         "--weights", nargs="+", type=float, metavar="W", help=argparse.SUPPRESS
@@ -58,8 +58,9 @@ def _add_voting_flags(parser):
     )
     parser.add_argument(
         "--select",
-        choices=["none", "greedy"],
-        help="greedy (default): choose members and weights on validation macro-F1 "
+        choices=SELECT_RULES,
+        help="bagged (default): greedy selection on bootstrap resamples of validation, "
+        "weights averaged; greedy: plain forward selection on validation macro-F1 "
         "(Caruana et al.); none: every member, equal weights. --member-weights turns it off",
     )
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""``python -m ripik_clf predict|export|audit``: predictions, exports and a data audit.
+"""``python -m ripik_clf predict|export|audit|runs``: predictions, exports, a data audit
+and the table of runs.
 
 Examples:
     python -m ripik_clf predict photo.jpg more_photos/ --top-k 3
@@ -6,6 +7,7 @@ Examples:
     python -m ripik_clf export augmented --format tflite --quantize float16
     python -m ripik_clf export work/runs/original/full.keras --format savedmodel
     python -m ripik_clf audit --data photos/ --test test/ --workdir work
+    python -m ripik_clf runs --workdir work      # every run and phase, best first
 """
 
 import argparse
@@ -62,7 +64,10 @@ def parse_args(argv):
     )
     add_data_args(audit)
     audit.add_argument("--test", metavar="DIR", help="test folder: also look for copies there")
-    for sub in (predict, export, audit):  # the common flags work after the command too
+    commands.add_parser(
+        "runs", help="the runs table (validation scores, time): also WORKDIR/runs/leaderboard.csv"
+    )
+    for sub in commands.choices.values():  # the common flags work after the command too
         sub.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
         sub.add_argument("--workdir", metavar="DIR", default=argparse.SUPPRESS)
         sub.add_argument("--set", metavar="KEY=VALUE", action="append", default=argparse.SUPPRESS)
@@ -119,6 +124,17 @@ def audit(args, config):
     stages.run_audit(config)
 
 
+def runs(args, config):
+    from ripik_clf.report.leaderboard import format_table, write_leaderboard
+    from ripik_clf.workdir import leaderboard_path
+
+    table = write_leaderboard(config.workdir, config.train.batch_size)
+    if table.empty:
+        raise UserError(f"no runs in {config.workdir}: train one with train.py --phase head")
+    print(format_table(table))
+    print(f"\n{table['run'].nunique()} run(s); written to {leaderboard_path(config.workdir)}")
+
+
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
@@ -126,4 +142,5 @@ def main(argv=None):
         if not hasattr(args, name):
             setattr(args, name, None)
     config = resolve_config(args, {"test": "data.test"})
-    {"predict": predict, "export": export, "audit": audit}[args.command](args, config)
+    commands = {"predict": predict, "export": export, "audit": audit, "runs": runs}
+    commands[args.command](args, config)

@@ -31,6 +31,18 @@ def build_parser(description, epilog, with_phase):
         help="train only this model: original or augmented (default: all of train.models)",
     )
     group.add_argument(
+        "--run",
+        metavar="NAME",
+        help="the run (experiment) to train: runs/NAME/ (default: the variant's name). "
+        "One run = one variant, backbone, input size and seed; a new setting needs a new "
+        "NAME or --overwrite",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run's finished model, or a run trained with other settings",
+    )
+    group.add_argument(
         "--fold",
         type=int,
         metavar="K",
@@ -67,6 +79,7 @@ def config_from_args(args, phase):
         "epochs": epochs_key,
         "lr": lr_key,
         "mlflow": "train.mlflow",
+        "run": "train.run",
     }
     config = resolve_config(args, flags)
     if args.model is not None:
@@ -75,13 +88,33 @@ def config_from_args(args, phase):
                 f"unknown model {args.model!r}; known: {', '.join(config.train.models)}"
             )
         config.train.models = [args.model]
+    elif config.train.run and len(config.train.models) > 1:
+        config.train.models = [_variant_of_run(config)]
     return config
+
+
+def _variant_of_run(config):
+    """A named run trains one variant: the one it was trained with, else the first of
+    train.models (``--model`` chooses another)."""
+    from ripik_clf import workdir as wd
+
+    folder = wd.run_dir(config.workdir, config.train.run)
+    folds = [wd.run_dir(config.workdir, wd.run_name(config.train.run, 0)), folder]
+    for candidate in folds:
+        record = wd.read_run_record(candidate)
+        if record is not None and record.variant in config.train.models:
+            return record.variant
+    variant = config.train.models[0]
+    print(f"run {config.train.run}: variant {variant} (--model chooses another)")
+    return variant
 
 
 def run_phase(args, phase):
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
-    results = stages.run_train(config, phase, fold=args.fold, resplit=args.resplit)
+    results = stages.run_train(
+        config, phase, fold=args.fold, resplit=args.resplit, overwrite=args.overwrite
+    )
     print_summary(phase, results)
 
 

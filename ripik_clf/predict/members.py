@@ -68,12 +68,7 @@ def resolve_members(workdir, names, default_names):
                 f"members {first.name} and {other.name} have different class lists: "
                 f"{', '.join(map(str, diff[:5]))}"
             )
-        if other.image_size != first.image_size:
-            raise UserError(
-                f"members {first.name} ({first.image_size} px) and {other.name} "
-                f"({other.image_size} px) take different input sizes"
-            )
-    return members
+    return members  # input sizes may differ: each member predicts at its own
 
 
 def _member(workdir, name):
@@ -123,28 +118,40 @@ def load_members(members):
 
 
 def predict_members(members, paths, tta, batch_size=32, progress=None, calibrated=True):
-    """Per-member TTA softmaxes for ``paths``, decoding each image once. ``tta`` is a
-    mode of ``config.TTA_MODES`` (``auto`` resolved per member by :func:`member_tta`).
-    ``calibrated``: each member's temperature applied (:mod:`ripik_clf.predict.calibration`).
+    """Per-member TTA softmaxes for ``paths``, each member at its own input size; each
+    image is decoded once per size. ``tta`` is a mode of ``config.TTA_MODES`` (``auto``
+    resolved per member by :func:`member_tta`). ``calibrated``: each member's
+    temperature applied (:mod:`ripik_clf.predict.calibration`).
 
     Returns:
         (probabilities ``(M, N, C)`` with NaN rows for unreadable images, failures).
     """
-    size, n_classes = members[0].image_size, len(members[0].classes)
+    n_classes = len(members[0].classes)
+    sizes = list(dict.fromkeys(m.image_size for m in members))
     out = np.full((len(members), len(paths), n_classes), np.nan)
     failures = []
+    chunk = batch_size * 8  # every size's batches of one chunk, then the next chunk
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for positions, images, failed in decoded_batches(paths, size, batch_size, pool):
-            failures += failed
-            if len(positions):
-                for m, member in enumerate(members):
-                    p = predict_tta(member.model, images.astype("float32"), member_tta(member, tta))
-                    out[m, positions] = apply_temperature(
-                        p, member.temperature_for(tta) if calibrated else 1
-                    )
-            if progress is not None:
-                progress.update(len(positions) + len(failed))
+        for start in range(0, len(paths), chunk):
+            part = paths[start : start + chunk]
+            for s, size in enumerate(sizes):
+                for positions, images, failed in decoded_batches(part, size, batch_size, pool):
+                    if s == 0:  # a file unreadable at one size is unreadable at all
+                        failures += failed
+                    rows = np.asarray(positions, dtype=int) + start
+                    if len(positions):
+                        batch = images.astype("float32")
+                        for m, member in enumerate(members):
+                            if member.image_size == size:
+                                out[m, rows] = _member_probabilities(member, batch, tta, calibrated)
+                    if progress is not None and s == 0:
+                        progress.update(len(positions) + len(failed))
     return out, failures
+
+
+def _member_probabilities(member, images, tta, calibrated):
+    p = predict_tta(member.model, images, member_tta(member, tta))
+    return apply_temperature(p, member.temperature_for(tta) if calibrated else 1)
 
 
 def predict_with_members(config, files, names=None, tta="auto"):

@@ -21,7 +21,13 @@ from ripik_clf.predict.members import (
     resolve_members,
 )
 from ripik_clf.predict.validation import validation_probabilities
-from ripik_clf.predict.voting import choose_threshold, greedy_selection, needs_tta, soft_vote
+from ripik_clf.predict.voting import (
+    bagged_greedy_selection,
+    choose_threshold,
+    greedy_selection,
+    needs_tta,
+    soft_vote,
+)
 from ripik_clf.progress import progress
 from ripik_clf.report import tables
 from ripik_clf.report.markdown import EnsembleReport, calibration_section, write_report
@@ -159,18 +165,22 @@ def _write_submission(out_path, ids, probabilities, classes, ens):
 
 
 def _choose_weights(ens, val_probabilities, val_y, names):
-    """The soft-voting weights: given, equal, or chosen by greedy selection on validation."""
-    if ens.member_weights or ens.select != "greedy":  # weights given: the user's choice wins
+    """The soft-voting weights: given, equal, or chosen on validation (bagged or plain
+    greedy selection)."""
+    if ens.member_weights or ens.select == "none":  # weights given: the user's choice wins
         given = [float(w) for w in ens.member_weights]
         return given or [1.0] * len(names), []
-    counts, score = greedy_selection(val_probabilities, val_y)
-    chosen = ", ".join(f"{n} x{c}" for n, c in zip(names, counts) if c)
-    print(f"greedy selection: {chosen} (validation macro-F1 {score:.4f})")
-    return [float(c) for c in counts], [
-        f"Greedy selection (Caruana et al., 2004) chose: {chosen}; "
-        f"validation macro-F1 {score:.4f}.",
-        "",
-    ]
+    if ens.select == "bagged":
+        weights, score = bagged_greedy_selection(val_probabilities, val_y)
+        weights = [round(float(w), 4) for w in weights]
+        how = "Bagged greedy selection (30 bootstrap resamples of validation)"
+    else:
+        counts, score = greedy_selection(val_probabilities, val_y)
+        weights = [float(c) for c in counts]
+        how = "Greedy selection (Caruana et al., 2004)"
+    chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights) if w)
+    print(f"{ens.select} selection: {chosen} (validation macro-F1 {score:.4f})")
+    return weights, [f"{how} chose: {chosen}; validation macro-F1 {score:.4f}.", ""]
 
 
 def _predict_test(ensemble, paths, ens, val):

@@ -24,7 +24,10 @@ def member_tta(member, mode):
     (flip TTA only shows it what it learned) and none otherwise."""
     if mode != "auto":
         return mode
-    return "flip" if member.record and member.record.trained_with_flips else "none"
+    record = member.record
+    if record is not None and record.flips:  # a model never shown mirrors gets none
+        return "none" if record.flips == "none" else "flip"
+    return "flip" if record and record.trained_with_flips else "none"
 
 
 def predict_tta(model, images, mode):

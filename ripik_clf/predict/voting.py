@@ -35,15 +35,11 @@ def greedy_selection(probabilities, y_true, rounds=20):
     Returns:
         (weights per member as selection counts, best macro-F1).
     """
-    from sklearn.metrics import f1_score
-
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = list(range(probabilities.shape[2]))
+    n_classes = probabilities.shape[2]
 
     def score(total, count):
-        return f1_score(
-            y_true, (total / count).argmax(1), labels=labels, average="macro", zero_division=0
-        )
+        return macro_f1(y_true, (total / count).argmax(1), n_classes)
 
     counts = np.zeros(len(probabilities), dtype=int)
     total = np.zeros(probabilities.shape[1:])
@@ -56,6 +52,50 @@ def greedy_selection(probabilities, y_true, rounds=20):
         if scores[choice] > best_score:
             best_counts, best_score = counts.copy(), scores[choice]
     return best_counts, float(best_score)
+
+
+def macro_f1(y_true, y_pred, n_classes):
+    """Macro-F1 over classes ``0..n_classes-1`` (a class with no true and no predicted
+    image scores 0), equal to scikit-learn's ``f1_score(average="macro",
+    zero_division=0)`` with those labels (tested) and ~50x faster: selection calls it
+    thousands of times."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes)[:n_classes]
+    true = np.bincount(y_true, minlength=n_classes)[:n_classes]
+    predicted = np.bincount(y_pred, minlength=n_classes)[:n_classes]
+    denominator = true + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(n_classes), where=denominator > 0)
+    return float(f1.mean())
+
+
+def bagged_greedy_selection(probabilities, y_true, bags=30, rounds=20, seed=0):
+    """Greedy selection on bootstrap resamples of the validation images, weights averaged
+    (Caruana et al., 2004, "bagged ensemble selection").
+
+    Plain greedy takes any strict gain, and on a hundred validation images one image is a
+    gain: it fits the noise and often gives one of two equally good members all the
+    weight. Each bag sees other images, so a member that only wins by chance wins in
+    about half of the bags and the average keeps both; a member that is really better
+    wins in most bags and keeps most of the weight (benchmarks/ensemble_selection.py).
+
+    Returns:
+        (weights per member, summing to 1, validation macro-F1 of the weighted vote).
+    """
+    from sklearn.metrics import f1_score
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(len(probabilities))
+    for _ in range(bags):
+        rows = rng.integers(0, len(y_true), len(y_true))
+        counts, _ = greedy_selection(probabilities[:, rows], y_true[rows], rounds)
+        total += counts / counts.sum()
+    weights = total / bags
+    labels = list(range(probabilities.shape[2]))
+    voted = soft_vote(probabilities, weights).argmax(1)
+    score = f1_score(y_true, voted, labels=labels, average="macro", zero_division=0)
+    return weights, float(score)
 
 
 def needs_tta(confidence, threshold):

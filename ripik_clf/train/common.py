@@ -27,6 +27,56 @@ def run_dir(config, run):
     return wd.run_dir(config.workdir, run)
 
 
+def run_of(config, variant, fold=None):
+    """The run a phase trains: ``train.run`` (default: the variant's name), per fold."""
+    return run_name(config.train.run or variant, fold)
+
+
+def claim_run(out, config, variant, size, phase, overwrite):
+    """Refuse to replace what a run folder holds unless ``overwrite``: a run trained with
+    other settings (variant, backbone, weights, input size, seed), or a finished model of
+    this phase or a later one. With ``overwrite``, a run of other settings is cleared."""
+    tc = config.train
+    record = wd.read_run_record(out)
+    wanted = {"variant": variant, "backbone": tc.backbone, "weights": tc.weights,
+              "image_size": size, "seed": tc.seed}  # fmt: skip
+    if record is not None:
+        held = {k: getattr(record, k) for k in wanted}
+        if held["seed"] is None:  # an older run record: its seed was not written
+            held["seed"] = wanted["seed"]
+        changed = {k: (held[k], v) for k, v in wanted.items() if held[k] != v}
+        if changed and not overwrite:
+            said = ", ".join(f"{k} {a!r} (asked: {b!r})" for k, (a, b) in changed.items())
+            raise UserError(
+                f"run {out.name!r} was trained with {said}: name a new run with "
+                f"--run NAME, or pass --overwrite to replace it"
+            )
+        if changed:
+            print(f"replacing run {out.name} (--overwrite): {', '.join(changed)} changed")
+            remove_run_models(out)
+            return
+    later = {"head": ("head", "full"), "probe": ("probe",), "full": ("full",)}[phase]
+    finished = [wd.phase_model(out, p) for p in later if wd.phase_model(out, p).exists()]
+    if finished and not overwrite:
+        raise UserError(
+            f"run {out.name!r} already has {', '.join(p.name for p in finished)}: pass "
+            f"--overwrite to train its {phase} phase again, or --run NAME for a new run"
+        )
+
+
+def remove_run_models(out):
+    """Every model and per-phase file of a run folder (before it is trained anew)."""
+    import shutil
+
+    shutil.rmtree(wd.full_backup_dir(out), ignore_errors=True)
+    for phase in ("head", "probe", "full", "full_best"):
+        for path in (wd.phase_model(out, phase), wd.history_path(out, phase),
+                     wd.val_probabilities_path(out, phase)):  # fmt: skip
+            path.unlink(missing_ok=True)
+    for name in (wd.RUN_JSON, wd.METRICS_JSON):
+        (out / name).unlink(missing_ok=True)
+
+
 # --- data ------------------------------------------------------------------------------
 
 
@@ -161,7 +211,7 @@ def one_writer(phase):
     def wrap(train):
         @functools.wraps(train)
         def locked(config, model_name, *, fold=None, **options):
-            with exclusive(run_dir(config, run_name(model_name, fold)), f"the {phase} phase"):
+            with exclusive(run_dir(config, run_of(config, model_name, fold)), f"the {phase} phase"):
                 return train(config, model_name, fold=fold, **options)
 
         return locked
@@ -216,7 +266,10 @@ def validation_metrics(data, probabilities):
     metrics = classification_metrics(y, probabilities, data.classes)
     temperature = fit_temperature(probabilities, y)
     calibrated = apply_temperature(probabilities, temperature)
+    from sklearn.metrics import log_loss
+
     return metrics | {
+        "nll": float(log_loss(y, probabilities, labels=range(len(data.classes)))),
         "temperature": temperature,
         "val_ece": expected_calibration_error(y, probabilities),
         "val_ece_calibrated": expected_calibration_error(y, calibrated),
@@ -244,18 +297,37 @@ def save_run(out, config, data, size, phase, metrics, probabilities):
         split=data.split,
         held_out=data.held_out,
         trained_with_flips=trained_with_flips(config, data.variant),
+        flips=trained_flips(config, data.variant),
+        seed=config.train.seed,
         temperature=temperature,  # per phase's model, fitted on validation (calibration.py)
     )
     wd.write_run_record(out, record)
     wd.write_run_metrics(out, all_metrics)
 
 
+def trained_flips(config, model_name):
+    """The mirror images training showed: none | horizontal | all. The augmented variant
+    saw its copies' (augment.flips, as chosen); on-the-fly flips follow that choice too."""
+    settings = wd.read_augment_settings(config.workdir) or {}
+    made = {True: "all", False: "none"}.get(settings.get("flips"), settings.get("flips"))
+    copies = made if model_name == "augmented" and made in ("horizontal", "all") else "none"
+    on_the_fly = on_the_fly_flips(config)
+    return max(copies, on_the_fly, key=("none", "horizontal", "all").index)
+
+
+def on_the_fly_flips(config):
+    """What ``train.on_the_fly: flip`` mirrors: the orientations augment.flips chose for
+    this data (horizontal without a choice on record); none when it chose none."""
+    if config.train.on_the_fly != "flip":
+        return "none"
+    settings = wd.read_augment_settings(config.workdir) or {}
+    made = {True: "all", False: "none"}.get(settings.get("flips"), settings.get("flips"))
+    return made if made in ("none", "horizontal", "all") else "horizontal"
+
+
 def trained_with_flips(config, model_name):
     """Did training show mirrored images? Then flip TTA matches what the model learned."""
-    if config.train.on_the_fly == "flip":
-        return True
-    settings = wd.read_augment_settings(config.workdir)
-    return model_name == "augmented" and bool(settings and settings.get("flips"))
+    return trained_flips(config, model_name) != "none"
 
 
 def check_run(out, data, tc):

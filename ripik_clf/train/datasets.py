@@ -207,8 +207,9 @@ def decode_all(paths, image_size, desc="decode"):
 
 
 def _on_the_fly_layer(kind, seed):
-    if kind == "flip":
-        layer = keras.layers.RandomFlip("horizontal", seed=seed)
+    if kind in ("flip", "flip_all"):  # flip_all: augment.flips chose every orientation
+        mode = "horizontal" if kind == "flip" else "horizontal_and_vertical"
+        layer = keras.layers.RandomFlip(mode, seed=seed)
         return lambda x, y: (layer(x, training=True), y)
     layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[kind](seed=seed)
 

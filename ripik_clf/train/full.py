@@ -19,48 +19,64 @@ from ripik_clf.train.common import (
     VERBOSE,
     accelerator_setup,
     check_run,
+    claim_run,
     class_weights,
     compile_model,
     model_data,
+    on_the_fly_flips,
     one_writer,
     run_dir,
+    run_of,
     save_run,
     validation_metrics,
 )
+from ripik_clf.train.tracking import tensorboard_callback
 from ripik_clf.train.datasets import EpochClock, versioned_dataset
-from ripik_clf.workdir import run_name
 
 # --- phase 2: full ---------------------------------------------------------------------
 
 
 @one_writer("full")
-def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=()):
+def train_full(
+    config, model_name, *, fold=None, resplit=False, overwrite=False, extra_callbacks=()
+):
     """Fine-tune ``head.keras`` end to end at a low learning rate; save ``full.keras``.
 
     An epoch is one pass over the source images, each shown as one of its versions (the
     original or a copy: a different one each epoch), unless ``train.epoch: all``.
     Interrupted runs resume from the last finished epoch (``backup_full/``).
     """
-    tc = config.train
-    keras.utils.set_random_seed(tc.seed)
-    out = run_dir(config, run_name(model_name, fold))
+    out = run_dir(config, run_of(config, model_name, fold))
     if not wd.phase_model(out, "head").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")
+    config = _with_run_settings(config, wd.read_run_record(out, for_model=out / "head.keras"))
+    tc = config.train
+    keras.utils.set_random_seed(tc.seed)
+    claim_run(out, config, model_name, wd.read_run_record(out).image_size, "full", overwrite)
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     size = check_run(out, data, tc)
     skipped = wd.read_skipped(out)
     versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
-    clock = EpochClock()
-    train_ds, val_ds = _full_phase_datasets(tc, out.name, data, versions, sources_y, size, clock)
-    strategy = accelerator_setup(tc.precision)
     steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
+    tc.full_epochs = full_phase_epochs(tc, steps_per_epoch)  # saved in the run's config
+    start, start_phase, start_score = _start_model(out, tc.full_start)
+    print(
+        f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps, from "
+        f"{start.name} (validation macro-F1 {start_score:.4f})"
+    )
+    clock = EpochClock()
+    on_the_fly = _on_the_fly(config)
+    train_ds, val_ds = _full_phase_datasets(
+        tc, out.name, data, versions, sources_y, size, clock, on_the_fly
+    )
+    strategy = accelerator_setup(tc.precision)
     with strategy.scope():
         n = len(data.classes)
-        head = wd.phase_model(out, "head")
-        model = unfreeze(_load_for_finetuning(head, size, n, tc.dropout))
+        model = unfreeze(_load_for_finetuning(start, size, n, tc.dropout))
         compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
     started = time.perf_counter()
-    callbacks = _full_phase_callbacks(out, tc, clock, len(versions)) + list(extra_callbacks)
+    callbacks = _full_phase_callbacks(out, tc, clock, len(versions), start_score)
+    callbacks += list(extra_callbacks)
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -72,9 +88,15 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
     )
     seconds = time.perf_counter() - started
     best_path = wd.phase_model(out, "full_best")  # the checkpoint of the best epoch
-    best = keras.models.load_model(best_path)
+    improved = best_path.exists()  # no checkpoint: no epoch beat the starting model
+    if not improved:
+        print(
+            f"note: no epoch beat {start.name} on validation macro-F1 ({start_score:.4f}): "
+            f"full.keras is {start.name}"
+        )
+    best = keras.models.load_model(best_path if improved else start)
     save_model_atomically(best, wd.phase_model(out, "full"))
-    best_path.unlink()
+    best_path.unlink(missing_ok=True)
     val_probabilities = best.predict(val_ds, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(
@@ -82,12 +104,14 @@ def train_full(config, model_name, *, fold=None, resplit=False, extra_callbacks=
         seconds=seconds,
         train_images=len(versions),
         train_versions=sum(map(len, versions)),
+        started_from=start_phase,
+        improved_on_start=improved,
     )
     save_run(out, config, data, size, "full", metrics, val_probabilities)
     return metrics
 
 
-def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
+def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_the_fly):
     """The training stream (a version of each source per epoch, chosen by ``clock``) and
     the validation images, as tf.data datasets."""
     n = len(data.classes)
@@ -100,7 +124,7 @@ def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
         seed=tc.seed,
         clock=clock,
         epochs=tc.full_epochs,
-        on_the_fly=tc.on_the_fly,
+        on_the_fly=on_the_fly,
         desc=f"{name}: decode training images",
     )
     val_ds = versioned_dataset(
@@ -114,27 +138,35 @@ def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock):
     return train_ds, val_ds
 
 
-def _full_phase_callbacks(out, tc, clock, n_sources):
-    """Resume state, best-model checkpoint, early stopping, history and progress; a
-    resumed run keeps its history and the best score it had reached."""
+def _full_phase_callbacks(out, tc, clock, n_sources, start_score):
+    """Resume state, weight averaging, best-model checkpoint, early stopping, history and
+    progress. The checkpoint only keeps an epoch that beats the starting model
+    (``start_score``) and, after a resume, the best score reached before."""
     history_csv = wd.history_path(out, "full")
     backup = AtomicBackupAndRestore(wd.full_backup_dir(out))
     resuming = backup.prepare()
     if not resuming and history_csv.exists():
         history_csv.unlink()
+    logged = _best_logged(history_csv) if resuming else None
+    threshold = max(start_score, logged) if logged is not None else start_score
+    # After the backup (which keeps the raw weights to resume from), so that validation,
+    # the checkpoint and the history see the averaged weights.
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if tc.ema else []
     return [
         clock,  # first: the epoch's versions are chosen from it
         backup,  # resume after an interruption, even a kill -9
+        *ema,
         keras.callbacks.ModelCheckpoint(
             str(wd.phase_model(out, "full_best")),
             "val_macro_f1",
             mode="max",
             save_best_only=True,
-            initial_value_threshold=_best_logged(history_csv) if resuming else None,
+            initial_value_threshold=threshold,
         ),
         keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
         FitProgress(f"full phase {out.name}", n_sources, tc.batch_size, tc.full_epochs),
+        tensorboard_callback(out, "full"),
     ]
 
 
@@ -149,9 +181,58 @@ def full_phase_optimizer(tc, steps_per_epoch):
         warmup_target=tc.full_lr if warmup else None,
         warmup_steps=warmup,
     )
+    ema = {"use_ema": tc.ema, "ema_momentum": tc.ema_momentum}
     if tc.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay)
-    return keras.optimizers.Adam(schedule)
+        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay, **ema)
+    return keras.optimizers.Adam(schedule, **ema)
+
+
+def full_phase_epochs(tc, steps_per_epoch):
+    """``full_epochs``, or more when they would be fewer than ``full_min_steps`` steps."""
+    return max(tc.full_epochs, -(-tc.full_min_steps // max(steps_per_epoch, 1)))
+
+
+def _start_model(folder, rule):
+    """The model fine-tuning starts from, its phase and its validation macro-F1: the head,
+    the probe, or (``best``) the better of the two on validation (ties: the head)."""
+    metrics = wd.read_run_metrics(folder)
+    options = [
+        (phase, float(metrics.get(phase, {}).get("macro_f1", 0.0)))
+        for phase in ("head", "probe")
+        if wd.phase_model(folder, phase).exists() and rule in ("best", phase)
+    ]
+    if not options:
+        raise UserError(
+            f"no {rule}.keras in {folder}: run train.py --phase {rule} first (or set "
+            "train.full_start: best)"
+        )
+    phase, score = max(options, key=lambda option: option[1])  # max keeps the first tie
+    return wd.phase_model(folder, phase), phase, score
+
+
+def _with_run_settings(config, record):
+    """The config with the run's backbone, weights and seed (what its head was trained
+    with): the full phase continues that run whatever the config's defaults say."""
+    import copy
+
+    config = copy.deepcopy(config)
+    tc = config.train
+    for key in ("backbone", "weights", "seed"):
+        value = getattr(record, key)
+        if value not in (None, "") and value != getattr(tc, key):
+            print(f"note: this run uses train.{key}={value!r} (its head's)")
+            setattr(tc, key, value)
+    return config
+
+
+def _on_the_fly(config):
+    """train.on_the_fly, with ``flip`` following the orientations augment.flips chose."""
+    if config.train.on_the_fly != "flip":
+        return config.train.on_the_fly
+    flips = on_the_fly_flips(config)
+    if flips == "none":
+        print("note: train.on_the_fly flip is off: augment.flips chose none for this data")
+    return {"none": "none", "horizontal": "flip", "all": "flip_all"}[flips]
 
 
 def _drop_unreadable(versions, sources_y, unreadable):

@@ -17,9 +17,11 @@ from ripik_clf.models.classifier import (
 )
 from ripik_clf.models.registry import create_backbone, resolve_image_size
 from ripik_clf.train import features as feature_cache
+from ripik_clf.train.tracking import tensorboard_callback
 from ripik_clf.train.common import (
     VERBOSE,
     accelerator_setup,
+    claim_run,
     class_weights,
     compile_model,
     drop_failures,
@@ -27,21 +29,21 @@ from ripik_clf.train.common import (
     one_writer,
     remove_stale_full_phase,
     run_dir,
+    run_of,
     save_run,
     validation_metrics,
 )
-from ripik_clf.workdir import run_name
 
 # --- phase 1: head ---------------------------------------------------------------------
 
 
 @one_writer("head")
-def train_head(config, model_name, *, fold=None, resplit=False):
+def train_head(config, model_name, *, fold=None, resplit=False, overwrite=False):
     """Train the classifier head on cached backbone features; save ``head.keras``."""
     tc = config.train
     started = time.perf_counter()
     data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
-        config, model_name, fold, resplit
+        config, model_name, fold, resplit, ("head", overwrite)
     )
     classes = data.classes
     feature_seconds = time.perf_counter() - started
@@ -62,6 +64,7 @@ def train_head(config, model_name, *, fold=None, resplit=False):
                 "val_macro_f1", mode="max", patience=tc.head_patience, restore_best_weights=True
             ),
             keras.callbacks.CSVLogger(str(wd.history_path(out, "head"))),
+            tensorboard_callback(out, "head"),
         ],
     )
     model = build_classifier(backbone, n, tc.dropout)
@@ -97,7 +100,7 @@ def frozen_backbone(config):
     return backbone, feature_extractor(backbone), size, wd.features_dir(config.workdir, tag)
 
 
-def _cached_features(config, model_name, fold, resplit):
+def _cached_features(config, model_name, fold, resplit, claim):
     """The frozen backbone's features of every training version and validation image
     (cached); unreadable training files are dropped and listed in ``skipped.csv``.
 
@@ -106,7 +109,9 @@ def _cached_features(config, model_name, fold, resplit):
     """
     accelerator_setup(config.train.precision)
     data = model_data(config, model_name, fold=fold, resplit=resplit)
-    out = run_dir(config, run_name(model_name, fold))
+    out = run_dir(config, run_of(config, model_name, fold))
+    claim_run(out, config, model_name, resolve_image_size(config.train.backbone,
+              config.train.image_size), *claim)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     backbone, extractor, size, cache = frozen_backbone(config)
     train_x, train_fail = feature_cache.extract_features(
@@ -134,7 +139,7 @@ def _cached_features(config, model_name, fold, resplit):
 
 
 @one_writer("probe")
-def train_probe(config, model_name, *, fold=None, resplit=False):
+def train_probe(config, model_name, *, fold=None, resplit=False, overwrite=False):
     """Fit the logistic probe (C by cross-validation on the training versions, grouped
     by source image so a copy never validates its own original); save ``probe.keras``."""
     from ripik_clf.models.probe import fit_probe, probe_as_dense
@@ -142,7 +147,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False):
     tc = config.train
     started = time.perf_counter()
     data, out, size, backbone, (train_x, train_y, val_x) = _cached_features(
-        config, model_name, fold, resplit
+        config, model_name, fold, resplit, ("probe", overwrite)
     )
     groups = _source_of_version(data)
     probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)

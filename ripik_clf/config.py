@@ -93,6 +93,7 @@ ON_THE_FLY = ("none", "flip", "mixup", "cutmix")
 EPOCH_MODES = ("sources", "all")
 OPTIMIZERS = ("adam", "adamw")
 FULL_STARTS = ("best", "head", "probe")
+FULL_MONITORS = ("val_loss", "val_macro_f1")
 SELECT_RULES = ("bagged", "greedy", "none")
 TTA_MODES = ("auto", "none", "flip", "d4")
 
@@ -117,6 +118,9 @@ class TrainConfig:
     full_lr: float = 1e-4  # peak learning rate, reached after the warm-up, cosine-decayed to 0
     full_warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs (0 = none)
     full_patience: int = 4
+    # What early stopping watches: val_loss (validation cross-entropy: it moves with every
+    # image, where macro-F1 on ~100 images moves in steps of one image) | val_macro_f1
+    full_monitor: str = "val_loss"
     # The model the full phase starts from: best (the better of head.keras and probe.keras
     # on validation macro-F1, where the probe was trained) | head | probe
     full_start: str = "best"
@@ -160,6 +164,12 @@ class TrainConfig:
         _require(0 <= self.weight_decay < 1, "train.weight_decay", self.weight_decay, "0 <= x < 1")
         _require(0 < self.ema_momentum < 1, "train.ema_momentum", self.ema_momentum, "0 < x < 1")
         _require(self.full_min_steps >= 0, "train.full_min_steps", self.full_min_steps, ">= 0")
+        _require(
+            self.full_monitor in FULL_MONITORS,
+            "train.full_monitor",
+            self.full_monitor,
+            " | ".join(FULL_MONITORS),
+        )
         _require(
             self.full_start in FULL_STARTS,
             "train.full_start",

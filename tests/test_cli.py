@@ -16,7 +16,8 @@ from ripik_clf import workdir as wd
 pytestmark = pytest.mark.slow  # two trainings each (CI runs them: make test-slow)
 
 SMALL = ["--set", "train.image_size=32", "--set", "train.weights=none", "--set",
-         "train.head_epochs=2", "--set", "train.batch_size=8", "--model", "original"]  # fmt: skip
+         "train.head_epochs=2", "--set", "train.batch_size=8", "--set", "train.full_min_steps=0",
+         "--model", "original"]  # fmt: skip
 
 
 def _workdir(tmp_path):

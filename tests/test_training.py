@@ -36,6 +36,7 @@ def trained(tmp_path_factory):
             "train.batch_size": 8,
             "train.head_epochs": 3,
             "train.full_epochs": 2,
+            "train.full_min_steps": 0,  # tiny data: no step floor
         },
     )
     dataset, skipped = load_dataset(config.data)
@@ -359,3 +360,28 @@ def test_the_head_phase_says_which_training_images_it_left_out(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "1 training image(s) unreadable, left out and listed in" in err
     assert victim.split("/")[-1] in err
+
+
+def test_the_full_phase_starts_from_the_better_model_and_never_ends_below_it(
+    trained, tmp_path, capsys
+):
+    """full_start: best takes the probe when it beats the head on validation; an epoch
+    that does not beat the starting model is never kept, so with a learning rate too small
+    to change anything full.keras is the starting model itself."""
+    from ripik_clf import workdir as wd
+    from ripik_clf.train.phases import train_probe
+
+    trained = _own_copy(trained, tmp_path)
+    out = run_dir(trained, "original")
+    train_probe(trained, "original")
+    metrics = wd.read_run_metrics(out)
+    start = "probe" if metrics["probe"]["macro_f1"] > metrics["head"]["macro_f1"] else "head"
+    trained.train.full_lr, trained.train.full_warmup_epochs = 1e-12, 0.0
+    trained.train.ema, trained.train.dropout = False, 0.0
+    result = train_full(trained, "original")
+    assert result["started_from"] == start
+    assert result["improved_on_start"] is False
+    assert f"no epoch beat {start}.keras" in capsys.readouterr().out
+    kept = keras.models.load_model(out / "full.keras").get_weights()
+    begun = keras.models.load_model(out / f"{start}.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(kept, begun))

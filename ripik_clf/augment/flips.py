@@ -109,9 +109,11 @@ def _sample(table, limit, seed):
     if len(table) <= limit:
         return table
     share = limit / len(table)
-    return table.groupby("label", group_keys=False).apply(
-        lambda g: g.sample(max(1, int(round(len(g) * share))), random_state=seed)
-    )
+    picked = [
+        group.sample(max(1, int(round(len(group) * share))), random_state=seed).index
+        for _, group in table.groupby("label")
+    ]
+    return table.loc[[i for index in picked for i in index]]
 
 
 def _features(extractor, paths, size, views, batch_size=32):

@@ -53,7 +53,8 @@ def collect_runs(workdir):
 def write_leaderboard(workdir, batch_size):
     """The table as a DataFrame, also written to ``WORKDIR/runs/leaderboard.csv``."""
     table = pd.DataFrame(leaderboard_rows(collect_runs(workdir), batch_size), columns=COLUMNS)
-    wd.write_leaderboard(workdir, table)
+    if len(table):
+        wd.write_leaderboard(workdir, table)
     return table
 
 

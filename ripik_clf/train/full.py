@@ -30,8 +30,8 @@ from ripik_clf.train.common import (
     save_run,
     validation_metrics,
 )
-from ripik_clf.train.tracking import tensorboard_callback
 from ripik_clf.train.datasets import EpochClock, versioned_dataset
+from ripik_clf.train.tracking import tensorboard_callback
 
 # --- phase 2: full ---------------------------------------------------------------------
 
@@ -163,7 +163,11 @@ def _full_phase_callbacks(out, tc, clock, n_sources, start_score):
             save_best_only=True,
             initial_value_threshold=threshold,
         ),
-        keras.callbacks.EarlyStopping("val_macro_f1", mode="max", patience=tc.full_patience),
+        keras.callbacks.EarlyStopping(
+            tc.full_monitor,
+            mode="min" if tc.full_monitor == "val_loss" else "max",
+            patience=tc.full_patience,
+        ),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
         FitProgress(f"full phase {out.name}", n_sources, tc.batch_size, tc.full_epochs),
         tensorboard_callback(out, "full"),

@@ -17,7 +17,6 @@ from ripik_clf.models.classifier import (
 )
 from ripik_clf.models.registry import create_backbone, resolve_image_size
 from ripik_clf.train import features as feature_cache
-from ripik_clf.train.tracking import tensorboard_callback
 from ripik_clf.train.common import (
     VERBOSE,
     accelerator_setup,
@@ -33,6 +32,7 @@ from ripik_clf.train.common import (
     save_run,
     validation_metrics,
 )
+from ripik_clf.train.tracking import tensorboard_callback
 
 # --- phase 1: head ---------------------------------------------------------------------
 

@@ -38,7 +38,12 @@ def log_to_mlflow(config, run, phase, metrics):
             "--mlflow needs MLflow: pip install 'ripik-clf[mlflow]' (or mlflow-skinny)"
         ) from None
     folder = wd.run_dir(config.workdir, run)
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    if uri.startswith("file:"):
+        # MLflow 3 keeps the file store (no server, no database: right for a local,
+        # offline store) behind this switch, "in maintenance mode".
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"{run}-{phase}"):
         mlflow.set_tags({"ripik_clf.run": run, "ripik_clf.phase": phase})

@@ -14,8 +14,9 @@ from ripik_clf.data.splits import recorded_settings
 
 ONE = ["--set", "train.models=original"]  # one data variant: the fast way through
 TRAIN = [*ONE, "--set", "train.image_size=32", "--set", "train.weights=none",
-         "--set", "train.head_epochs=2", "--set", "train.full_epochs=1", "--set", "train.full_min_steps=0",
-         "--set", "train.full_warmup_epochs=0", "--set", "train.batch_size=8"]  # fmt: skip
+         "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",
+         "--set", "train.full_min_steps=0", "--set", "train.full_warmup_epochs=0",
+         "--set", "train.batch_size=8"]  # fmt: skip
 
 
 def test_train_and_ensemble_need_no_data_after_augment(tmp_path):

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo.yaml
 
-.PHONY: demo test test-slow lint format bench bench-accuracy clean venv
+.PHONY: demo test test-slow lint format bench bench-accuracy accurate clean venv
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,22 @@ demo: venv
 	$(PY) train.py --config $(DEMO_CONFIG) --phase head
 	$(PY) train.py --config $(DEMO_CONFIG) --phase full
 	$(PY) ensemble.py --config $(DEMO_CONFIG) --out work/demo/submission.csv
+
+# configs/accurate.yaml: the default Lite0 runs plus Lite2 runs at 260 px, four members.
+#   make accurate DATA=photos/train TEST=photos/test [WORKDIR=work/accurate]
+WORKDIR ?= work/accurate
+ACCURATE := --config configs/accurate.yaml --workdir $(WORKDIR)
+LITE2 := --backbone efficientnet_lite2
+accurate: venv
+	$(PY) augment_offline.py $(ACCURATE) --data $(DATA)
+	for phase in head probe full; do \
+	  $(PY) train.py $(ACCURATE) --phase $$phase || exit 1; \
+	  for variant in original augmented; do \
+	    $(PY) train.py $(ACCURATE) --phase $$phase --run lite2_$$variant --model $$variant \
+	      $(LITE2) || exit 1; \
+	  done; \
+	done
+	$(PY) ensemble.py $(ACCURATE) --test $(TEST) --out $(WORKDIR)/submission.csv
 
 lint: venv
 	$(VENV)/bin/ruff format --check .

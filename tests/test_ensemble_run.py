@@ -120,7 +120,8 @@ def test_members_must_agree(setup, capsys):
         record_path.write_text(json.dumps(dict(record, classes=["a", "b", "d"])))
         assert "different class lists: c, d" in _fails(setup, capsys)
         record_path.write_text(json.dumps(dict(record, image_size=64)))
-        assert "take different input sizes" in _fails(setup, capsys)
+        # Members may differ in size, but a record must match its own model.
+        assert "takes 32 px images but its run.json says 64 px" in _fails(setup, capsys)
     finally:
         record_path.write_text(json.dumps(record))
 

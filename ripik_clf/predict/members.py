@@ -114,6 +114,12 @@ def load_members(members):
             raise UserError(
                 f"{member.path} is not a loadable Keras model: {str(err).splitlines()[0][:200]}"
             ) from None
+        side = member.model.input_shape[1]
+        if side is not None and side != member.image_size:  # members differ, each must agree
+            raise UserError(
+                f"{member.path} takes {side} px images but its run.json says "
+                f"{member.image_size} px: the record does not belong to this model"
+            )
     return members
 
 

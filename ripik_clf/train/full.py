@@ -52,9 +52,9 @@ def train_full(
     config = _with_run_settings(config, wd.read_run_record(out, for_model=out / "head.keras"))
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-    claim_run(out, config, model_name, wd.read_run_record(out).image_size, "full", overwrite)
     data = model_data(config, model_name, fold=fold, resplit=resplit)
-    size = check_run(out, data, tc)
+    size = check_run(out, data, tc)  # another split or class list: that is the news
+    claim_run(out, config, model_name, size, "full", overwrite)
     skipped = wd.read_skipped(out)
     versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
     steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))

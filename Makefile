@@ -14,10 +14,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# --overwrite: a rerun of the demo trains its runs again (a run is never replaced unasked)
 demo: venv
 	$(PY) augment_offline.py --config $(DEMO_CONFIG)
-	$(PY) train.py --config $(DEMO_CONFIG) --phase head
-	$(PY) train.py --config $(DEMO_CONFIG) --phase full
+	$(PY) train.py --config $(DEMO_CONFIG) --phase head --overwrite
+	$(PY) train.py --config $(DEMO_CONFIG) --phase full --overwrite
 	$(PY) ensemble.py --config $(DEMO_CONFIG) --out work/demo/submission.csv
 
 # configs/accurate.yaml: the default Lite0 runs plus Lite2 runs at 260 px, four members.

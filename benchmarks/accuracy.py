@@ -345,8 +345,28 @@ def score_everything(args, submission, wall):
     calibration_lines(calibration, y_test, with_tta, temperatures, weights, report)
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
+    rows += choice_rows(args.workdir, config.train.models)
     rows.insert(0, _row("augment_offline.py (14 copies per training image)", None, None,
                         wall["augment"], None))  # fmt: skip
+    return rows
+
+
+def choice_rows(workdir, variants):
+    """What the defaults chose on this data (validation only): the flips, and the model
+    each full phase started from."""
+    from ripik_clf.workdir import read_augment_settings, read_run_metrics
+
+    rows = []
+    auto = (read_augment_settings(workdir) or {}).get("flips_auto")
+    if auto:
+        losses = " / ".join(f"{name} {s['log_loss']:.4f}" for name, s in auto["scores"].items())
+        rows.append(_row(f"(augment.flips auto chose {auto['chosen']}; probe validation log "
+                         f"loss {losses})", None, None, None, None))  # fmt: skip
+    starts = ", ".join(
+        f"{v} from {read_run_metrics(workdir / 'runs' / v)['full'].get('started_from', 'head')}"
+        for v in variants
+    )
+    rows.append(_row(f"(full phase started from: {starts})", None, None, None, None))
     return rows
 
 

@@ -385,3 +385,18 @@ def test_the_full_phase_starts_from_the_better_model_and_never_ends_below_it(
     kept = keras.models.load_model(out / "full.keras").get_weights()
     begun = keras.models.load_model(out / f"{start}.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(kept, begun))
+
+
+def test_the_full_phase_never_makes_a_split(trained, tmp_path):
+    """A work directory with head.keras but no split: the full phase used to decode every
+    image and write splits.csv before refusing."""
+    from ripik_clf import workdir as wd
+
+    trained = _own_copy(trained, tmp_path)
+    for path in wd.split_paths(trained.workdir):
+        path.unlink()
+    with pytest.raises(UserError, match="no split in"):
+        train_full(trained, "original")
+    assert not any(path.exists() for path in wd.split_paths(trained.workdir))
+    with pytest.raises(UserError, match="never makes a split"):
+        train_full(trained, "original", resplit=True)

@@ -14,7 +14,12 @@ import numpy as np
 
 from ripik_clf import workdir as wd
 from ripik_clf.data.dataset import class_names, load_dataset
-from ripik_clf.data.splits import load_or_make_splits, refuse_other_split, split_record
+from ripik_clf.data.splits import (
+    load_or_make_splits,
+    load_splits,
+    refuse_other_split,
+    split_record,
+)
 from ripik_clf.errors import UserError
 from ripik_clf.locks import exclusive
 from ripik_clf.report.metrics import classification_metrics
@@ -99,7 +104,7 @@ class RunData:
     kept_versions: list | None = None  # positions in train_paths of the readable versions
 
 
-def model_data(config, model_name, *, fold=None, resplit=False):
+def model_data(config, model_name, *, fold=None, resplit=False, make_split=True):
     """Training and validation files for one model, as absolute paths and class indices.
 
     ``original`` trains on the training split; ``augmented`` adds the offline copies of
@@ -110,7 +115,10 @@ def model_data(config, model_name, *, fold=None, resplit=False):
         a :class:`RunData`.
     """
     dataset, _ = load_dataset(config.data)
-    splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+    if make_split:  # the first stage to see the data (head or probe phase)
+        splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+    else:  # a later stage: never makes (or replaces) the split
+        splits = load_splits(dataset, config.split, config.workdir)
     folds = int(splits["fold"].max()) + 1 if (splits["split"] == "fold").all() else 0
     if folds and not (fold is not None and 0 <= fold < folds):
         raise UserError(f"fold {fold} is out of range: the split has folds 0..{folds - 1}")

@@ -52,7 +52,9 @@ def train_full(
     config = _with_run_settings(config, wd.read_run_record(out, for_model=out / "head.keras"))
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-    data = model_data(config, model_name, fold=fold, resplit=resplit)
+    if resplit:
+        raise UserError("the full phase never makes a split: --resplit belongs to the head phase")
+    data = model_data(config, model_name, fold=fold, make_split=False)
     size = check_run(out, data, tc)  # another split or class list: that is the news
     claim_run(out, config, model_name, size, "full", overwrite)
     skipped = wd.read_skipped(out)

@@ -46,6 +46,7 @@ def test_rotated_textures_get_every_orientation(tmp_path):
     assert result["chosen"] == "all", result["scores"]
 
 
+@pytest.mark.slow  # 3,000 feature vectors (about 25 s): make test-slow, CI
 def test_the_demo_digits_get_no_flips(tmp_path, monkeypatch):
     monkeypatch.setattr(flips, "MAX_TRAIN_IMAGES", 400)  # a per-class sample keeps it fast
     from ripik_clf.data.demo import ensure_demo_data

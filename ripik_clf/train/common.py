@@ -80,6 +80,7 @@ def remove_run_models(out):
             path.unlink(missing_ok=True)
     for name in (wd.RUN_JSON, wd.METRICS_JSON):
         (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)
 
 
 # --- data ------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ class TrainConfig:
     full_epochs: int = 10  # full phase: every layer but BatchNorm trainable
     # ... and at least this many optimizer steps: a small dataset gets more epochs
     # (epochs = max(full_epochs, ceil(full_min_steps / steps per epoch)))
-    full_min_steps: int = 200
+    full_min_steps: int = 300
     full_lr: float = 1e-4  # peak learning rate, reached after the warm-up, cosine-decayed to 0
     full_warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs (0 = none)
     full_patience: int = 4
@@ -131,7 +131,7 @@ class TrainConfig:
     # Exponential moving average of the weights (Polyak averaging): validation, the best
     # checkpoint and full.keras use the averaged weights
     ema: bool = True
-    ema_momentum: float = 0.99
+    ema_momentum: float = 0.97
     # An epoch of the full phase: "sources" = one pass over the source images, each shown as
     # one of its versions (original or a copy), a different one each epoch; "all" = every
     # copy every epoch (the old recipe: 15x the cost of an epoch of the original images).

@@ -48,7 +48,7 @@ def test_full_phase_warm_up_then_cosine_decay():
     adamw = full_phase_optimizer(TrainConfig(optimizer="adamw"), steps_per_epoch=10)
     # The default decay acts: Keras multiplies it by the learning rate (~5e-6 a step here).
     assert type(adamw).__name__ == "AdamW" and adamw.weight_decay == pytest.approx(0.05)
-    assert adamw.use_ema and adamw.ema_momentum == pytest.approx(0.99)
+    assert adamw.use_ema and adamw.ema_momentum == pytest.approx(0.97)
     assert not full_phase_optimizer(TrainConfig(ema=False), steps_per_epoch=10).use_ema
 
 

@@ -59,6 +59,7 @@ class SplitConfig:
     def validate(self):
         _require(0 < self.val_fraction < 1, "split.val_fraction", self.val_fraction, "0 < x < 1")
         _require(self.folds == 0 or self.folds >= 2, "split.folds", self.folds, "0, or 2 or more")
+        _require(0 <= self.seed < 2**32, "split.seed", self.seed, "0 <= seed < 2**32")
 
 
 @dataclass
@@ -78,6 +79,7 @@ class AugmentConfig:
         _require(16 <= self.size <= 4096, "augment.size", self.size, "16..4096 pixels")
         _require(1 <= self.jpeg_quality <= 100, "augment.jpeg_quality", self.jpeg_quality, "1..100")
         _require(self.workers >= 0, "augment.workers", self.workers, "0 (all cores) or more")
+        _require(0 <= self.seed < 2**32, "augment.seed", self.seed, "0 <= seed < 2**32")
         self.flips = FLIP_ALIASES.get(str(self.flips).lower(), str(self.flips).lower())
         _require(self.flips in FLIP_MODES, "augment.flips", self.flips, " | ".join(FLIP_MODES))
 
@@ -195,6 +197,7 @@ class TrainConfig:
             "auto | mixed | float32",
         )
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "1 or more")
+        _require(0 <= self.seed < 2**32, "train.seed", self.seed, "0 <= seed < 2**32")
         _require(0 <= self.dropout < 1, "train.dropout", self.dropout, "0 <= x < 1")
         _require(
             0 <= self.label_smoothing < 1,

@@ -85,3 +85,23 @@ def test_renamed_ensemble_keys_are_still_read_with_a_note(capsys):
     err = capsys.readouterr().err
     assert "ensemble.adaptive is now ensemble.tta_threshold" in err
     assert "ensemble.weights is now ensemble.member_weights" in err
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("train.seed", -1), ("split.seed", -5), ("augment.seed", 2**32), ("train.image_size", 0),
+     ("train.image_size", -3)],
+)  # fmt: skip
+def test_seeds_and_sizes_out_of_range_are_one_line(key, value):
+    with pytest.raises(UserError, match=r"train\.|split\.|augment\.|image size"):
+        load_config(None, {key: value})
+
+
+def test_a_dataset_of_one_class_is_refused(tmp_path):
+    from conftest import make_folder_dataset
+    from ripik_clf.data.dataset import load_dataset
+
+    data = make_folder_dataset(tmp_path / "data", {"only": 4})
+    config = load_config(None, {"data.path": str(data)})
+    with pytest.raises(UserError, match="one class .*'only'.* at least two"):
+        load_dataset(config.data)

@@ -211,6 +211,11 @@ def load_dataset(data_config):
         allow_outside_root=data_config.allow_outside_root,
     )
     dataset, record = apply_curation(dataset, data_config.exclude, data_config.relabel)
+    classes = class_names(dataset)
+    if len(classes) == 1:  # it would "learn" it perfectly and report accuracy 1.000
+        raise UserError(
+            f"{path} holds one class ({classes[0]!r}): a classifier needs at least two"
+        )
     dataset.attrs["curation"] = record  # saved with the split
     dataset.attrs["settings"] = data_settings(data_config)  # so later stages need no --data
     return dataset, skipped

@@ -67,7 +67,7 @@ def get_spec(name):
 def resolve_image_size(name, image_size=None):
     """The input size for ``name``: its native size by default; refuse sizes it cannot take."""
     spec = get_spec(name)
-    size = image_size or spec.default_size
+    size = spec.default_size if image_size is None else image_size  # 0 is not "default"
     if size < MIN_IMAGE_SIZE:
         raise UserError(
             f"image size {size} is too small for {name}: at least {MIN_IMAGE_SIZE} pixels"

@@ -297,6 +297,12 @@ class Config:
 
     def validate(self):
         _require(bool(self.workdir), "workdir", "''", "a folder path")
+        _require(
+            not Path(self.workdir).exists() or Path(self.workdir).is_dir(),
+            "workdir",
+            self.workdir,
+            "a folder (this is a file)",
+        )
         for section in _sections(self):
             getattr(self, section).validate()
         return self

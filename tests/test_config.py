@@ -105,3 +105,9 @@ def test_a_dataset_of_one_class_is_refused(tmp_path):
     config = load_config(None, {"data.path": str(data)})
     with pytest.raises(UserError, match="one class .*'only'.* at least two"):
         load_dataset(config.data)
+
+
+def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "w").write_text("not a folder")
+    with pytest.raises(UserError, match="workdir=.*a folder"):
+        load_config(None, {"workdir": str(tmp_path / "w")})

@@ -95,6 +95,8 @@ def _fails(setup, capsys, *extra, out="sub.csv"):
 
 def test_bad_inputs(setup, capsys, tmp_path):
     assert "output folder does not exist" in _fails(setup, capsys, out="nowhere/sub.csv")
+    (setup / "a_folder").mkdir(exist_ok=True)
+    assert "is a folder: name the submission file" in _fails(setup, capsys, out="a_folder")
     assert "3 weights given for 2 members" in _fails(setup, capsys, "--weights", "1", "2", "3")
     assert "no trained model at" in _fails(setup, capsys, "--members", "nothing")
     (tmp_path / "fake.keras").write_text("not a model")

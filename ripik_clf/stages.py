@@ -64,40 +64,47 @@ def run_ensemble(config, out_path, answers=None):
     return ensemble(config, out_path, answers)
 
 
-def run_predict(config, inputs, *, members=None, tta="auto", exported=None):
-    """Probabilities for image files and folders, by the members' soft vote (or by an
-    exported model with its preprocessing spec).
+def run_predict(config, inputs, *, members=None, tta=None, exported=None):
+    """Probabilities for image files and folders: by the last submitted ensemble
+    (``report/ensemble.json``: its members, weights, TTA and temperatures) when neither
+    ``members`` nor ``tta`` is given and there is one; else by the equal-weight soft vote
+    of ``members`` (default ``train.models``) under ``tta`` (default ``ensemble.tta``);
+    or by an exported model with its preprocessing spec.
 
     Returns:
         (classes, image files, probabilities ``(N, C)``, failures ``[(path, reason)]``).
     """
-    from ripik_clf.data.dataset import find_image_files
+    from ripik_clf.predict.ensemble import Ensemble, image_files
     from ripik_clf.predict.export import predict_exported
     from ripik_clf.predict.members import predict_with_members
 
-    files = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += [item / name for name in find_image_files(item)]
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise UserError(f"not found: {item}")
-    if not files:
-        raise UserError(f"no image files in {', '.join(map(str, inputs))}")
+    files = image_files(inputs)
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
+    elif members is None and tta is None and wd.read_ensemble_definition(config.workdir):
+        result = Ensemble.load(config.workdir).predict(files, config.ensemble.batch_size)
+        classes, probabilities, failures = result.classes, result.probabilities, result.failures
     else:
-        classes, probabilities, failures = predict_with_members(config, files, members, tta)
+        classes, probabilities, failures = predict_with_members(
+            config, files, members, tta or config.ensemble.tta
+        )
     return classes, files, probabilities, failures
 
 
 def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256):
-    """Export a run's model and check it against the Keras model on images it never
-    trained on. Returns ``(target, images checked, max |p - p_keras|, agreement)``."""
+    """Export a run's model (``run`` None: the last submitted ensemble, as one model) and
+    check it against Keras on images it never trained on.
+
+    Returns:
+        (target, images checked, max |p - p_keras|, agreement).
+    """
+    out_dir = Path(out) if out else wd.export_dir(config.workdir)
+    if run is None:
+        from ripik_clf.predict.export_ensemble import export_ensemble_checked
+
+        return export_ensemble_checked(config, fmt, out_dir, quantize, check_images)
     from ripik_clf.predict.export import export_checked
 
-    out_dir = Path(out) if out else wd.export_dir(config.workdir)
     return export_checked(config, run, fmt, out_dir, quantize, check_images)
 
 

@@ -296,11 +296,67 @@ def read_report_metrics(workdir):
     return json.loads((report_dir(workdir) / METRICS_JSON).read_text())
 
 
+@dataclass
+class EnsembleMember:
+    """One member of a recorded ensemble: a model file and how it votes."""
+
+    name: str  # as named to ensemble.py: a run, RUN:PHASE, or a .keras path
+    path: str  # its model file; relative to the work directory when inside it
+    family: str  # fold runs of one model form one family and share its weight
+    image_size: int
+    tta: str  # the views it votes with: none | flip | d4 (auto resolved)
+    temperatures: dict  # {views: T} fitted on validation (two-stage TTA uses none too)
+    size_bytes: int = 0  # of the model file when the ensemble was made: a retrained
+    mtime_ns: int = 0  # member is no longer the member that was submitted
+
+
+@dataclass
+class EnsembleDefinition:
+    """``report/ensemble.json``: the ensemble behind the last submission, as ensemble.py
+    predicted with it. ``predict``, ``export --ensemble`` and the Python API
+    (:class:`ripik_clf.predict.ensemble.Ensemble`) rebuild exactly this."""
+
+    members: list  # [EnsembleMember]
+    families: list  # family names, in weight order
+    weights: list  # one per family, for the weighted soft vote of family means
+    tta: str  # the ensemble.tta asked for (members hold the resolved views)
+    temperature: float  # on top of the weighted soft vote
+    classes: list
+    tta_threshold: float | None = None  # two-stage TTA: below this confidence only
+    split: dict | None = None  # the split record the members were validated on
+    validation_macro_f1: float | None = None
+
+    def to_json(self):
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record):
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        known["members"] = [EnsembleMember(**m) for m in known.get("members", [])]
+        return cls(**known)
+
+
+def ensemble_definition_path(workdir):
+    return report_dir(workdir) / ENSEMBLE_JSON
+
+
 def write_ensemble_definition(workdir, definition):
-    """``report/ensemble.json``: the ensemble behind the submission (members, weights,
-    TTA, temperatures), for anyone who scores it again."""
-    atomic_write_text(report_dir(workdir) / ENSEMBLE_JSON, json.dumps(definition, indent=2))
+    """``report/ensemble.json``, written by ensemble.py after the submission."""
+    atomic_write_text(ensemble_definition_path(workdir), json.dumps(definition.to_json(), indent=2))
 
 
 def read_ensemble_definition(workdir):
-    return json.loads((report_dir(workdir) / ENSEMBLE_JSON).read_text())
+    """The last submitted ensemble; None when ensemble.py has not run here (or its record
+    is of an older version, without members' files)."""
+    path = ensemble_definition_path(workdir)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record.get("members"), list) or not all(
+            isinstance(m, dict) for m in record["members"]
+        ):
+            return None  # an older ensemble.json (member names only): not rebuildable
+        return EnsembleDefinition.from_json(record)
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{path} is not an ensemble record: {err}") from None

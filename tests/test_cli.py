@@ -58,5 +58,6 @@ def test_members_of_different_backbones_vote_together(tmp_path):
     metrics = json.loads((runs.parent / "report" / "metrics.json").read_text())
     assert {"original:head | none", "b0:head | none"} <= set(metrics)
     definition = wd.read_ensemble_definition(work)
-    assert definition["members"] == ["original:head", "b0:head"]
-    assert definition["weights"] == [1.0, 1.0]
+    assert [m.name for m in definition.members] == ["original:head", "b0:head"]
+    assert [m.image_size for m in definition.members] == [32, 48]
+    assert definition.weights == [1.0, 1.0]

@@ -1,7 +1,9 @@
 """One ensemble (members and weights) behind the submission and every table."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from PIL import Image
 
 import ensemble
+from ripik_clf import workdir as wd
 from ripik_clf.config import load_config
 from ripik_clf.data.images import load_for_model
 from ripik_clf.predict.calibration import apply_temperature, fit_temperature
@@ -86,13 +89,14 @@ def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
     # with the temperatures the ensemble recorded.
     files = sorted((root / "test").iterdir())
     images = np.stack([load_for_model(f, 32) for f in files]).astype("float32")
-    definition = json.loads((root / "work" / "report" / "ensemble.json").read_text())
+    definition = wd.read_ensemble_definition(root / "work")
+    temperatures = {m.name: m.temperatures for m in definition.members}
     members = []
     for name in ("original", "constant", "constant2"):
         run = root / "work" / "runs" / name
         p = keras.models.load_model(run / "full.keras").predict(images, verbose=0)
-        members.append(apply_temperature(p, definition["member_temperatures"][name]["none"]))
-    expected = apply_temperature(soft_vote(members, [1, 0, 0]), definition["temperature"])
+        members.append(apply_temperature(p, temperatures[name]["none"]))
+    expected = apply_temperature(soft_vote(members, [1, 0, 0]), definition.temperature)
     written = pd.read_csv(root / "probabilities.csv").set_index("image_id")
     np.testing.assert_allclose(written.loc[[f.name for f in files]].to_numpy(), expected, atol=1e-5)
 
@@ -102,7 +106,7 @@ def test_member_temperatures_are_fitted_under_the_tta_they_are_used_with(two_mem
     ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
                    "--test", str(root / "test"), "--out", str(tmp_path / "sub.csv"),
                    "--members", "original", "--tta", "flip"])  # fmt: skip
-    definition = json.loads((root / "work" / "report" / "ensemble.json").read_text())
+    (member,) = wd.read_ensemble_definition(root / "work").members
     # By hand: the mean softmax of each validation image and its mirror image.
     splits = pd.read_csv(root / "work" / "splits.csv")
     val = splits[splits["split"] == "val"]
@@ -111,11 +115,10 @@ def test_member_temperatures_are_fitted_under_the_tta_they_are_used_with(two_mem
     flipped = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
     labels = [list(COLOURS).index(label) for label in val["label"]]
     expected = fit_temperature(flipped, labels)
-    assert definition["member_temperatures"]["original"]["flip"] == pytest.approx(
-        expected, rel=1e-3
-    )
-    # The temperature without TTA is fitted apart (and used for plain predictions).
-    assert set(definition["member_temperatures"]["original"]) == {"none", "flip"}
+    assert member.tta == "flip"
+    assert member.temperatures["flip"] == pytest.approx(expected, rel=1e-3)
+    # The temperature without TTA is fitted apart (two-stage TTA predicts without first).
+    assert set(member.temperatures) == {"none", "flip"}
 
 
 @pytest.mark.slow
@@ -134,3 +137,84 @@ def test_member_weights_change_the_submission_and_the_old_flag_still_works(
     second = pd.read_csv(tmp_path / "b.csv")["label"]
     assert set(second) == {"blue"}  # the constant members alone
     assert set(first) == set(COLOURS)  # the good member alone tells the colours apart
+
+
+def test_predict_and_the_python_api_use_the_submitted_ensemble(two_members, tmp_path, capsys):
+    """Greedy keeps the good member alone; the equal-weight vote of the three (what
+    predict used to do) says "blue" everywhere, so agreeing with the submission is not luck."""
+    from ripik_clf import Ensemble
+    from ripik_clf.cli.main import main as cli
+    from ripik_clf.errors import UserError
+
+    root, work, out = two_members, tmp_path / "work", tmp_path / "sub.csv"
+    shutil.copytree(root / "work", work)
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(work), "--test",
+                   str(root / "test"), "--out", str(out), "--members", "original", "constant",
+                   "constant2", "--tta", "flip", "--select", "greedy"])  # fmt: skip
+    submitted = pd.read_csv(out).set_index("image_id")["label"]
+    written = pd.read_csv(tmp_path / "probabilities.csv").set_index("image_id")
+    capsys.readouterr()
+
+    def predicted(*flags):
+        cli(["predict", str(root / "test"), "--json", "--workdir", str(work), *flags])
+        rows = json.loads(capsys.readouterr().out)["predictions"]
+        return {Path(r["image"]).name: r["top"][0]["class"] for r in rows}
+
+    assert predicted() == submitted.to_dict()
+    assert set(predicted("--members", "original", "constant", "constant2").values()) == {"blue"}
+
+    # The Python API: files and arrays, the submission's labels and probabilities.
+    files = sorted((root / "test").iterdir())
+    loaded = Ensemble.load(work)
+    by_folder = loaded.predict(root / "test")
+    assert by_folder.labels == [submitted[f.name] for f in files]
+    np.testing.assert_allclose(
+        by_folder.probabilities, written.loc[[f.name for f in files]].to_numpy(), atol=1e-5
+    )
+    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    by_array = loaded.predict(arrays)
+    assert by_array.labels == by_folder.labels
+    np.testing.assert_allclose(by_array.probabilities, by_folder.probabilities, atol=1e-5)
+    with pytest.raises(UserError, match="uint8 RGB"):
+        loaded.predict([arrays[0].astype("float32")])
+
+    # A member retrained after the submission is no longer the submitted ensemble.
+    model = work / "runs" / "original" / "full.keras"
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 10**9))
+    with pytest.raises(UserError, match="changed after the ensemble was made"):
+        Ensemble.load(work)
+
+
+@pytest.fixture(scope="module")
+def flip_submission(two_members, tmp_path_factory):
+    """The good member with two-stage flip TTA (threshold 0.9), submitted."""
+    root, tmp = two_members, tmp_path_factory.mktemp("flip_submission")
+    work = tmp / "work"
+    shutil.copytree(root / "work", work)
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(work), "--test",
+                   str(root / "test"), "--out", str(tmp / "sub.csv"), "--members", "original",
+                   "constant", "--tta", "flip", "--select", "greedy",
+                   "--set", "ensemble.tta_threshold=0.9"])  # fmt: skip
+    return work, pd.read_csv(tmp / "sub.csv").set_index("image_id")["label"]
+
+
+@pytest.mark.parametrize(
+    "fmt", ["savedmodel", pytest.param("tflite", marks=pytest.mark.slow),
+            pytest.param("onnx", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_the_exported_ensemble_is_the_submitted_one(two_members, flip_submission, fmt, capsys):
+    from ripik_clf.cli.main import main as cli
+
+    work, submitted = flip_submission
+    out = work.parent / f"export_{fmt}"
+    capsys.readouterr()
+    cli(["export", "--ensemble", "--format", fmt, "--workdir", str(work), "--out", str(out)])
+    printed = capsys.readouterr().out
+    difference = float(printed.split("max |p - p_keras| = ")[1].split(",")[0])
+    assert difference < 1e-4, printed
+    assert "agreement 100.00%" in printed
+    (target,) = [p for p in out.iterdir() if p.name.startswith("ensemble") and "." not in p.name
+                 or p.suffix in (".tflite", ".onnx")]  # fmt: skip
+    cli(["predict", str(two_members / "test"), "--exported", str(target), "--json"])
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert {Path(r["image"]).name: r["top"][0]["class"] for r in rows} == submitted.to_dict()

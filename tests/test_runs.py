@@ -43,7 +43,7 @@ def test_two_backbones_at_two_sizes_are_two_runs_that_vote_together(tmp_path, ca
     ensemble.main(["--workdir", work, "--test", str(tmp_path / "test"), "--out", str(out),
                    "--members", "lite", "b0", "--select", "none", "--tta", "none"])  # fmt: skip
     assert len(pd.read_csv(out)) == 3
-    assert wd.read_ensemble_definition(work)["members"] == ["lite", "b0"]
+    assert wd.read_ensemble_definition(work).families == ["lite", "b0"]
 
     # Another backbone in an existing run is refused in one line that names the ways out.
     code, err = _exit_code(["--phase", "head", "--run", "lite", "--backbone",

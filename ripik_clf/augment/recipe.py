@@ -34,7 +34,19 @@ def flip_transforms(flips):
     )
 
 
-def build_recipe(flips="all"):
+def distortion_group():
+    """The recipe's geometric distortions, one of three at p=0.4."""
+    return A.OneOf(
+        [
+            A.OpticalDistortion(distort_limit=0.2),
+            A.GridDistortion(num_steps=5, distort_limit=0.2),
+            A.ElasticTransform(alpha=30, sigma=6),
+        ],
+        p=0.4,
+    )
+
+
+def build_recipe(flips="all", distortions=True):
     """The reference recipe's random transforms (the fixed resize happens before them).
 
     Ported to albumentations 2.x: ``Flip`` became ``HorizontalFlip`` + ``VerticalFlip``,
@@ -45,6 +57,8 @@ def build_recipe(flips="all"):
         flips: ``all`` (the recipe: both flips and the transpose), ``horizontal`` or
             ``none`` (orientation carries the label: digits, text, arrows); True / False
             are the old names of all / none.
+        distortions: False leaves out the optical / grid / elastic group (measured by
+            ``benchmarks/distortions.py``).
     """
     return A.Compose(
         flip_transforms(flips)
@@ -58,14 +72,7 @@ def build_recipe(flips="all"):
                 ],
                 p=0.5,
             ),
-            A.OneOf(
-                [
-                    A.OpticalDistortion(distort_limit=0.2),
-                    A.GridDistortion(num_steps=5, distort_limit=0.2),
-                    A.ElasticTransform(alpha=30, sigma=6),
-                ],
-                p=0.4,
-            ),
+            *([distortion_group()] if distortions else []),
             A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=10, p=0.4),
             A.CLAHE(clip_limit=2.0, p=0.2),
             A.Affine(

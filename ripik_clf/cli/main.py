@@ -6,6 +6,7 @@ Examples:
     python -m ripik_clf predict test/ --members original augmented --tta flip --json
     python -m ripik_clf export augmented --format tflite --quantize float16
     python -m ripik_clf export work/runs/original/full.keras --format savedmodel
+    python -m ripik_clf export --ensemble --format onnx   # the submitted ensemble, one file
     python -m ripik_clf audit --data photos/ --test test/ --workdir work
     python -m ripik_clf runs --workdir work      # every run and phase, best first
 """
@@ -30,13 +31,15 @@ def parse_args(argv):
         "--members",
         nargs="+",
         metavar="NAME_OR_PATH",
-        help="run names or .keras files (default: train.models)",
+        help="run names or .keras files, voting with equal weights (default: the ensemble "
+        "ensemble.py submitted, else train.models)",
     )
     predict.add_argument(
         "--tta",
         choices=TTA_MODES,
-        default="auto",
-        help="auto (default): flip for members trained on mirrored images, none otherwise",
+        help="TTA for --members (default: ensemble.tta; auto: flip for members trained on "
+        "mirrored images, none otherwise); without --members it replaces the submitted "
+        "ensemble's TTA and weights by the equal-weight vote of train.models",
     )
     predict.add_argument(
         "--exported",
@@ -47,7 +50,15 @@ def parse_args(argv):
     predict.add_argument("--top-k", type=int, default=3, metavar="K")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     export = commands.add_parser("export", help="SavedModel, TFLite or ONNX, checked")
-    export.add_argument("run", metavar="RUN", help="run name under WORKDIR/runs/ or a .keras file")
+    export.add_argument(
+        "run", metavar="RUN", nargs="?", help="run name under WORKDIR/runs/ or a .keras file"
+    )
+    export.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="export the ensemble ensemble.py submitted (every member, its TTA, weights and "
+        "temperatures) as one model, instead of RUN",
+    )
     export.add_argument("--format", required=True, help="savedmodel | tflite | onnx")
     export.add_argument("--quantize", default="none", help="tflite only: none | float16 | dynamic")
     export.add_argument("--out", metavar="DIR", help="output folder (default: WORKDIR/export)")
@@ -56,7 +67,7 @@ def parse_args(argv):
         type=int,
         default=256,
         metavar="N",
-        help="validation images compared with the Keras model (default 256)",
+        help="validation images compared with the Keras model or ensemble (default 256)",
     )
     audit = commands.add_parser(
         "audit",
@@ -106,6 +117,8 @@ def _top(row, classes, k):
 
 
 def export(args, config):
+    if args.ensemble == (args.run is not None):
+        raise UserError("export needs a RUN or --ensemble (one of them)")
     target, checked, difference, agreement = stages.run_export(
         config,
         args.run,
@@ -114,9 +127,10 @@ def export(args, config):
         quantize=args.quantize,
         check_images=args.check_images,
     )
+    versus = "the Keras ensemble" if args.ensemble else "the Keras model"
     print(
-        f"exported {target}; on {checked} validation images: max |p - p_keras| = "
-        f"{difference:.2e}, arg-max agreement {agreement:.2%}"
+        f"exported {target}; against {versus} on {checked} validation images: "
+        f"max |p - p_keras| = {difference:.2e}, arg-max agreement {agreement:.2%}"
     )
 
 

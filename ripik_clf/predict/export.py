@@ -25,9 +25,8 @@ def resolve_model_file(workdir, run):
     return wd.latest_model_file(workdir, run)
 
 
-def export_model(model_path, fmt, out_dir, quantize="none"):
-    """Write the export; returns the path of the exported artefact."""
-
+def check_formats(fmt, quantize):
+    """Refuse an unknown format or quantization, or onnx without its packages."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if quantize not in QUANTIZATIONS:
@@ -43,10 +42,22 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
                 "format onnx needs the packages tf2onnx and onnxruntime: "
                 "pip install tf2onnx onnxruntime"
             ) from None
-    model = serving_model(model_path)
+
+
+def export_model(model_path, fmt, out_dir, quantize="none"):
+    """Write the export of one model file; returns the path of the exported artefact."""
+    check_formats(fmt, quantize)
+    record = wd.read_run_record(model_path.parent)
+    return write_export(
+        serving_model(model_path), fmt, out_dir, model_path.parent.name, quantize, record
+    )
+
+
+def write_export(model, fmt, out_dir, stem, quantize, record):
+    """Export a Keras model as ``<stem>...`` in ``out_dir``, with ``<stem>_classes.json``
+    and ``<stem>_preprocessing.json`` when ``record`` (classes, image_size) is given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = model_path.parent.name
     if fmt == "savedmodel":
         target = out_dir / f"{stem}_savedmodel"
         model.export(str(target), format="tf_saved_model", verbose=False)
@@ -59,7 +70,6 @@ def export_model(model_path, fmt, out_dir, quantize="none"):
         size = model.input_shape[1:]
         model.predict(np.zeros((1, *size), "float32"), verbose=0)
         model.export(str(target), format="onnx", verbose=False)
-    record = wd.read_run_record(model_path.parent)
     if record is not None:  # the class list travels with the export
         atomic_write_text(out_dir / f"{stem}_classes.json", json.dumps(record.classes))
         write_preprocessing_spec(out_dir / f"{stem}_preprocessing.json", target, fmt, record)

@@ -155,6 +155,24 @@ def predict_members(members, paths, tta, batch_size=32, progress=None, calibrate
     return out, failures
 
 
+def predict_arrays(members, arrays, tta, batch_size=32, calibrated=True):
+    """:func:`predict_members` for decoded ``uint8`` RGB arrays of any size, each squashed
+    to every member's input size as :func:`~ripik_clf.data.images.load_for_model` does."""
+    from ripik_clf.data.images import resize_square
+
+    out = np.full((len(members), len(arrays), len(members[0].classes)), np.nan)
+    for size in dict.fromkeys(m.image_size for m in members):
+        for start in range(0, len(arrays), batch_size):
+            part = arrays[start : start + batch_size]
+            batch = np.stack([resize_square(a, size) for a in part]).astype("float32")
+            for m, member in enumerate(members):
+                if member.image_size == size:
+                    out[m, start : start + len(part)] = _member_probabilities(
+                        member, batch, tta, calibrated
+                    )
+    return out, []
+
+
 def _member_probabilities(member, images, tta, calibrated):
     p = predict_tta(member.model, images, member_tta(member, tta))
     return apply_temperature(p, member.temperature_for(tta) if calibrated else 1)

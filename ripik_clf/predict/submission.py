@@ -1,23 +1,22 @@
 """``ensemble.py``: predict the test folder, write the submission and the report."""
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import atomic_write_csv
 from ripik_clf.data.dataset import find_image_files
 from ripik_clf.data.images import IMAGE_EXTENSIONS
+from ripik_clf.data.splits import saved_split_record
 from ripik_clf.errors import UserError
 from ripik_clf.locks import exclusive
-from ripik_clf.predict.calibration import apply_temperature, fit_temperature
+from ripik_clf.predict.calibration import fit_temperature
+from ripik_clf.predict.ensemble import Ensemble, definition_of
 from ripik_clf.predict.members import (
     default_member_names,
     load_members,
-    predict_members,
     resolve_members,
 )
 from ripik_clf.predict.validation import validation_probabilities
@@ -25,7 +24,6 @@ from ripik_clf.predict.voting import (
     bagged_greedy_selection,
     choose_threshold,
     greedy_selection,
-    needs_tta,
     soft_vote,
 )
 from ripik_clf.progress import progress
@@ -57,32 +55,6 @@ def resolve_test_dir(config):
     raise UserError("no test folder: pass --test DIR (or set data.test)")
 
 
-@dataclass
-class Ensemble:
-    """The ensemble behind the submission, defined once: a weight per family (fold runs
-    of one model share theirs) and a temperature on top of the weighted soft vote; every
-    table, figure and the submission use exactly these."""
-
-    members: list
-    names: list  # the families, in weight order
-    weights: list
-    temperature: float = 1.0
-
-    def vote(self, families):
-        """The calibrated soft vote of per-family probabilities ``(F, N, C)``."""
-        return apply_temperature(soft_vote(families, self.weights), self.temperature)
-
-    def families(self, probabilities):
-        """Member probabilities ``(M, N, C)`` -> one per family ``(F, N, C)``: the mean
-        of a family's fold runs (a plain run is a family of one)."""
-        return np.stack(
-            [
-                np.mean([p for p, m in zip(probabilities, self.members) if m.family == n], axis=0)
-                for n in self.names
-            ]
-        )
-
-
 def run_ensemble(config, out_path, answers=None):
     """Predict validation and test with every member; write submission, probabilities, report.
 
@@ -107,20 +79,29 @@ def _run_ensemble(config, out_path, answers):
     # The ensemble's own temperature, on top of its members': averaging softmaxes makes
     # an ensemble under-confident, which one more temperature fixes.
     temperature = fit_temperature(soft_vote(val.calibrated[ens.tta], weights), val.y)
-    ensemble = Ensemble(members, names, weights, temperature)
+    threshold = _tta_threshold(ens, val, weights)
+    ensemble = Ensemble(
+        definition_of(
+            config.workdir, members, names, weights, ens.tta, temperature, threshold,
+            saved_split_record(config.workdir), _macro_f1(val, weights, ens.tta),
+        ),
+        members,
+    )  # fmt: skip
     paths = [str(test_dir / i) for i in test_ids]
-    probabilities, failures, seconds, tta_note = _predict_test(ensemble, paths, ens, val)
+    probabilities, failures, seconds, tta_note = _predict_test(ensemble, paths, ens)
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids, probabilities = [test_ids[i] for i in keep], probabilities[:, keep]
     families = ensemble.families(probabilities)
     _write_submission(out_path, ids, ensemble.vote(families), members[0].classes, ens)
     report = EnsembleReport(
         names, weights, ens.tta, members[0].classes,
-        rows=tables.validation_rows(val.calibrated, val.y, names, members[0].classes, weights),
+        rows=tables.validation_rows(
+            val.calibrated, val.y, names, members[0].classes, weights, {ens.tta: temperature}
+        ),
         test_rows=tables.test_rows(
             tables.read_answers(answers or demo_answers, ens.id_col, ens.label_col), ids,
             {m.name: p for m, p in zip(members, probabilities)}, dict(zip(names, families)),
-            members[0].classes, weights,
+            members[0].classes, weights, temperature,
         ),
         val_probabilities=val.calibrated[ens.tta], val_y=val.y, val_paths=val.paths,
         n_test=len(ids), seconds=seconds, temperature=temperature,
@@ -128,6 +109,8 @@ def _run_ensemble(config, out_path, answers):
         notes=val.notes + notes + tta_note + _calibration(val, ensemble, ens.tta),
     )  # fmt: skip
     write_report(config.workdir, report)
+    # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
+    wd.write_ensemble_definition(config.workdir, ensemble.definition)
     report_dir = wd.report_dir(config.workdir)
     return {"rows": report.rows, "test_rows": report.test_rows, "submission": out_path,
             "report": report_dir, "images": len(ids), "seconds": seconds}  # fmt: skip
@@ -154,7 +137,7 @@ def _calibration(val, ensemble, tta):
     }
     return calibration_section(
         val.raw[tta], val.calibrated[tta], val.y, ensemble.names, ensemble.weights,
-        temperatures, ensemble.temperature,
+        temperatures, ensemble.definition.temperature,
     )  # fmt: skip
 
 
@@ -190,41 +173,45 @@ def _choose_weights(ens, val_probabilities, val_y, names):
     return weights, [f"{how} chose: {chosen}; validation macro-F1 {score:.4f}.", ""]
 
 
-def _predict_test(ensemble, paths, ens, val):
-    """Per-member test probabilities with plain or two-stage TTA: with a threshold, every
-    image is predicted without TTA and only those :func:`needs_tta` picks are predicted
-    again with ``ens.tta`` (the rule the validation choice of the threshold used)."""
-    members, started = ensemble.members, time.perf_counter()
-    bar = progress(len(paths), "predict test")
+def _tta_threshold(ens, val, weights):
+    """Two-stage TTA's confidence threshold (None: off), chosen on validation for auto:
+    images below it get the ``ens.tta`` views, the rest none."""
     if ens.tta_threshold == "off":
-        probabilities, failures = predict_members(members, paths, ens.tta, ens.batch_size, bar)
-        bar.close()
-        return probabilities, failures, time.perf_counter() - started, []
-    weights = ensemble.weights
-    threshold = (
-        choose_threshold(
-            soft_vote(val.calibrated["none"], weights),
-            soft_vote(val.calibrated[ens.tta], weights),
-            val.y,
-        )
-        if ens.tta_threshold == "auto"
-        else float(ens.tta_threshold)
+        return None
+    if ens.tta_threshold != "auto":
+        return float(ens.tta_threshold)
+    return choose_threshold(
+        soft_vote(val.calibrated["none"], weights),
+        soft_vote(val.calibrated[ens.tta], weights),
+        val.y,
     )
-    plain, failures = predict_members(members, paths, "none", ens.batch_size, bar)
+
+
+def _macro_f1(val, weights, tta):
+    from sklearn.metrics import f1_score
+
+    voted = soft_vote(val.calibrated[tta], weights)
+    return f1_score(val.y, voted.argmax(1), average="macro")  # T keeps the arg-max
+
+
+def _predict_test(ensemble, paths, ens):
+    """Per-member test probabilities, predicted as the ensemble's record says (plain or
+    two-stage TTA: :meth:`Ensemble.member_probabilities`)."""
+    started = time.perf_counter()
+    bar = progress(len(paths), "predict test")
+    probabilities, failures, redone = ensemble.predict_files(paths, ens.batch_size, bar)
     bar.close()
-    confidence = np.nan_to_num(soft_vote(ensemble.families(plain), weights)).max(axis=1)
-    redo = np.flatnonzero(needs_tta(confidence, threshold) & ~np.isnan(plain[0, :, 0]))
-    if len(redo):
-        again = [paths[i] for i in redo]
-        plain[:, redo], _ = predict_members(members, again, ens.tta, ens.batch_size)
     seconds = time.perf_counter() - started
+    threshold = ensemble.definition.tta_threshold
+    if threshold is None:
+        return probabilities, failures, seconds, []
     note = (
-        f"Adaptive TTA: threshold {threshold:.4f} ({ens.tta_threshold}); {len(redo)} of "
-        f"{len(paths)} test images ({len(redo) / len(paths):.1%}) re-predicted with "
+        f"Adaptive TTA: threshold {threshold:.4f} ({ens.tta_threshold}); {redone} of "
+        f"{len(paths)} test images ({redone / len(paths):.1%}) re-predicted with "
         f"`{ens.tta}` in {seconds:.1f} s in all."
     )
     print(note)
-    return plain, failures, seconds, [note, ""]
+    return probabilities, failures, seconds, [note, ""]
 
 
 def _check_fold_mix(members, allow_mixed):

@@ -33,29 +33,21 @@ class EnsembleReport:
 
 
 def write_report(workdir, report):
-    """Figures, ``report.md``, ``metrics.json`` and ``ensemble.json``."""
+    """Figures, ``report.md`` and ``metrics.json`` (ensemble.py writes ``ensemble.json``)."""
     out = wd.report_dir(workdir)
     out.mkdir(parents=True, exist_ok=True)
     named = _figures(out, report)
     metrics = {f"{name} | {mode}": m for (name, mode), m in report.rows.items()}
     metrics |= {f"test: {name}": m for name, m in report.test_rows.items()}
     wd.write_report_metrics(workdir, finite(metrics))
-    wd.write_ensemble_definition(
-        workdir,
-        {
-            "members": report.names,
-            "weights": report.weights,
-            "tta": report.tta,
-            "temperature": report.temperature,  # applied to the weighted soft vote
-            "member_temperatures": report.member_temperatures,  # per member, by TTA views
-        },
-    )
     lines = _header(report) + _tables(report) + _figure_links(report, named)
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 def _figures(out, report):
-    soft = soft_vote(report.val_probabilities, report.weights)
+    soft = apply_temperature(
+        soft_vote(report.val_probabilities, report.weights), report.temperature
+    )  # what probabilities.csv holds: the ensemble's temperature applied
     named = dict(zip(report.names, report.val_probabilities)) | {"soft ensemble": soft}
     y, classes = report.val_y, report.classes
     for name, p in named.items():

@@ -5,18 +5,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ripik_clf.predict.calibration import apply_temperature
 from ripik_clf.predict.voting import hard_vote, soft_vote
 from ripik_clf.report.metrics import summary_row
 
 
-def validation_rows(probabilities_by_mode, y, names, classes, weights):
+def validation_rows(probabilities_by_mode, y, names, classes, weights, temperatures=None):
     """``{(row name, TTA mode): metrics}``: each family, the soft and hard ensemble, and
-    (when the weights are not equal) the plain average they replace."""
+    (when the weights are not equal) the plain average they replace. ``temperatures``:
+    ``{mode: T}`` of the soft ensemble (its own, fitted for the submission's TTA)."""
     rows = {}
     for mode, probabilities in probabilities_by_mode.items():
         for name, p in zip(names, probabilities):
             rows[(name, mode)] = summary_row(y, p, classes)
-        rows[("soft ensemble", mode)] = summary_row(y, soft_vote(probabilities, weights), classes)
+        soft = apply_temperature(
+            soft_vote(probabilities, weights), (temperatures or {}).get(mode, 1)
+        )
+        rows[("soft ensemble", mode)] = summary_row(y, soft, classes)
         rows[("hard ensemble", mode)] = hard_row(y, probabilities, classes, weights)
         if len(set(weights)) > 1:  # how the chosen weights compare with plain averaging
             rows[("soft, equal weights", mode)] = summary_row(y, soft_vote(probabilities), classes)
@@ -40,10 +45,11 @@ def read_answers(answers, id_col, label_col):
     return dict(zip(ids, labels))
 
 
-def test_rows(truth, ids, members, families, classes, weights):
+def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
     """``{row name: metrics}`` on the test images the answer key labels: each member
     (``{name: probabilities}``), each family's fold mean (``{name: probabilities}``, when
-    there are fold runs) and the two ensembles; {} without a key."""
+    there are fold runs) and the two ensembles (the soft one with its ``temperature``, as
+    in ``probabilities.csv``); {} without a key."""
     if truth is None:
         return {}
     index = {c: i for i, c in enumerate(classes)}
@@ -55,6 +61,7 @@ def test_rows(truth, ids, members, families, classes, weights):
             f"{n} (mean of folds)": summary_row(y, p[known], classes) for n, p in families.items()
         }
     stacked = np.stack(list(families.values()))[:, known]
-    rows["soft ensemble"] = summary_row(y, soft_vote(stacked, weights), classes)
+    soft = apply_temperature(soft_vote(stacked, weights), temperature)
+    rows["soft ensemble"] = summary_row(y, soft, classes)
     rows["hard ensemble"] = hard_row(y, stacked, classes, weights)
     return rows

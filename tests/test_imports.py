@@ -1,0 +1,77 @@
+"""The import graph of the library: no module imports itself back through others.
+
+Read from the source (every ``import`` statement, function-level ones too), so a lazy
+import that closes a cycle is caught as well."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "ripik_clf"
+
+
+def module_name(path):
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph():
+    """``{module: modules of ripik_clf it imports}``. ``from ripik_clf import workdir``
+    imports ``ripik_clf.workdir``, not the package's ``__init__``."""
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ripik_clf"):
+                subs = [f"{node.module}.{a.name}" for a in node.names]
+                found = [s for s in subs if s in modules]
+                targets |= set(found) if found else {node.module}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("ripik_clf")}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph):
+    """One cycle as a list of modules, or None (depth-first search)."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_find_cycle_sees_a_cycle_and_its_absence():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_library_has_no_import_cycle():
+    graph = import_graph()
+    assert "ripik_clf.workdir" in graph["ripik_clf.predict.ensemble"]  # the reader works
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_low_layers_import_no_stage_package():
+    """Infrastructure, config and the data layer never import training, prediction,
+    reports or the CLI (imports point down docs/ARCHITECTURE.md's list)."""
+    graph = import_graph()
+    high = ("ripik_clf.cli", "ripik_clf.stages", "ripik_clf.train", "ripik_clf.predict",
+            "ripik_clf.report", "ripik_clf.audit", "ripik_clf.augment")  # fmt: skip
+    low = [m for m in graph if m.split(".")[1:2] in (["atomic"], ["locks"], ["errors"],
+           ["progress"], ["config"], ["workdir"], ["data"], ["models"])]  # fmt: skip
+    upward = {m: sorted(t for t in graph[m] if t.startswith(high)) for m in low}
+    assert not {m: t for m, t in upward.items() if t}

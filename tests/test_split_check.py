@@ -81,3 +81,28 @@ def test_ensemble_predict_and_export_refuse_members_of_the_old_split(resplit, ca
         lambda: cli_main(["export", "augmented", "--format", "savedmodel", *workdir, *seven]),
     )
     assert "run augmented was trained on another split" in line
+
+
+def test_full_phase_without_a_split_exits_and_makes_none(resplit, capsys, tmp_path):
+    """A work directory holding head models but no split: the full phase never makes one
+    (a split made now would not be the one the head trained on)."""
+    root, _ = resplit
+    work = tmp_path / "work"
+    shutil.copytree(root / "work" / "runs", work / "runs")
+    line = _one_line_error(
+        capsys,
+        lambda: train.main(
+            [
+                "--phase",
+                "full",
+                "--workdir",
+                str(work),
+                "--data",
+                str(root / "data"),
+                "--image-size",
+                "32",
+            ]
+        ),  # fmt: skip
+    )
+    assert line.startswith("error:")
+    assert not (work / "splits.csv").exists()

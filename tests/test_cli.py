@@ -46,8 +46,9 @@ def test_members_of_different_backbones_vote_together(tmp_path):
     train.main(["--phase", "head", "--workdir", work, *SMALL])  # efficientnet_lite0
     runs = tmp_path / "work" / "runs"
     # A second backbone is a second run (it used to need a copied folder).
+    # ... at its own input size: flags win over --set, so --image-size 48 beats SMALL's 32.
     train.main(["--phase", "head", "--workdir", work, "--backbone", "efficientnetb0",
-                "--run", "b0", *SMALL])  # fmt: skip
+                "--run", "b0", *SMALL, "--image-size", "48"])  # fmt: skip
     assert wd.read_run_record(runs / "b0").backbone == "efficientnetb0"
     assert wd.read_run_record(runs / "original").backbone == "efficientnet_lite0"
     out = tmp_path / "s.csv"

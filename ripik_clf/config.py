@@ -6,6 +6,7 @@ that names the key and what is allowed.
 """
 
 import dataclasses
+import math
 import re
 import sys
 import typing
@@ -356,6 +357,15 @@ def _coerce(value, hint, key):
             parsed = value
         if not isinstance(parsed, str):
             return _coerce(parsed, hint, key)
+        if float in allowed:  # YAML 1.1 reads 1e-7 (no dot) as a string
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is not None and math.isfinite(number):
+                return number
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"invalid config value {key}={value!r}: expected a finite number")
     for kind in allowed:
         if kind is type(None):
             continue

@@ -147,8 +147,46 @@ def full_backup_dir(folder):
 
 
 def history_path(folder, phase):
-    """The per-epoch log Keras' CSVLogger writes for a phase."""
+    """The per-epoch log of a phase (train/callbacks.py: WholeFileCSVLogger)."""
     return Path(folder) / f"history_{phase}.csv"
+
+
+def read_history(path):
+    """A phase's per-epoch rows (``epoch``, losses, metrics); empty when there are none.
+
+    An empty or damaged file (left by a kill under an older version, which wrote it in
+    place, or edited by hand) is set aside with a warning, so the phase can resume.
+    """
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        # Empty cells kept as "": a row a kill cut short has them ("nan" is a logged NaN).
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "epoch" not in table.columns:
+            raise ValueError("no epoch column")
+        table = table[(table != "").all(axis=1)]
+        table = table.apply(pd.to_numeric, errors="coerce")
+        table["epoch"] = pd.to_numeric(table["epoch"], errors="raise").astype(int)
+        return table.reset_index(drop=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        set_aside(path, f"it is not a per-epoch log ({str(err).splitlines()[0] or 'empty'})")
+        return pd.DataFrame()
+
+
+def set_aside(path, why):
+    """Rename a damaged record to ``<name>.damaged-<n>`` and say so on stderr: the next
+    writer starts it anew, and nothing the user might want is deleted."""
+    import sys
+
+    path = Path(path)
+    n = 1
+    while path.with_name(f"{path.name}.damaged-{n}").exists():
+        n += 1
+    aside = path.with_name(f"{path.name}.damaged-{n}")
+    path.rename(aside)
+    print(f"warning: {path} set aside as {aside.name}: {why}", file=sys.stderr)
+    return aside
 
 
 def config_path(folder):

@@ -31,6 +31,21 @@ def test_strings_from_the_command_line_are_typed():
     assert config.split.val_fraction == 0.25
 
 
+@pytest.mark.parametrize("text", ["1e-7", "1E-7", "5e-05"])
+def test_exponents_without_a_dot_are_numbers(text, tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-7 as a string: from --set and from a file alike."""
+    assert load_config(None, {"train.head_lr": text}).train.head_lr == float(text)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train:\n  full_lr: {text}\n")
+    assert load_config(path).train.full_lr == float(text)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", ".inf", "-.inf", ".nan"])
+def test_not_a_number_is_refused(text):
+    with pytest.raises(UserError, match="train.head_lr"):
+        load_config(None, {"train.head_lr": text})
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [

@@ -57,3 +57,51 @@ def test_validation_probabilities_round_trip(tmp_path):
     read = wd.read_val_probabilities(tmp_path, "head", ["a", "b"])
     assert set(read) == {"x.png", "y.png"} and list(read["x.png"]) == [0.25, 0.75]
     assert wd.read_val_probabilities(tmp_path, "full", ["a", "b"]) is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["", "epoch,loss\n0,0.5\n1,", "loss\n0.5\n", "\x00\xff\xfe garbage\n", 'epoch\n"0\n'],
+    ids=["empty", "cut mid-row", "no epoch column", "binary", "open quote"],
+)
+def test_a_damaged_history_is_set_aside_and_the_phase_resumes(tmp_path, damage, capsys):
+    """What a kill left under the old in-place CSVLogger (0 bytes), or a hand edit."""
+    path = wd.history_path(tmp_path, "full")
+    path.write_bytes(damage.encode("latin-1"))
+    table = wd.read_history(path)
+    if len(table):  # a cut last row that still parses is kept: only whole rows count
+        assert table["epoch"].tolist() == [0]
+        return
+    assert not path.exists() and (tmp_path / "history_full.csv.damaged-1").exists()
+    assert "set aside" in capsys.readouterr().err
+
+
+def test_the_history_logger_writes_whole_files_and_keeps_resumed_rows(tmp_path):
+    from ripik_clf.train.callbacks import WholeFileCSVLogger
+
+    path = wd.history_path(tmp_path, "full")
+    logger = WholeFileCSVLogger(path, append=True)
+    logger.on_train_begin()
+    for epoch in range(2):
+        logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
+    resumed = WholeFileCSVLogger(path, append=True)
+    resumed.on_train_begin()
+    resumed.on_epoch_end(1, {"loss": 0.25})  # epoch 1 redone after a kill: replaced
+    resumed.on_epoch_end(2, {"loss": 0.2})
+    assert wd.read_history(path)[["epoch", "loss"]].values.tolist() == [
+        [0, 1.0],
+        [1, 0.25],
+        [2, 0.2],
+    ]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_one_line():
+    from ripik_clf.train.common import refuse_a_batch_that_cannot_fit
+
+    gib = 2**30
+    refuse_a_batch_that_cannot_fit(224, 32, training=True, available=8 * gib)
+    with pytest.raises(UserError, match=r"batch of 32 images at 10000 px needs about .* GiB"):
+        refuse_a_batch_that_cannot_fit(10_000, 32, training=True, available=24 * gib)
+    with pytest.raises(UserError, match=r"--batch-size \(at most ~\d+ at this size\)"):
+        refuse_a_batch_that_cannot_fit(1024, 64, training=True, available=24 * gib)

@@ -82,6 +82,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     ``next/`` and swapped in by renames (``current/`` -> ``previous/``, ``next/`` ->
     ``current/``), so ``current/`` (or, killed mid-swap, ``previous/``) always holds a
     complete one; ``next/`` is never read.
+
+    The swap is the epoch's commit point and comes last (:class:`CommitBackup`, at the
+    end of the callback list): the epoch's history row and best checkpoint are written
+    before it, so a kill before the commit redoes the epoch, and one after it finds
+    everything the epoch wrote.
     """
 
     WEIGHTS, METADATA = "latest.weights.h5", "training_metadata.json"
@@ -147,7 +152,80 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.model.save_weights(str(self.next / self.WEIGHTS), overwrite=True)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         (self.next / self.METADATA).write_text(json.dumps(metadata))
+
+    def commit(self):
+        """Swap the backup staged in ``next/`` in (see the class)."""
+        if not self.next.exists():
+            return
         if self.current.exists():
             self.current.rename(self.previous)
         self.next.rename(self.current)
         shutil.rmtree(self.previous, ignore_errors=True)
+
+
+class CommitBackup(keras.callbacks.Callback):
+    """Last in the callback list: commits the epoch's backup (AtomicBackupAndRestore)."""
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup.commit()
+
+
+class WholeFileCSVLogger(keras.callbacks.Callback):
+    """Keras' CSVLogger, written whole each epoch (the rows so far, through a temporary
+    name and a rename).
+
+    CSVLogger keeps the file open and appends in place: ``kill -9`` (or a full disk) at
+    the end of an epoch left ``history_full.csv`` at 0 bytes, and every rerun died in
+    pandas' EmptyDataError. Here the file on disk is always the last complete epoch's.
+    With ``append``, rows already logged (an interrupted run being resumed) are kept.
+    """
+
+    def __init__(self, path, append=False):
+        super().__init__()
+        self.path, self.append = Path(path), append
+
+    def on_train_begin(self, logs=None):
+        from ripik_clf import workdir as wd
+
+        self.rows = wd.read_history(self.path).to_dict("records") if self.append else []
+
+    def on_epoch_end(self, epoch, logs=None):
+        import pandas as pd
+
+        from ripik_clf.atomic import atomic_write_csv
+
+        row = {"epoch": epoch, **{k: _scalar(v) for k, v in (logs or {}).items()}}
+        self.rows = [r for r in self.rows if r.get("epoch") != epoch] + [row]
+        atomic_write_csv(pd.DataFrame(self.rows), self.path)
+
+
+def _scalar(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """The model of the best epoch so far (``monitor`` at its maximum, above
+    ``threshold``), saved whole through a temporary name and a rename.
+
+    Keras' ModelCheckpoint saves in place: killed mid-save it left a 0-byte
+    ``full_best.keras`` that the phase's end then failed to load.
+    """
+
+    def __init__(self, path, monitor, threshold):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, threshold
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ripik_clf.locks import save_model_atomically
+
+        score = (logs or {}).get(self.monitor)
+        if score is not None and float(score) > self.best:
+            self.best = float(score)
+            save_model_atomically(self.model, self.path)

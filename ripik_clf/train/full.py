@@ -1,10 +1,10 @@
 """Phase 2: every layer but BatchNorm fine-tuned at a low learning rate, resumable."""
 
 import time
+import zipfile
 
 import keras
 import numpy as np
-import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
@@ -14,7 +14,13 @@ from ripik_clf.models.classifier import (
     unfreeze,
 )
 from ripik_clf.models.registry import create_backbone
-from ripik_clf.train.callbacks import AtomicBackupAndRestore, FitProgress
+from ripik_clf.train.callbacks import (
+    AtomicBackupAndRestore,
+    BestModelCheckpoint,
+    CommitBackup,
+    FitProgress,
+    WholeFileCSVLogger,
+)
 from ripik_clf.train.common import (
     VERBOSE,
     accelerator_setup,
@@ -25,6 +31,7 @@ from ripik_clf.train.common import (
     model_data,
     on_the_fly_flips,
     one_writer,
+    refuse_a_batch_that_cannot_fit,
     run_dir,
     run_of,
     save_run,
@@ -56,6 +63,7 @@ def train_full(
         raise UserError("the full phase never makes a split: --resplit belongs to the head phase")
     data = model_data(config, model_name, fold=fold, make_split=False)
     size = check_run(out, data, tc)  # another split or class list: that is the news
+    refuse_a_batch_that_cannot_fit(size, tc.batch_size, training=True)
     claim_run(out, config, model_name, size, "full", overwrite)
     skipped = wd.read_skipped(out)
     versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
@@ -102,12 +110,10 @@ def train_full(
         if improved
         else _load_for_finetuning(start, size, len(data.classes), tc.dropout)
     )
-    save_model_atomically(best, wd.phase_model(out, "full"))
-    best_path.unlink(missing_ok=True)
     val_probabilities = best.predict(val_ds, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(
-        epochs=len(pd.read_csv(wd.history_path(out, "full"))),
+        epochs=len(wd.read_history(wd.history_path(out, "full"))),
         seconds=seconds,
         train_images=len(versions),
         train_versions=sum(map(len, versions)),
@@ -115,6 +121,8 @@ def train_full(
         improved_on_start=improved,
     )
     save_run(out, config, data, size, "full", metrics, val_probabilities)
+    save_model_atomically(best, wd.phase_model(out, "full"))  # last: the commit point
+    best_path.unlink(missing_ok=True)
     return metrics
 
 
@@ -149,35 +157,34 @@ def _full_phase_callbacks(out, tc, clock, n_sources, start_score):
     """Resume state, weight averaging, best-model checkpoint, early stopping, history and
     progress. The checkpoint only keeps an epoch that beats the starting model
     (``start_score``) and, after a resume, the best score reached before."""
-    history_csv = wd.history_path(out, "full")
+    history_csv, best_path = wd.history_path(out, "full"), wd.phase_model(out, "full_best")
     backup = AtomicBackupAndRestore(wd.full_backup_dir(out))
     resuming = backup.prepare()
-    if not resuming and history_csv.exists():
-        history_csv.unlink()
-    logged = _best_logged(history_csv) if resuming else None
+    if not resuming:  # what an earlier, unfinished start left belongs to no epoch now
+        history_csv.unlink(missing_ok=True)
+        best_path.unlink(missing_ok=True)
+    elif best_path.exists() and not zipfile.is_zipfile(best_path):  # an old in-place save
+        wd.set_aside(best_path, "the best-epoch checkpoint is not a whole .keras file")
+    # Without its checkpoint, the best score logged before no longer has a model to keep.
+    logged = _best_logged(history_csv) if resuming and best_path.exists() else None
     threshold = max(start_score, logged) if logged is not None else start_score
     # After the backup (which keeps the raw weights to resume from), so that validation,
     # the checkpoint and the history see the averaged weights.
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if tc.ema else []
     return [
         clock,  # first: the epoch's versions are chosen from it
-        backup,  # resume after an interruption, even a kill -9
+        backup,  # stages the resume state (committed by CommitBackup, last)
         *ema,
-        keras.callbacks.ModelCheckpoint(
-            str(wd.phase_model(out, "full_best")),
-            "val_macro_f1",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=threshold,
-        ),
+        BestModelCheckpoint(best_path, "val_macro_f1", threshold),
         keras.callbacks.EarlyStopping(
             tc.full_monitor,
             mode="min" if tc.full_monitor == "val_loss" else "max",
             patience=tc.full_patience,
         ),
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        WholeFileCSVLogger(history_csv, append=True),
         FitProgress(f"full phase {out.name}", n_sources, tc.batch_size, tc.full_epochs),
         tensorboard_callback(out, "full"),
+        CommitBackup(backup),  # last: the epoch is done when every write above is
     ]
 
 
@@ -268,7 +275,5 @@ def _load_for_finetuning(path, size, num_classes, dropout):
 
 
 def _best_logged(history_csv):
-    if not history_csv.exists():
-        return None
-    logged = pd.read_csv(history_csv)
-    return float(logged["val_macro_f1"].max()) if len(logged) else None
+    logged = wd.read_history(history_csv)
+    return float(logged["val_macro_f1"].max()) if "val_macro_f1" in logged else None

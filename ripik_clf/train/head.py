@@ -17,6 +17,7 @@ from ripik_clf.models.classifier import (
 )
 from ripik_clf.models.registry import create_backbone, resolve_image_size
 from ripik_clf.train import features as feature_cache
+from ripik_clf.train.callbacks import WholeFileCSVLogger
 from ripik_clf.train.common import (
     VERBOSE,
     accelerator_setup,
@@ -26,6 +27,7 @@ from ripik_clf.train.common import (
     drop_failures,
     model_data,
     one_writer,
+    refuse_a_batch_that_cannot_fit,
     remove_stale_full_phase,
     run_dir,
     run_of,
@@ -63,13 +65,12 @@ def train_head(config, model_name, *, fold=None, resplit=False, overwrite=False)
             keras.callbacks.EarlyStopping(
                 "val_macro_f1", mode="max", patience=tc.head_patience, restore_best_weights=True
             ),
-            keras.callbacks.CSVLogger(str(wd.history_path(out, "head"))),
+            WholeFileCSVLogger(wd.history_path(out, "head")),
             tensorboard_callback(out, "head"),
         ],
     )
     model = build_classifier(backbone, n, tc.dropout)
     model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
-    save_model_atomically(model, wd.phase_model(out, "head"))
     remove_stale_full_phase(out)
     val_probabilities = head.predict(val_x, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
@@ -80,6 +81,9 @@ def train_head(config, model_name, *, fold=None, resplit=False, overwrite=False)
         train_images=len(train_y),
     )
     save_run(out, config, data, size, "head", metrics, val_probabilities)
+    # The model last: a phase is finished when its model file exists, so a kill at any
+    # moment before leaves a phase the same command trains again.
+    save_model_atomically(model, wd.phase_model(out, "head"))
     return metrics
 
 
@@ -108,10 +112,11 @@ def _cached_features(config, model_name, fold, resplit, claim):
         (data, run folder, image size, backbone, (train_x, train_y, val_x)).
     """
     accelerator_setup(config.train.precision)
+    size = resolve_image_size(config.train.backbone, config.train.image_size)
+    refuse_a_batch_that_cannot_fit(size, config.train.batch_size, training=False)
     data = model_data(config, model_name, fold=fold, resplit=resplit)
     out = run_dir(config, run_of(config, model_name, fold))
-    claim_run(out, config, model_name, resolve_image_size(config.train.backbone,
-              config.train.image_size), *claim)  # fmt: skip
+    claim_run(out, config, model_name, size, *claim)
     out.mkdir(parents=True, exist_ok=True)
     backbone, extractor, size, cache = frozen_backbone(config)
     train_x, train_fail = feature_cache.extract_features(
@@ -153,7 +158,6 @@ def train_probe(config, model_name, *, fold=None, resplit=False, overwrite=False
     probe = fit_probe(train_x, train_y, seed=tc.seed, groups=groups)
     model = build_classifier(backbone, len(data.classes), tc.dropout)
     model.get_layer("classifier").set_weights(list(probe_as_dense(probe)))
-    save_model_atomically(model, wd.phase_model(out, "probe"))
     val_probabilities = probe.predict_proba(val_x)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(
@@ -163,6 +167,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False, overwrite=False
         C=float(probe.best_params_["logisticregression__C"]),
     )
     save_run(out, config, data, size, "probe", metrics, val_probabilities)
+    save_model_atomically(model, wd.phase_model(out, "probe"))  # last: the commit point
     return metrics
 
 

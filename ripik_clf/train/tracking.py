@@ -5,8 +5,6 @@ import math
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
 
@@ -67,11 +65,7 @@ def _flat_params(config):
 
 def _history(folder, phase):
     """The phase's per-epoch rows (loss, accuracy, val_macro_f1, ...); [] when none."""
-    path = wd.history_path(folder, phase)
-    try:
-        table = pd.read_csv(path)
-    except (OSError, pd.errors.EmptyDataError):
-        return []
+    table = wd.read_history(wd.history_path(folder, phase))
     rows = []
     for record in table.drop(columns=["epoch"], errors="ignore").to_dict("records"):
         rows.append({k: float(v) for k, v in record.items() if _number(v)})

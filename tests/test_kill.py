@@ -1,0 +1,168 @@
+"""``kill -9`` at chosen moments of a training phase, then the same command again: it
+finishes, with the model an uninterrupted run makes (the phases are deterministic on
+CPU with a fixed seed).
+
+Each moment is a real SIGKILL, sent by the child to itself just before a chosen write
+is committed (the n-th ``os.replace`` or rename onto a given name): the states a kill
+leaves are exactly those, since every write is a temporary file and one rename.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import augment_offline
+from conftest import REPO
+from ripik_clf import workdir as wd
+
+pytestmark = pytest.mark.slow  # a dozen child processes (CI runs them: make test-slow)
+
+# The child: arm one kill, then run a script's main() with the given arguments.
+KILLER = r"""
+import os, pathlib, signal, sys
+kind, name, nth, script, *argv = sys.argv[1:]
+calls = [0]
+def hit(target):
+    if os.path.basename(str(target)) != name:
+        return
+    calls[0] += 1
+    if calls[0] == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
+if kind == "replace":
+    real_replace = os.replace
+    def replace(src, dst, *a, **k):
+        hit(dst)
+        return real_replace(src, dst, *a, **k)
+    os.replace = replace
+else:  # a rename of the file or folder itself (the backup's next/ -> current/)
+    real_rename = pathlib.Path.rename
+    def rename(self, target):
+        hit(self)
+        return real_rename(self, target)
+    pathlib.Path.rename = rename
+sys.argv = [script, *argv]
+import importlib
+sys.exit(importlib.import_module(script.removesuffix(".py")).main(argv))
+"""
+
+# ImageNet weights (the offline Lite0 ones), a head that learns next to nothing (a tiny
+# learning rate) and a full phase that learns the colours: every full epoch beats the
+# start, so the best checkpoint is written each time.
+SMALL = ["--set", "train.image_size=32", "--set",
+         "train.head_epochs=1", "--set", "train.head_lr=1e-7", "--set", "train.batch_size=8",
+         "--set", "train.full_epochs=3", "--set", "train.full_lr=3e-3", "--set",
+         "train.full_warmup_epochs=0", "--set", "train.full_min_steps=0", "--set",
+         "train.full_patience=5", "--model", "original"]  # fmt: skip
+
+
+def _run(work, phase, kill=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    argv = ["train.py", "--phase", phase, "--workdir", str(work), *SMALL]
+    if kill is None:
+        command = [sys.executable, *argv]
+    else:
+        command = [sys.executable, "-c", KILLER, *map(str, kill), *argv]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def augmented_workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill")
+    data = _colour_classes(root / "data", per_class=8)
+    work = root / "work"
+    augment_offline.main(["--data", str(data), "--workdir", str(work), "--copies", "1",
+                          "--size", "32", "--workers", "1"])  # fmt: skip
+    return work
+
+
+def _colour_classes(root, per_class):
+    """Three classes told apart by colour (red, green, blue), with noise: learnable."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, label in enumerate("abc"):
+        for i in range(per_class):
+            pixels = rng.integers(0, 90, size=(32, 32, 3))
+            pixels[..., c] += 150
+            (root / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def _copy(work, tmp_path, name):
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(work, target)
+    return target
+
+
+def _weights(path):
+    return keras.models.load_model(path).get_weights()
+
+
+def _same_model(a, b):
+    return all(np.allclose(x, y, atol=1e-5) for x, y in zip(_weights(a), _weights(b), strict=True))
+
+
+@pytest.fixture(scope="module")
+def reference(augmented_workdir, tmp_path_factory):
+    """The uninterrupted head and full phases."""
+    work = _copy(augmented_workdir, tmp_path_factory.mktemp("ref"), "work")
+    for phase in ("head", "full"):
+        done = _run(work, phase)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return work
+
+
+HEAD_MOMENTS = [
+    ("replace", "metrics.json", 1),  # the phase's records half written
+    ("replace", "head.keras", 1),  # the model's commit
+]
+
+
+@pytest.mark.parametrize("kill", HEAD_MOMENTS, ids=lambda k: f"{k[0]}-{k[1]}-{k[2]}")
+def test_a_head_phase_killed_anywhere_finishes_when_run_again(
+    augmented_workdir, reference, tmp_path, kill
+):
+    work = _copy(augmented_workdir, tmp_path, "work")
+    killed = _run(work, "head", kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = _run(work, "head")
+    assert again.returncode == 0, again.stderr[-2000:]
+    run = wd.run_dir(work, "original")
+    assert _same_model(run / "head.keras", wd.run_dir(reference, "original") / "head.keras")
+    assert set(wd.read_run_metrics(run)) == {"head"}
+
+
+FULL_MOMENTS = [
+    ("replace", "full_best.keras", 1),  # the best checkpoint's write, epoch 1
+    ("replace", "history_full.csv", 2),  # the history row of epoch 2
+    ("rename", "next", 2),  # the commit of epoch 2's backup
+    ("replace", "metrics.json", 1),  # after training, the records
+    ("replace", "full.keras", 1),  # the model's commit
+]
+
+
+@pytest.mark.parametrize("kill", FULL_MOMENTS, ids=lambda k: f"{k[0]}-{k[1]}-{k[2]}")
+def test_a_full_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
+    reference, tmp_path, kill
+):
+    work = _copy(reference, tmp_path, "work")
+    run = wd.run_dir(work, "original")
+    for name in ("full.keras", "history_full.csv", "val_probabilities_full.csv"):
+        (run / name).unlink()
+    metrics = wd.read_run_metrics(run)
+    wd.write_run_metrics(run, {"head": metrics["head"]})
+    killed = _run(work, "full", kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = _run(work, "full")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _same_model(run / "full.keras", wd.run_dir(reference, "original") / "full.keras")
+    history = wd.read_history(wd.history_path(run, "full"))
+    assert history["epoch"].tolist() == list(range(len(history)))
+    assert wd.read_run_metrics(run)["full"]["epochs"] == len(history)

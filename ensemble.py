@@ -7,9 +7,11 @@ Examples:
     python ensemble.py --out sub.csv --members work/runs/augmented/full.keras
     python ensemble.py --out sub.csv --members original original:probe augmented
 
-Writes the submission (one row per test image, sorted; columns image_id,label),
-probabilities.csv beside it, and WORKDIR/report/: report.md, reliability.png,
-hardest.png, confusion_<model>.png (validation split; test too when an answer key exists).
+Writes the submission (one row per test image, sorted; columns image_id,label), beside it
+<out>_probabilities.csv (e.g. submission_probabilities.csv: each class's probability) and,
+when images were skipped, <out>_skipped.csv; and WORKDIR/report/: report.md,
+reliability.png, hardest.png, confusion_<model>.png (validation split; test too when an
+answer key exists).
 """
 
 from ripik_clf.cli import ensemble

@@ -60,3 +60,23 @@ def save_model_atomically(model, path):
     """``model.save(path)`` through a temporary name and a rename: a reader (or a crash,
     or a full disk) never sees a half-written model file."""
     atomic_write(path, model.save)
+
+
+def load_model_file(path):
+    """``keras.models.load_model(path)``, with a damaged or foreign file (cut short, not a
+    zip, of another Keras version) as one line naming it and the repair."""
+    import zipfile
+
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no model file at {path}")
+    repair = "train its phase again (train.py --phase PHASE --run RUN --overwrite)"
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a whole .keras file (cut short or not a model): {repair}")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        why = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise UserError(f"{path} cannot be loaded as a Keras model ({why}): {repair}") from None

@@ -58,7 +58,7 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
 
 
 def run_ensemble(config, out_path, answers=None):
-    """The submission, ``probabilities.csv`` and the report (see predict/submission.py)."""
+    """The submission, ``<out>_probabilities.csv`` and the report (see predict/submission.py)."""
     from ripik_clf.predict.submission import run_ensemble as ensemble
 
     return ensemble(config, out_path, answers)
@@ -79,6 +79,11 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
     from ripik_clf.predict.members import predict_with_members
 
     files = image_files(inputs)
+    if exported and (members is not None or tta is not None):
+        raise UserError(  # an exported model carries its members and TTA inside it
+            "--exported runs the exported model as it is: --members and --tta belong to "
+            "predicting with the work directory's models (drop one or the other)"
+        )
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
     elif members is None and tta is None and wd.read_ensemble_definition(config.workdir):

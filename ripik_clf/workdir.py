@@ -36,6 +36,47 @@ METRICS_JSON = "metrics.json"
 REPORT = "report"
 MEMBER_PHASES = ("full", "head", "probe")  # a member RUN:PHASE; no phase = full
 
+# --- reading records that may be damaged ----------------------------------------------
+# Every record is read here, and none is trusted: a kill under an older version, a full
+# disk or a hand edit can leave any of them empty, cut short or of the wrong shape. Each
+# reader turns that into one line naming the file and the repair.
+
+RESPLIT = "restore it, or make a new split with train.py --phase head --resplit --overwrite"
+REAUGMENT = "run augment_offline.py --overwrite to make the copies again"
+RETRAIN = "train the run again (train.py --phase head --run NAME --overwrite)"
+RESUBMIT = "run ensemble.py again"
+
+
+def damaged(path, why, repair):
+    return UserError(f"{path} is damaged ({why}): {repair}")
+
+
+def load_json(path, repair, kind=dict):
+    """The JSON document at ``path``, which must be a ``kind``; a UserError otherwise."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise damaged(path, "not text", repair) from None
+    except ValueError as err:
+        raise damaged(path, f"not JSON: {err}", repair) from None
+    if not isinstance(value, kind):
+        raise damaged(path, f"a {type(value).__name__}, not a {kind.__name__}", repair)
+    return value
+
+
+def load_csv(path, columns, repair, dtype=str):
+    """The CSV table at ``path`` with at least ``columns``; a UserError otherwise."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=dtype, keep_default_na=False)
+    except (UnicodeDecodeError, ValueError) as err:  # pandas' parser errors are ValueErrors
+        raise damaged(path, f"not a CSV table: {str(err).splitlines()[0]}", repair) from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise damaged(path, f"no column {', '.join(missing)}", repair)
+    return table
+
 
 # --- the split ------------------------------------------------------------------------
 
@@ -49,17 +90,40 @@ def has_split(workdir):
     return all(path.exists() for path in split_paths(workdir))
 
 
+SPLIT_COLUMNS = ("image", "label", "split", "fold")
+
+
 def read_split_table(workdir):
-    return pd.read_csv(split_paths(workdir)[0], dtype={"image": str, "label": str})
+    path = split_paths(workdir)[0]
+    table = load_csv(path, SPLIT_COLUMNS, RESPLIT)
+    bad = ~table["split"].isin(["train", "val", "fold"])
+    fold = pd.to_numeric(table["fold"], errors="coerce")
+    if bad.any() or fold.isna().any():
+        row = int((bad | fold.isna()).to_numpy().argmax()) + 1
+        why = f"data row {row}: split must be train, val or fold, and fold a number"
+        raise damaged(path, why, RESPLIT)
+    return table.assign(fold=fold.astype(int))
 
 
 def read_split_meta(workdir):
-    """The split's record (``splits.json``) as saved; None when absent or unreadable."""
-    try:
-        meta = json.loads(split_paths(workdir)[1].read_text())
-    except (OSError, ValueError):
+    """The split's record (``splits.json``) as saved; None when absent (a damaged one is
+    an error: falling back to defaults would train on other data)."""
+    path = split_paths(workdir)[1]
+    if not path.exists():
         return None
-    return meta if isinstance(meta, dict) else None
+    meta = load_json(path, RESPLIT)
+    for key, kind in SPLIT_META_KEYS:
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise damaged(path, f"{key} missing or not a {kind}", RESPLIT)
+    if len(meta["images"]) != len(meta["labels"]):
+        raise damaged(path, "images and labels differ in length", RESPLIT)
+    if meta.get("data") is not None and not isinstance(meta["data"], dict):
+        raise damaged(path, "data is not a mapping", RESPLIT)
+    return meta
+
+
+SPLIT_META_KEYS = (("val_fraction", (int, float)), ("folds", int), ("seed", int),
+                   ("fingerprint", str), ("images", list), ("labels", list))  # fmt: skip
 
 
 def write_split(workdir, table, meta):
@@ -87,7 +151,7 @@ AUGMENT_SETTINGS_JSON = "settings.json"
 def read_augment_settings(workdir):
     """What the copies were made with (``augmented/settings.json``); None when absent."""
     path = augmented_dir(workdir) / AUGMENT_SETTINGS_JSON
-    return json.loads(path.read_text()) if path.exists() else None
+    return load_json(path, REAUGMENT) if path.exists() else None
 
 
 def write_augment_settings(workdir, settings):
@@ -97,7 +161,14 @@ def write_augment_settings(workdir, settings):
 
 def read_manifest(workdir):
     """The copies on disk (``source, path, label, copy``; paths relative to augmented/)."""
-    return pd.read_csv(manifest_path(workdir), dtype={"source": str, "label": str})
+    table = load_csv(manifest_path(workdir), MANIFEST_COLUMNS, REAUGMENT)
+    copy = pd.to_numeric(table["copy"], errors="coerce")
+    if copy.isna().any():
+        raise damaged(manifest_path(workdir), "a copy index is not a number", REAUGMENT)
+    return table.assign(copy=copy.astype(int))
+
+
+MANIFEST_COLUMNS = ("source", "path", "label", "copy")
 
 
 def write_manifest(workdir, manifest):
@@ -197,6 +268,13 @@ def config_path(folder):
 SKIPPED_CSV = "skipped.csv"
 
 
+def beside_submission(out_path, kind):
+    """A side file of a submission, named after it (``S_probabilities.csv``,
+    ``S_skipped.csv`` for ``S.csv``): two submissions in one folder keep their own."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}_{kind}.csv")
+
+
 def write_skipped(folder, skipped, name=SKIPPED_CSV):
     """``path, reason`` of every file a stage could not use (never dropped silently)."""
     atomic_write_csv(pd.DataFrame(skipped, columns=["path", "reason"]), Path(folder) / name)
@@ -204,7 +282,7 @@ def write_skipped(folder, skipped, name=SKIPPED_CSV):
 
 def read_skipped(folder):
     """The paths a run's head phase left out as unreadable."""
-    return set(pd.read_csv(Path(folder) / SKIPPED_CSV)["path"])
+    return set(load_csv(Path(folder) / SKIPPED_CSV, ("path",), RETRAIN)["path"])
 
 
 @dataclass
@@ -249,7 +327,7 @@ def read_run_record(folder, *, for_model=None):
             raise UserError(f"no {RUN_JSON} beside {for_model}: its class list is unknown")
         return None
     try:
-        return RunRecord.from_json(json.loads(path.read_text()))
+        return RunRecord.from_json(load_json(path, RETRAIN))
     except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"{path} is not a run record: {err}") from None
 
@@ -261,7 +339,12 @@ def write_run_record(folder, record):
 def read_run_metrics(folder):
     """``metrics.json`` of a run: ``{phase: metrics}`` ({} when none yet)."""
     path = Path(folder) / METRICS_JSON
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    metrics = load_json(path, RETRAIN)
+    if not all(isinstance(m, dict) for m in metrics.values()):
+        raise damaged(path, "not {phase: metrics}", RETRAIN)
+    return metrics
 
 
 def write_run_metrics(folder, metrics):
@@ -277,8 +360,13 @@ def read_val_probabilities(folder, phase, classes):
     path = val_probabilities_path(folder, phase)
     if not path.exists():
         return None
-    table = pd.read_csv(path, dtype={"image": str})
-    return dict(zip(table["image"], table[classes].to_numpy(dtype="float64")))
+    try:  # derived data: a damaged file is set aside and the model predicts again
+        table = load_csv(path, ["image", *classes], RETRAIN, dtype={"image": str})
+        values = table[classes].to_numpy(dtype="float64")
+    except (UserError, ValueError) as err:
+        set_aside(path, str(err))
+        return None
+    return dict(zip(table["image"], values))
 
 
 def write_val_probabilities(folder, phase, images, classes, probabilities):
@@ -331,7 +419,7 @@ def write_report_metrics(workdir, metrics):
 
 
 def read_report_metrics(workdir):
-    return json.loads((report_dir(workdir) / METRICS_JSON).read_text())
+    return load_json(report_dir(workdir) / METRICS_JSON, RESUBMIT)
 
 
 @dataclass
@@ -389,12 +477,13 @@ def read_ensemble_definition(workdir):
     path = ensemble_definition_path(workdir)
     if not path.exists():
         return None
+    record = load_json(path, RESUBMIT)
+    members = record.get("members")
+    if isinstance(members, list) and members and all(isinstance(m, str) for m in members):
+        return None  # an older ensemble.json (member names only): not rebuildable
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise damaged(path, "members is not a list of members", RESUBMIT)
     try:
-        record = json.loads(path.read_text())
-        if not isinstance(record.get("members"), list) or not all(
-            isinstance(m, dict) for m in record["members"]
-        ):
-            return None  # an older ensemble.json (member names only): not rebuildable
         return EnsembleDefinition.from_json(record)
     except (ValueError, TypeError, KeyError) as err:
-        raise UserError(f"{path} is not an ensemble record: {err}") from None
+        raise damaged(path, f"not an ensemble record: {err}", RESUBMIT) from None

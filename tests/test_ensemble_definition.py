@@ -97,7 +97,7 @@ def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
         p = keras.models.load_model(run / "full.keras").predict(images, verbose=0)
         members.append(apply_temperature(p, temperatures[name]["none"]))
     expected = apply_temperature(soft_vote(members, [1, 0, 0]), definition.temperature)
-    written = pd.read_csv(root / "probabilities.csv").set_index("image_id")
+    written = pd.read_csv(root / "sub_probabilities.csv").set_index("image_id")
     np.testing.assert_allclose(written.loc[[f.name for f in files]].to_numpy(), expected, atol=1e-5)
 
 
@@ -152,7 +152,7 @@ def test_predict_and_the_python_api_use_the_submitted_ensemble(two_members, tmp_
                    str(root / "test"), "--out", str(out), "--members", "original", "constant",
                    "constant2", "--tta", "flip", "--select", "greedy"])  # fmt: skip
     submitted = pd.read_csv(out).set_index("image_id")["label"]
-    written = pd.read_csv(tmp_path / "probabilities.csv").set_index("image_id")
+    written = pd.read_csv(tmp_path / "sub_probabilities.csv").set_index("image_id")
     capsys.readouterr()
 
     def predicted(*flags):

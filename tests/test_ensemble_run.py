@@ -66,7 +66,7 @@ def test_submission_probabilities_and_report(setup):
         ["anim.gif", "t0.png", "t1.png", "t2.png", "t3.png", "sub dir/nested.jpg"]
     )
     assert set(submission["label"]) <= {"a", "b", "c"}
-    probabilities = pd.read_csv(setup / "probabilities.csv")
+    probabilities = pd.read_csv(setup / "sub_probabilities.csv")
     assert list(probabilities.columns) == ["image_id", "a", "b", "c"]
     assert (probabilities[["a", "b", "c"]].sum(axis=1).round(6) == 1).all()
     report = setup / "work" / "report"
@@ -138,7 +138,7 @@ def test_unreadable_test_image_fails_or_is_skipped(setup, capsys):
         run(setup, "--on-bad-image", "skip", out="sub3.csv")
         assert "broken.jpg" not in set(pd.read_csv(setup / "sub3.csv")["image_id"])
         assert len(pd.read_csv(setup / "sub3.csv")) == 6
-        assert "broken.jpg" in pd.read_csv(setup / "skipped.csv")["path"].iloc[0]
+        assert "broken.jpg" in pd.read_csv(setup / "sub3_skipped.csv")["path"].iloc[0]
         assert "skipped 1 unreadable test image" in capsys.readouterr().out
     finally:
         bad.unlink()
@@ -155,7 +155,7 @@ def test_greedy_selection_and_adaptive_tta(setup, capsys):
 
     def probabilities(*extra):
         run(setup, *extra, out="p.csv")
-        return pd.read_csv(setup / "probabilities.csv").drop(columns="image_id").to_numpy()
+        return pd.read_csv(setup / "p_probabilities.csv").drop(columns="image_id").to_numpy()
 
     full = probabilities("--tta", "flip")
     plain = probabilities("--tta", "none")

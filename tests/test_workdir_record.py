@@ -52,6 +52,8 @@ def test_naming_another_dataset_ignores_the_record_and_the_split_check_refuses(t
 
 
 def test_a_workdir_of_an_older_version_records_nothing(tmp_path):
-    (tmp_path / "splits.json").write_text(json.dumps({"seed": 1, "folds": 0}))
+    older = {"seed": 1, "folds": 0, "val_fraction": 0.2, "fingerprint": "f", "images": [],
+             "labels": []}  # fmt: skip
+    (tmp_path / "splits.json").write_text(json.dumps(older))  # no "data": nothing recorded
     assert recorded_settings(tmp_path) == {}
     assert recorded_settings(tmp_path / "missing") == {}

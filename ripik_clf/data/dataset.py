@@ -45,7 +45,7 @@ def discover(
     if not data_path.exists():
         raise UserError(f"data path not found: {data_path}")
     if data_path.is_dir():
-        rows, skipped = _scan_folders(data_path)
+        rows, skipped = _scan_folders(data_path, allow_outside_root)
     elif data_path.suffix.lower() == ".csv":
         rows, skipped = _read_csv(data_path, image_col, label_col, image_root, allow_outside_root)
     else:
@@ -63,15 +63,30 @@ def discover(
     return dataset, skipped
 
 
-def _scan_folders(root):
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+# Folders an archive tool leaves beside the data (macOS zips): never a class.
+IGNORED_FOLDERS = ("__MACOSX",)
+
+
+def _scan_folders(root, allow_outside_root=False):
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    for ignored in (p for p in entries if p.name in IGNORED_FOLDERS):
+        warn(f"{ignored} ignored (archive residue, not a class)")
+    class_dirs = [p for p in entries if p.is_dir() and p.name not in IGNORED_FOLDERS]
     if not class_dirs:
         raise UserError(f"no class folders in {root}: expected {root}/<class>/<image files>")
     rows, skipped = [], []
-    for stray in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for stray in (p for p in entries if not p.is_dir()):
         skipped.append((str(stray), "not inside a class folder"))
+    inside = root.resolve()
     for class_dir in class_dirs:
-        files = visible_files(class_dir)
+        refuse_bad_name(class_dir.name, f"class folder {class_dir}", label=True)
+        if not allow_outside_root and not class_dir.resolve().is_relative_to(inside):
+            raise UserError(
+                f"class folder {class_dir} links outside the data root {inside} (set "
+                "data.allow_outside_root: true if that is intended)"
+            )
+        files, unusable = _class_files(class_dir, inside, allow_outside_root)
+        skipped += unusable
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         for other in files:
             if other.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -83,7 +98,75 @@ def _scan_folders(root):
             )
         for path in images:
             rows.append((path.relative_to(root).as_posix(), class_dir.name, str(path.resolve())))
-    return rows, skipped
+    return _one_row_per_file(rows, skipped)
+
+
+def _one_row_per_file(rows, skipped):
+    """A file reached twice (a link to another listed image) is one image: the first
+    path keeps it, the other is listed as skipped (it would weigh double, and could sit
+    on both sides of the split)."""
+    kept, seen = [], {}
+    for row in rows:
+        if row[2] in seen:
+            skipped.append((row[0], f"the same file as {seen[row[2]]}"))
+        else:
+            seen[row[2]] = row[0]
+            kept.append(row)
+    return kept, skipped
+
+
+def _class_files(class_dir, inside, allow_outside_root):
+    """The visible files of a class folder that are usable by name and place, and
+    ``(path, reason)`` for the others: names that are not valid UTF-8, broken links, and
+    (the CSV's rule) links resolving outside the data root."""
+    files, unusable = [], []
+    for path in sorted(class_dir.rglob("*")):
+        if _hidden(path, class_dir) or path.is_dir():
+            continue
+        shown = str(path).encode("utf-8", "backslashreplace").decode()
+        if name_problem(str(path.relative_to(class_dir))):
+            unusable.append((shown, "file name is not valid UTF-8 text (rename it)"))
+        elif not path.exists():
+            unusable.append((shown, "broken symbolic link"))
+        elif not allow_outside_root and not path.resolve().is_relative_to(inside):
+            unusable.append(
+                (
+                    shown,
+                    f"links outside the data root {inside} (data.allow_outside_root: true "
+                    "to allow)",
+                )  # fmt: skip
+            )
+        elif path.is_file():
+            files.append(path)
+    return files, unusable
+
+
+def name_problem(text, label=False):
+    """Why ``text`` cannot be an image id or (``label``) a class name, or None: it must be
+    valid UTF-8 without control characters; a class name also becomes a folder name, so
+    it holds no path separator, is not ``.`` or ``..`` and does not start with ``.``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8 text"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        return "holds a control character"
+    if label:
+        if "/" in text or "\\" in text:
+            return "holds a path separator"
+        if text.startswith("."):
+            return "starts with '.'"
+        if len(text.encode()) > 200:
+            return "longer than 200 bytes"
+    return None
+
+
+def refuse_bad_name(text, where, label=False):
+    problem = name_problem(text, label)
+    if problem:
+        shown = text.encode("utf-8", "backslashreplace").decode()
+        what = "class name" if label else "image name"
+        raise UserError(f"{where}: {what} {shown!r} {problem}")
 
 
 def _hidden(path, base):
@@ -113,6 +196,9 @@ def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=Fal
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read CSV {csv_path}: {str(err).splitlines()[0]}") from None
+    stripped = {c: c.strip() for c in table.columns}
+    if any(k != v for k, v in stripped.items()):  # "image, label": the space is invisible
+        table = table.rename(columns=stripped)
     missing = [c for c in (image_col, label_col) if c not in table.columns]
     if missing:
         raise UserError(
@@ -136,6 +222,9 @@ def _csv_columns(csv_path, table, image_col, label_col):
         blank = values.index[values == ""]
         if len(blank):
             raise UserError(f"CSV {csv_path}: empty {column!r} in data row {blank[0] + 1}")
+    for row_number, (image, label) in enumerate(zip(images, labels), start=1):
+        refuse_bad_name(image, f"CSV {csv_path}: data row {row_number}")
+        refuse_bad_name(label, f"CSV {csv_path}: data row {row_number}", label=True)
     keys = images.map(lambda s: Path(s).as_posix())
     dupes = keys[keys.duplicated(keep=False)]
     if len(dupes):
@@ -149,7 +238,7 @@ def _csv_columns(csv_path, table, image_col, label_col):
 
 
 def _csv_rows(csv_path, root, keys, labels, allow_outside_root):
-    rows, missing_files = [], []
+    rows, missing_files, seen = [], [], {}
     inside = root.resolve()
     for row_number, (image, label) in enumerate(zip(keys, labels), start=1):
         path = root / image
@@ -162,7 +251,14 @@ def _csv_rows(csv_path, root, keys, labels, allow_outside_root):
             )
         if not path.is_file():
             missing_files.append((row_number, path))
-        rows.append((image, label, str(path.resolve())))
+        resolved = str(path.resolve())
+        if resolved in seen:  # "a/x.png" and "a/../a/x.png", or a link to a listed file
+            raise UserError(
+                f"CSV {csv_path}: data rows {seen[resolved]} and {row_number} name one file "
+                f"({resolved}) under two spellings; each image must appear once"
+            )
+        seen[resolved] = row_number
+        rows.append((image, label, resolved))
     if missing_files:
         row_number, path = missing_files[0]
         raise UserError(

@@ -9,6 +9,7 @@ import numpy as np
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.errors import UserError
+from ripik_clf.locks import load_model_file
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic")
@@ -81,7 +82,10 @@ def write_preprocessing_spec(path, target, fmt, record):
     what :func:`ripik_clf.data.images.load_for_model` does (resizing another way moves the
     probabilities; e.g. bilinear without antialiasing on a large photo)."""
     size = int(record.image_size)
-    earlier = json.loads(path.read_text()) if path.exists() else {}
+    try:  # the formats exported before (a damaged spec is written anew)
+        earlier = wd.load_json(path, "") if path.exists() else {}
+    except UserError:
+        earlier = {}
     spec = {
         "input": {"shape": [None, size, size, 3], "layout": "NHWC", "dtype": "float32"},
         "channels": "RGB",
@@ -102,10 +106,19 @@ def write_preprocessing_spec(path, target, fmt, record):
 def find_preprocessing_spec(exported):
     """The spec written beside an exported file by :func:`write_preprocessing_spec`."""
     exported = Path(exported)
+    repair = "export the model again (python -m ripik_clf export)"
     for candidate in sorted(exported.parent.glob("*_preprocessing.json")):
-        spec = json.loads(candidate.read_text())
-        if exported.name in spec.get("files", []):
-            return spec
+        spec = wd.load_json(candidate, repair)
+        if exported.name not in spec.get("files", []):
+            continue
+        try:
+            size = spec["input"]["shape"][1]
+            ok = isinstance(size, int) and size >= 1 and isinstance(spec["classes"], list)
+        except (KeyError, IndexError, TypeError):
+            ok = False
+        if not ok or not spec["classes"]:
+            raise wd.damaged(candidate, "no input size or class list", repair)
+        return spec
     raise UserError(
         f"no *_preprocessing.json beside {exported} names it: export it with "
         "`python -m ripik_clf export` (which writes one)"
@@ -125,11 +138,10 @@ def export_format(exported):
 def serving_model(model_path):
     """The Keras model as exported: with the temperature its run recorded for this
     model file (its run record), so the export's probabilities are the calibrated ones."""
-    import keras
 
     from ripik_clf.predict.calibration import scaled_model
 
-    model = keras.models.load_model(model_path)
+    model = load_model_file(model_path)
     record = wd.read_run_record(Path(model_path).parent)
     return model if record is None else scaled_model(model, record.temperature_of(model_path))
 
@@ -148,7 +160,19 @@ def _tflite_bytes(model, quantize):
 
 
 def run_export(path, fmt, images):
-    """Probabilities of the exported artefact for ``images`` (float32 0-255 NHWC)."""
+    """Probabilities of the exported artefact for ``images`` (float32 0-255 NHWC); a
+    damaged artefact is one line naming it."""
+    try:
+        return _run_export(path, fmt, images)
+    except Exception as err:  # noqa: BLE001 - protobuf, flatbuffer and ONNX errors alike
+        why = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(
+            f"{path} cannot be run as a {fmt} model ({why}): export it again "
+            "(python -m ripik_clf export)"
+        ) from None
+
+
+def _run_export(path, fmt, images):
     import tensorflow as tf
 
     if fmt == "savedmodel":
@@ -203,7 +227,14 @@ def predict_exported(exported, files, batch_size=32):
         for positions, images, failed in batches:
             failures += failed
             if len(positions):
-                probabilities[positions] = run_export(exported, fmt, images.astype("float32"))
+                got = np.asarray(run_export(exported, fmt, images.astype("float32")))
+                if got.shape != (len(positions), len(spec["classes"])):
+                    raise UserError(
+                        f"{exported} gives outputs of shape {got.shape[1:]}, its "
+                        f"preprocessing spec names {len(spec['classes'])} classes: export "
+                        "it again (python -m ripik_clf export)"
+                    )
+                probabilities[positions] = got
     return spec["classes"], probabilities, failures
 
 

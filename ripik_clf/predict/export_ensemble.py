@@ -5,7 +5,7 @@ images: see the preprocessing spec); inside, each member gets it resized to its 
 (bilinear: portable to TFLite and ONNX; with one input size for all members, as by
 default, nothing is resized), its TTA views (mean softmax), its temperature, then the
 family means, the weighted soft vote and the ensemble's temperature: the probabilities
-``ensemble.py`` wrote to ``probabilities.csv``. Two-stage TTA is in the graph too: both
+``ensemble.py`` wrote to ``<out>_probabilities.csv``. Two-stage TTA is in the graph too: both
 passes run, and each image keeps the TTA one only when its plain confidence is below the
 recorded threshold.
 """

@@ -12,6 +12,7 @@ import numpy as np
 from ripik_clf import workdir as wd
 from ripik_clf.data.images import decoded_batches
 from ripik_clf.errors import UserError
+from ripik_clf.locks import load_model_file
 from ripik_clf.predict.calibration import apply_temperature
 from ripik_clf.predict.tta import member_tta, predict_tta
 
@@ -100,7 +101,6 @@ def check_member_splits(members, current_split):
 
 
 def load_members(members):
-    import keras
 
     for member in members:
         if not zipfile.is_zipfile(member.path):  # Keras would say "File not found"
@@ -109,7 +109,7 @@ def load_members(members):
                 "this one is not: a renamed .h5, pickle or a truncated copy?)"
             )
         try:
-            member.model = keras.models.load_model(member.path)
+            member.model = load_model_file(member.path)
         except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad file
             raise UserError(
                 f"{member.path} is not a loadable Keras model: {str(err).splitlines()[0][:200]}"

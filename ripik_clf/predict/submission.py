@@ -87,6 +87,7 @@ def _run_ensemble(config, out_path, answers):
         ),
         members,
     )  # fmt: skip
+    truth = tables.read_answers(answers or demo_answers, ens.id_col, ens.label_col)  # early
     paths = [str(test_dir / i) for i in test_ids]
     probabilities, failures, seconds, tta_note = _predict_test(ensemble, paths, ens)
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
@@ -99,7 +100,7 @@ def _run_ensemble(config, out_path, answers):
             val.calibrated, val.y, names, members[0].classes, weights, {ens.tta: temperature}
         ),
         test_rows=tables.test_rows(
-            tables.read_answers(answers or demo_answers, ens.id_col, ens.label_col), ids,
+            truth, ids,
             {m.name: p for m, p in zip(members, probabilities)}, dict(zip(names, families)),
             members[0].classes, weights, temperature,
         ),
@@ -142,12 +143,12 @@ def _calibration(val, ensemble, tta):
 
 
 def _write_submission(out_path, ids, probabilities, classes, ens):
-    """The submission (id, predicted label) and ``probabilities.csv`` beside it."""
+    """The submission (id, predicted label) and ``<out>_probabilities.csv`` beside it."""
     labels = [classes[k] for k in probabilities.argmax(1)]
     atomic_write_csv(pd.DataFrame({ens.id_col: ids, ens.label_col: labels}), out_path)
     table = pd.DataFrame(probabilities, columns=[str(c) for c in classes])
     table.insert(0, ens.id_col, ids)
-    atomic_write_csv(table, out_path.with_name("probabilities.csv"))
+    atomic_write_csv(table, wd.beside_submission(out_path, "probabilities"))
 
 
 def _choose_weights(ens, val_probabilities, val_y, names):
@@ -233,9 +234,15 @@ def _handle_failures(failures, test_dir, test_ids, policy, out_path):
         )
     failed = {Path(p).relative_to(test_dir).as_posix() for p, _ in failures}
     if failures:
-        skipped = out_path.with_name(wd.SKIPPED_CSV)  # beside the submission
-        wd.write_skipped(skipped.parent, failures)
+        skipped = wd.beside_submission(out_path, "skipped")
+        wd.write_skipped(skipped.parent, failures, name=skipped.name)
         print(f"warning: skipped {len(failures)} unreadable test image(s), listed in {skipped}:")
         for path, reason in failures[:10]:
             print(f"  {path}: {reason}")
-    return [i for i, name in enumerate(test_ids) if name not in failed]
+    keep = [i for i, name in enumerate(test_ids) if name not in failed]
+    if not keep:
+        raise UserError(
+            f"none of the {len(test_ids)} test images in {test_dir} can be read (listed in "
+            f"{skipped}): no submission written"
+        )
+    return keep

@@ -47,7 +47,7 @@ def write_report(workdir, report):
 def _figures(out, report):
     soft = apply_temperature(
         soft_vote(report.val_probabilities, report.weights), report.temperature
-    )  # what probabilities.csv holds: the ensemble's temperature applied
+    )  # what <out>_probabilities.csv holds: the ensemble's temperature applied
     named = dict(zip(report.names, report.val_probabilities)) | {"soft ensemble": soft}
     y, classes = report.val_y, report.classes
     for name, p in named.items():
@@ -126,7 +126,7 @@ def calibration_section(raw, calibrated, y, names, weights, temperatures, temper
         "Temperature scaling: one temperature per model and TTA, fitted here on its "
         "validation probabilities with the TTA it is used with (minimum negative "
         "log-likelihood, NLL), and one for the ensemble on top; "
-        "`probabilities.csv` and `predict` use them. Fitted and measured on the same "
+        "`<out>_probabilities.csv` and `predict` use them. Fitted and measured on the same "
         "images (in-sample).",
         "",
         "| model | temperature | NLL before | NLL after | ECE before | ECE after "

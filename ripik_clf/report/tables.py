@@ -1,13 +1,15 @@
 """The report's rows of metrics (pure: probabilities in, metrics out)."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from ripik_clf.errors import UserError
 from ripik_clf.predict.calibration import apply_temperature
 from ripik_clf.predict.voting import hard_vote, soft_vote
 from ripik_clf.report.metrics import summary_row
+from ripik_clf.workdir import load_csv
 
 
 def validation_rows(probabilities_by_mode, y, names, classes, weights, temperatures=None):
@@ -37,9 +39,13 @@ def hard_row(y_true, probabilities, classes, weights=None):
 def read_answers(answers, id_col, label_col):
     """``{image id: label}`` from an answer key CSV (its first two columns when the
     submission's column names are not there); None when there is no key."""
-    if answers is None or not Path(answers).exists():
+    if answers is None:
         return None
-    key = pd.read_csv(answers, dtype=str)
+    if not Path(answers).is_file():
+        raise UserError(f"answer key {answers} not found (--answers names a CSV file)")
+    key = load_csv(answers, (), "pass a CSV of image_id,label")
+    if key.shape[1] < 2:
+        raise UserError(f"answer key {answers} needs two columns (image id, label)")
     ids = key[id_col] if id_col in key else key.iloc[:, 0]
     labels = key[label_col] if label_col in key else key.iloc[:, 1]
     return dict(zip(ids, labels))
@@ -49,11 +55,23 @@ def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
     """``{row name: metrics}`` on the test images the answer key labels: each member
     (``{name: probabilities}``), each family's fold mean (``{name: probabilities}``, when
     there are fold runs) and the two ensembles (the soft one with its ``temperature``, as
-    in ``probabilities.csv``); {} without a key."""
+    in ``<out>_probabilities.csv``); {} without a key."""
     if truth is None:
         return {}
     index = {c: i for i, c in enumerate(classes)}
     known = [i for i, name in enumerate(ids) if truth.get(name) in index]
+    if not known:
+        raise UserError(
+            f"the answer key labels none of the {len(ids)} test images with a known class "
+            f"(test ids look like {ids[0]!r}, the key's like {next(iter(truth), None)!r}; "
+            f"classes: {', '.join(classes)})"
+        )
+    if len(known) < len(ids):
+        print(
+            f"note: test scores cover the {len(known)} of {len(ids)} test images the answer "
+            "key labels with a known class",
+            file=sys.stderr,
+        )
     y = np.array([index[truth[ids[i]]] for i in known])
     rows = {name: summary_row(y, p[known], classes) for name, p in members.items()}
     if len(families) < len(members):  # fold runs: each model family's mean too

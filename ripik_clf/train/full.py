@@ -8,7 +8,7 @@ import numpy as np
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
-from ripik_clf.locks import save_model_atomically
+from ripik_clf.locks import load_model_file, save_model_atomically
 from ripik_clf.models.classifier import (
     build_classifier,
     unfreeze,
@@ -106,7 +106,7 @@ def train_full(
         )
     # The start model is rebuilt under this phase's precision policy, like the checkpoint.
     best = (
-        keras.models.load_model(best_path)
+        load_model_file(best_path)
         if improved
         else _load_for_finetuning(start, size, len(data.classes), tc.dropout)
     )
@@ -264,7 +264,7 @@ def _drop_unreadable(versions, sources_y, unreadable):
 def _load_for_finetuning(path, size, num_classes, dropout):
     """The saved head model; rebuilt under the global policy when that is mixed precision
     (a saved model keeps the float32 policy it was built with)."""
-    saved = keras.models.load_model(path)
+    saved = load_model_file(path)
     if keras.mixed_precision.global_policy().name == "float32":
         return saved
     record = wd.read_run_record(path.parent, for_model=path)

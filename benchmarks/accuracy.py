@@ -342,7 +342,8 @@ def score_everything(args, submission, wall):
                 )  # fmt: skip
             )
     temperatures = [t for name, _, t in calibration if "full phase" in name]
-    calibration.append(("soft ensemble = submission_probabilities.csv", None, definition.temperature))
+    soft = "soft ensemble = submission_probabilities.csv"
+    calibration.append((soft, None, definition.temperature))
     calibration_lines(calibration, y_test, with_tta, temperatures, weights, report)
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))

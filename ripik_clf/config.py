@@ -424,6 +424,25 @@ def _flatten(mapping, prefix=""):
     return flat
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few hundred bytes
+MAX_CONFIG_ALIASES = 50  # YAML aliases can expand a small file exponentially
+
+
+def _load_yaml(path):
+    """A config file's YAML, with limits on its size and on aliases (a "billion laughs"
+    document of a few hundred bytes expands to gigabytes)."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config file {path} is over {MAX_CONFIG_BYTES // 1000} kB: not a config")
+    text = path.read_text(encoding="utf-8")
+    aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader))
+    if aliases > MAX_CONFIG_ALIASES:
+        raise UserError(
+            f"config file {path} uses {aliases} YAML aliases (at most {MAX_CONFIG_ALIASES}): "
+            "write the values out"
+        )
+    return yaml.safe_load(text)
+
+
 def load_config(path=None, overrides=None, recorded=None):
     """Build a validated Config from defaults, settings the workdir recorded
     (``recorded``, see :func:`ripik_clf.data.splits.recorded_settings`), an optional YAML
@@ -437,7 +456,7 @@ def load_config(path=None, overrides=None, recorded=None):
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = _load_yaml(path) or {}
         except UnicodeDecodeError:
             raise UserError(
                 f"config file {path} is not text (binary content): pass a YAML file"
@@ -450,6 +469,12 @@ def load_config(path=None, overrides=None, recorded=None):
             ) from None
         if not isinstance(loaded, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {loaded!r}")
+        for name in _sections(config):
+            if name in loaded and not isinstance(loaded[name], dict):
+                raise UserError(
+                    f"config file {path}: section {name!r} must be a mapping of keys "
+                    f"(indented `key: value` lines under `{name}:`), not {loaded[name]!r}"[:300]
+                )
         apply_overrides(config, _flatten(loaded))
     apply_overrides(config, {k: v for k, v in (overrides or {}).items() if v is not None})
     return config.validate()

@@ -19,24 +19,29 @@ from ripik_clf.errors import UserError
 
 
 @contextmanager
-def exclusive(folder, what):
+def exclusive(folder, what, *, shared=False, name=".lock"):
     """Hold ``folder``'s lock for the ``with`` block; ``what`` names the work in messages.
+    ``shared``: any number of shared holders at once (shards of one job), never beside
+    an exclusive one.
 
     Raises:
         UserError: another process holds it (its pid, command and start time named).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / ".lock", "a+")  # noqa: SIM115 - held for the whole block
+    handle = open(folder / name, "a+")  # noqa: SIM115 - held for the whole block
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             raise UserError(
                 f"{folder} is in use by another process ({_holder(handle.read())}): wait "
                 f"for it to finish or stop it, then run {what} again"
             ) from None
+        if shared:  # the holder's note belongs to the exclusive writer
+            yield
+            return
         handle.seek(0)
         handle.truncate()
         command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]

@@ -78,12 +78,12 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
     from ripik_clf.predict.export import predict_exported
     from ripik_clf.predict.members import predict_with_members
 
-    files = image_files(inputs)
     if exported and (members is not None or tta is not None):
         raise UserError(  # an exported model carries its members and TTA inside it
             "--exported runs the exported model as it is: --members and --tta belong to "
             "predicting with the work directory's models (drop one or the other)"
         )
+    files = image_files(inputs)
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
     elif members is None and tta is None and wd.read_ensemble_definition(config.workdir):

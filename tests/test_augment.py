@@ -47,7 +47,10 @@ def test_copies_layout_and_manifest(small_dataset, tmp_path):
     splits = pd.read_csv(tmp_path / "w" / "splits.csv")
     manifest = pd.read_csv(tmp_path / "w" / "augmented" / "manifest.csv")
     train = set(splits.loc[splits.split == "train", "image"])
-    assert list(manifest.columns) == ["source", "path", "label", "copy"]
+    assert list(manifest.columns) == ["source", "path", "label", "copy", "source_sha256"]
+    first = manifest.iloc[0]  # the content each copy was made from
+    source = (small_dataset / first["source"]).read_bytes()
+    assert first["source_sha256"] == hashlib.sha256(source).hexdigest()
     assert len(manifest) == 3 * len(train)
     assert set(manifest["source"]) == train  # validation images are never augmented
     assert set(manifest["copy"]) == {0, 1, 2}
@@ -256,3 +259,37 @@ def test_a_read_only_work_folder_is_one_line(small_dataset, tmp_path, capsys, mo
     assert err.splitlines()[-1].startswith(f"error: cannot write {tmp_path / 'w' / 'augmented'}")
     assert err.endswith("Read-only file system")
     assert not list((tmp_path / "w" / "augmented").rglob("*.jpg"))
+
+
+def test_a_source_edited_after_augmentation_gets_new_copies(small_dataset, tmp_path):
+    """Content, not names: the manifest records what each copy was made from."""
+    from conftest import write_image
+
+    run(small_dataset, tmp_path / "w")
+    before = digests(tmp_path / "w")
+    manifest = pd.read_csv(tmp_path / "w" / "augmented" / "manifest.csv")
+    edited = manifest["source"].iloc[0]
+    mtime = (small_dataset / edited).stat().st_mtime_ns
+    write_image(small_dataset / edited, seed=4321)
+    os.utime(small_dataset / edited, ns=(mtime, mtime))  # same time: only content changed
+    run(small_dataset, tmp_path / "w")
+    after = digests(tmp_path / "w")
+    changed = {p for p in before if before[p] != after.get(p)}
+    assert changed == set(manifest.loc[manifest["source"] == edited, "path"])
+
+
+def test_a_second_writer_of_the_copies_stops_and_names_the_holder(small_dataset, tmp_path):
+    from ripik_clf.errors import UserError
+    from ripik_clf.locks import exclusive
+
+    work = tmp_path / "w"
+    run(small_dataset, work)
+    with exclusive(work, "augment_offline.py", name=".augment.lock"):
+        with pytest.raises(SystemExit) as stop:
+            run(small_dataset, work, "--overwrite", size=48)
+        assert stop.value.code == 2
+    with exclusive(work, "augment_offline.py", shared=True, name=".augment.lock"):
+        with pytest.raises(UserError, match="in use by another process"):
+            with exclusive(work, "x", name=".augment.lock"):
+                pass
+    assert (work / "augmented" / "settings.json").exists()  # nothing was deleted

@@ -126,3 +126,25 @@ def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "w").write_text("not a folder")
     with pytest.raises(UserError, match="workdir=.*a folder"):
         load_config(None, {"workdir": str(tmp_path / "w")})
+
+
+def test_a_yaml_document_built_to_expand_is_refused(tmp_path):
+    """Nine levels of ten aliases: a few hundred bytes that expand to 10**9 items."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match="uses 80 YAML aliases"):
+        load_config(path)
+    path.write_text("x" * 1_000_001)
+    with pytest.raises(UserError, match="is over 1000 kB"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("body", ["5", "[1, 2]", "auto", "null"])
+def test_a_section_that_is_not_a_mapping_says_so(tmp_path, body):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train: {body}\n")
+    with pytest.raises(UserError, match=r"section 'train' must be a mapping of keys"):
+        load_config(path)

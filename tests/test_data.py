@@ -142,3 +142,68 @@ def test_csv_rows_outside_the_image_root_are_refused(tmp_path, capsys, kind):
     dataset, _ = discover(csv, image_col="file", label_col="species",
                           image_root=tmp_path / "imgs", allow_outside_root=True)  # fmt: skip
     assert str(secret.resolve()) in set(dataset["path"])
+
+
+# --- names and places: the same rules for folder and CSV datasets ----------------------
+
+
+@pytest.mark.parametrize(
+    "label,problem",
+    [("../evil", "path separator"), ("a\\b", "path separator"), (".hidden", "starts with '.'"),
+     ("a\x00b", "control character"), ("\x1b[31mred", "control character"),
+     ("x" * 201, "longer than 200 bytes"), ("..", "starts with")],
+)  # fmt: skip
+def test_a_class_name_is_checked_like_a_folder_name(tmp_path, label, problem):
+    """A label becomes augmented/<label>/: it must not steer where copies are written."""
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "y")])
+    table = pd.read_csv(csv)
+    table.loc[1, "species"] = label
+    csv.write_bytes(table.to_csv(index=False).encode("utf-8", "surrogateescape"))
+    with pytest.raises(UserError, match=rf"data row 2: class name .* {problem}"):
+        discover(csv, image_col="file", label_col="species", image_root=tmp_path / "imgs")
+
+
+def test_one_file_under_two_spellings_is_refused(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("sub/b.png", "y")])
+    with csv.open("a") as f:
+        f.write("sub/../a.png,y\n")
+    with pytest.raises(UserError, match=r"data rows 1 and 3 name one file .* two spellings"):
+        discover(csv, image_col="file", label_col="species", image_root=tmp_path / "imgs")
+
+
+def test_a_header_with_stray_spaces_is_read(tmp_path):
+    csv = _csv_dataset(tmp_path, [("a.png", "x"), ("b.png", "y")])
+    csv.write_text(csv.read_text().replace("file,species", "image, label "))
+    dataset, _ = discover(csv, image_root=tmp_path / "imgs")
+    assert dataset["label"].tolist() == ["x", "y"]
+
+
+def test_folder_links_follow_the_root_rule_and_every_skip_is_listed(tmp_path, capsys):
+    import os
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 3, "b": 3})
+    secret = write_image(tmp_path / "secret" / "s.png", seed=9)
+    (data / "a" / "outside.png").symlink_to(secret)
+    (data / "a" / "inside.png").symlink_to(data / "b" / "img_002.png")  # a listed file again
+    (data / "a" / "dead.png").symlink_to(tmp_path / "nothing.png")
+    bad_name = os.path.join(os.fsencode(data / "b"), b"\xff\xfe.png")
+    with open(bad_name, "wb") as f:
+        f.write((data / "b" / "img_002.png").read_bytes())
+    (data / "__MACOSX").mkdir()
+    dataset, skipped = discover(data)
+    reasons = {os.path.basename(p): r for p, r in skipped}
+    assert "links outside the data root" in reasons["outside.png"]
+    assert reasons["dead.png"] == "broken symbolic link"
+    assert "the same file as" in " ".join(reasons.values())
+    assert any("not valid UTF-8" in r for r in reasons.values())
+    assert str(secret) not in set(dataset["path"]) and set(dataset["label"]) == {"a", "b"}
+    assert "__MACOSX" in capsys.readouterr().err
+    assert len(discover(data, allow_outside_root=True)[0]) == len(dataset) + 1
+
+
+def test_a_class_folder_linked_outside_the_root_is_refused(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", {"a": 2, "b": 2})
+    make_folder_dataset(tmp_path / "elsewhere", {"c": 2})
+    (data / "c").symlink_to(tmp_path / "elsewhere" / "c")
+    with pytest.raises(UserError, match="class folder .*c links outside the data root"):
+        discover(data)

@@ -113,6 +113,28 @@ def test_bad_inputs(setup, capsys, tmp_path):
     )
     (tmp_path / "empty").mkdir()
     assert "holds no image files" in _fails(setup, capsys, "--test", str(tmp_path / "empty"))
+    missing = str(tmp_path / "no_answers.csv")
+    assert "answer key " + missing + " not found" in _fails(setup, capsys, "--answers", missing)
+    key = tmp_path / "key.csv"
+    pd.DataFrame({"image_id": ["other.png"], "label": ["a"]}).to_csv(key, index=False)
+    assert "labels none of the 6 test images" in _fails(setup, capsys, "--answers", str(key))
+    unreadable = tmp_path / "unreadable"
+    for i in range(2):
+        (unreadable / f"{i}.png").parent.mkdir(exist_ok=True)
+        (unreadable / f"{i}.png").write_bytes(b"not a png")
+    message = _fails(setup, capsys, "--test", str(unreadable), "--on-bad-image", "skip",
+                     out="all_bad.csv")  # fmt: skip
+    assert "none of the 2 test images" in message and "all_bad_skipped.csv" in message
+    assert not (setup / "all_bad.csv").exists()
+
+
+def test_side_files_are_named_after_the_submission(setup):
+    """Two submissions in one folder keep their own probabilities."""
+    run(setup, "--tta", "none", out="one.csv")
+    run(setup, "--tta", "flip", out="two.csv")
+    one, two = (pd.read_csv(setup / f"{n}_probabilities.csv") for n in ("one", "two"))
+    assert len(one) == len(two) == len(pd.read_csv(setup / "one.csv"))
+    assert not (setup / "probabilities.csv").exists()
 
 
 def test_members_must_agree(setup, capsys):

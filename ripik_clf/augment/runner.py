@@ -24,6 +24,7 @@ from ripik_clf.config import FLIP_ALIASES
 from ripik_clf.data.images import BadImage, read_rgb, resize_square
 from ripik_clf.data.splits import training_images
 from ripik_clf.errors import UserError
+from ripik_clf.locks import exclusive
 from ripik_clf.progress import progress
 
 
@@ -96,17 +97,28 @@ def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), ove
     Returns:
         dict with counts and timings for the summary line.
     """
+    # One writer of augmented/ at a time; the shards of one job (same settings) together.
+    shared = shard.count > 1 and not overwrite
+    with exclusive(config.workdir, "augment_offline.py", shared=shared, name=".augment.lock"):
+        return _augment_locked(config, dataset, splits, skipped, shard, overwrite)
+
+
+def _augment_locked(config, dataset, splits, skipped, shard, overwrite):
     aug = config.augment
     out_dir = wd.augmented_dir(config.workdir)
+    # The digests the copies were made from (--overwrite: the repair of a damaged manifest).
+    recorded = {} if overwrite else _recorded_sources(config.workdir)
     auto = resolve_auto_flips(config, dataset, splits, overwrite)  # sets aug.flips if auto
     _check_settings(config.workdir, aug, overwrite, auto)
     train = training_images(splits).merge(dataset[["image", "path"]], on="image")
     plan = augment.plan_copies(train[["image", "label"]], aug.copies)
+    plan["source_sha256"] = plan["source"].map(_content_digests(train))
     removed = _remove_stale(out_dir, set(plan["path"]))
+    source_path = dict(zip(train["image"], train["path"]))
+    removed += _remove_changed(out_dir, plan, recorded, source_path)
     for folder in sorted({p.rsplit("/", 1)[0] for p in plan["path"]}):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
 
-    source_path = dict(zip(train["image"], train["path"]))
     plan["seed"] = [augment.copy_seed(aug.seed, s, k) for s, k in zip(plan["source"], plan["copy"])]
     plan["exists"] = [(out_dir / p).exists() for p in plan["path"]]
     tasks, todo = _tasks(plan, source_path, shard, out_dir)
@@ -318,6 +330,8 @@ def _remove_stale(out_dir, planned):
             continue
         rel = path.relative_to(out_dir).as_posix()
         is_temp = path.name.startswith(".") and TEMP_MARK in path.name or ".jpg.tmp-" in path.name
+        if is_temp and _writer_alive(path.name):  # a shard still writing it
+            continue
         is_stale_copy = (
             planned is not None
             and path.suffix == ".jpg"
@@ -330,8 +344,69 @@ def _remove_stale(out_dir, planned):
     return removed
 
 
+def _content_digests(train):
+    """``{source image: sha256 of its bytes}``: copies follow the content, not the name
+    (a source edited after augmentation gets new copies)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest(path):
+        try:
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return ""  # unreadable: the copy step lists it
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(train["image"], pool.map(digest, train["path"])))
+
+
+def _recorded_sources(workdir):
+    """``{copy path: source digest}`` of the copies the manifest lists ({} without one,
+    or from a version that did not record digests)."""
+    if not wd.manifest_path(workdir).exists():
+        return {}
+    manifest = wd.read_manifest(workdir)
+    if "source_sha256" not in manifest:
+        return {}
+    return dict(zip(manifest["path"], manifest["source_sha256"]))
+
+
+def _remove_changed(out_dir, plan, recorded, source_path):
+    """Delete the copies made from another content of their source. A copy the manifest
+    does not list (a run killed before writing it, or an older version's manifest
+    without digests) is remade when it is older than its source file."""
+    removed = 0
+    for path, source, digest in zip(plan["path"], plan["source"], plan["source_sha256"]):
+        copy = out_dir / path
+        if not copy.exists():
+            continue
+        was = recorded.get(path)
+        if was is not None:
+            changed = was != digest
+        else:
+            changed = copy.stat().st_mtime_ns < Path(source_path[source]).stat().st_mtime_ns
+        if changed:
+            copy.unlink()
+            removed += 1
+    return removed
+
+
+def _writer_alive(temp_name):
+    """Whether the process whose pid a temporary file's name holds is still running."""
+    digits = temp_name.split(TEMP_MARK, 1)[-1].split(".", 1)[0]
+    if not digits.isdigit() or int(digits) == os.getpid():
+        return False
+    try:
+        os.kill(int(digits), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write_reports(out_dir, plan, skipped, shard, config):
     present = plan[[(out_dir / p).exists() for p in plan["path"]]]
-    wd.write_manifest(config.workdir, present[["source", "path", "label", "copy"]])
+    wd.write_manifest(config.workdir, present[["source", "path", "label", "copy", "source_sha256"]])
     wd.write_skipped(out_dir, skipped, f"skipped{shard.suffix}.csv")
     config.save(wd.config_path(out_dir))

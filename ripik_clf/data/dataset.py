@@ -151,6 +151,8 @@ def name_problem(text, label=False):
         return "not valid UTF-8 text"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         return "holds a control character"
+    if any(len(part.encode()) > 255 for part in text.split("/")):
+        return "has a part longer than 255 bytes (the file system's limit)"
     if label:
         if "/" in text or "\\" in text:
             return "holds a path separator"

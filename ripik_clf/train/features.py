@@ -51,9 +51,16 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
     """
     cache_root = Path(cache_root)
     entries = [_entry(cache_root, p) for p in paths]
-    missing = [i for i, e in enumerate(entries) if not e.exists()]
-    failures = []
     width = extractor.output_shape[-1]
+    features = np.full((len(paths), width), np.nan, dtype="float32")
+    missing = []
+    for i, entry in enumerate(entries):
+        vector = _cached(entry, width)
+        if vector is None:
+            missing.append(i)
+        else:
+            features[i] = vector
+    failures, saving = [], []
     if missing:
         bar = progress(len(missing), desc)
         todo = [paths[i] for i in missing]
@@ -66,15 +73,28 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
                     # Always a full batch (zero-padded): one traced graph, no retracing.
                     vectors = np.asarray(extractor.predict_on_batch(padded), dtype="float32")
                     for position, vector in zip(positions, vectors):
-                        pool.submit(_save, entries[missing[position]], vector)
+                        features[missing[position]] = vector
+                        saving.append(pool.submit(_save, entries[missing[position]], vector))
                 bar.update(len(positions) + len(failed))
+            for future in saving:  # a write that failed (a full disk) is raised, named
+                future.result()
         bar.close()
-    failed = {p for p, _ in failures}
-    features = np.full((len(paths), width), np.nan, dtype="float32")
-    for i, (path, entry) in enumerate(zip(paths, entries)):
-        if path not in failed:
-            features[i] = np.load(entry)
     return features, failures
+
+
+def _cached(entry, width):
+    """A cached vector; None when absent, or damaged (left by an older version or a
+    disk fault: removed, and extracted again)."""
+    if not entry.exists():
+        return None
+    try:
+        vector = np.load(entry, allow_pickle=False)
+        if vector.shape == (width,) and vector.dtype == np.float32:
+            return vector
+    except (OSError, ValueError, EOFError):
+        pass
+    entry.unlink(missing_ok=True)
+    return None
 
 
 def _save(entry, vector):

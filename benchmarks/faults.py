@@ -2,7 +2,8 @@
 exit code, whether a traceback was printed, whether the message names the file at
 fault, and whether anything outside the data root was read.
 
-    python benchmarks/faults.py
+    python benchmarks/faults.py            the hand-written corpus
+    python benchmarks/faults.py --fuzz 2   the generated cases (about 270 per scale step)
 """
 
 import sys
@@ -38,5 +39,34 @@ def main():
     )
 
 
+def fuzz(scale):
+    """The generated cases (tests/fuzz_cases.py), one table row per class of input."""
+    from collections import defaultdict
+
+    import fuzz_cases
+
+    by_class = defaultdict(list)
+    for name, build in fuzz_cases.all_cases(scale):
+        with tempfile.TemporaryDirectory() as tmp:
+            by_class[name.split(" #")[0]].append(fuzz_cases.run_case(name, build, tmp))
+    print("\n| generated class | cases | exit 0 | exit 2, file named | tracebacks | "
+          "other failures | reads outside the root |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, outcomes in by_class.items():
+        codes = [o.exit_code for o in outcomes]
+        named = sum(o.exit_code == 2 and o.names_file for o in outcomes)
+        tracebacks = codes.count("traceback")
+        other = sum(not o.holds for o in outcomes) - tracebacks
+        print(f"| {name} | {len(outcomes)} | {codes.count(0)} | {named} | {tracebacks} | "
+              f"{other} | {sum(o.outside_read for o in outcomes)} |")  # fmt: skip
+    failed = [o for group in by_class.values() for o in group if not o.holds]
+    for outcome in failed[:20]:
+        print(f"FAILED {outcome}")
+    return not failed
+
+
 if __name__ == "__main__":
+    if "--fuzz" in sys.argv:  # python benchmarks/faults.py --fuzz [SCALE]
+        rest = sys.argv[sys.argv.index("--fuzz") + 1 :]
+        sys.exit(0 if fuzz(int(rest[0]) if rest else 1) else 1)
     main()

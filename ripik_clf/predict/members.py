@@ -76,7 +76,8 @@ def _member(workdir, name):
     is_file = Path(name).suffix == ".keras"
     path = Path(name) if is_file else wd.model_file(workdir, name)
     if not path.exists():
-        hint = "" if is_file else " (run train.py --phase full first)"
+        run, _, phase = name.partition(":")
+        hint = "" if is_file else f" (run train.py --phase {phase or 'full'} --run {run} first)"
         raise UserError(f"no trained model at {path}{hint}")
     record = wd.read_run_record(path.parent, for_model=path)
     phase = "" if is_file else name.partition(":")[2]

@@ -54,3 +54,26 @@ RECORDS = list(fc.record_cases(RECORD_CASES_EACH))
 def test_a_damaged_record_is_one_line_naming_it_or_set_aside(name, record, rng, trained, tmp_path):
     outcome = fc.run_record_case(name, record, rng, trained, tmp_path)
     assert outcome.holds, outcome
+
+
+def test_export_of_a_run_path_finds_its_work_directory(trained, tmp_path, capsys):
+    """`export W/runs/original/` without --workdir once said the hint-less `no
+    validation image ... found` (the path names its work directory)."""
+    from ripik_clf.cli.main import main as cli
+
+    run = trained / "work" / "runs" / "original"
+    code, message = fc.call(cli, ["export", f"{run}/", "--format", "savedmodel", "--out",
+                                  str(tmp_path / "exp")])  # fmt: skip
+    assert code == 0, message
+    assert (tmp_path / "exp" / "original_savedmodel" / "saved_model.pb").exists()
+
+
+def test_an_input_size_that_cannot_fit_in_memory_is_refused_before_any_work(trained, tmp_path):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(trained / "work", work)
+    code, message = fc.call(train.main, ["--phase", "head", "--workdir", str(work),
+                                         "--image-size", "20000", "--run", "huge"])  # fmt: skip
+    assert code == 2 and "needs about" in message and "GiB" in message
+    assert not (work / "runs" / "huge").exists()

@@ -105,3 +105,47 @@ def test_a_batch_that_cannot_fit_in_memory_is_one_line():
         refuse_a_batch_that_cannot_fit(10_000, 32, training=True, available=24 * gib)
     with pytest.raises(UserError, match=r"--batch-size \(at most ~\d+ at this size\)"):
         refuse_a_batch_that_cannot_fit(1024, 64, training=True, available=24 * gib)
+
+
+def test_a_damaged_split_record_is_an_error_not_the_demo_data(tmp_path):
+    """It once fell back to the defaults (data.path: the demo digits) without a word."""
+    from ripik_clf.data.splits import recorded_settings
+
+    (tmp_path / "splits.csv").write_text("image,label,split,fold\na.png,a,train,-1\n")
+    for damage in ("{bad", "[]", '{"seed": 1}', ""):
+        (tmp_path / "splits.json").write_text(damage)
+        with pytest.raises(UserError, match=r"splits.json is damaged .*--resplit"):
+            recorded_settings(tmp_path)
+
+
+def test_feature_cache_write_failures_are_raised_naming_the_file(tmp_path, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    from ripik_clf.train import features
+
+    class Extractor:
+        output_shape = (None, 4)
+
+        def predict_on_batch(self, batch):
+            return np.ones((len(batch), 4), "float32")
+
+    from conftest import write_image
+
+    paths = [str(write_image(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
+
+    def full_disk(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(features, "atomic_write", full_disk)
+    with pytest.raises(OSError, match="No space left") as err:
+        features.extract_features(paths, Extractor(), 32, tmp_path / "cache", batch_size=2)
+    assert str(err.value.filename).endswith(".npy")
+    monkeypatch.undo()
+    vectors, failures = features.extract_features(paths, Extractor(), 32, tmp_path / "cache")
+    assert vectors.shape == (3, 4) and not failures
+    entry = next((tmp_path / "cache").rglob("*.npy"))
+    entry.write_bytes(b"garbage")  # a damaged entry: extracted again, not a traceback
+    again, _ = features.extract_features(paths, Extractor(), 32, tmp_path / "cache")
+    assert np.array_equal(again, vectors)

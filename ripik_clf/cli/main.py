@@ -134,6 +134,19 @@ def export(args, config):
     )
 
 
+def _workdir_of_run_path(run):
+    """``export W/runs/NAME/`` (or ``W/runs/NAME/full.keras``) names its work directory:
+    (W, the run or model to export); a plain run name: (None, it)."""
+    from pathlib import Path
+
+    path = Path(run)
+    folder = path.parent if path.suffix == ".keras" else path
+    if (folder / "run.json").is_file() and folder.parent.name == "runs":
+        print(f"note: work directory {folder.parent.parent} (from the run's path)")
+        return str(folder.parent.parent), (run if path.suffix == ".keras" else folder.name)
+    return None, run
+
+
 def audit(args, config):
     stages.run_audit(config)
 
@@ -155,6 +168,8 @@ def main(argv=None):
     for name in ("config", "workdir"):
         if not hasattr(args, name):
             setattr(args, name, None)
+    if args.command == "export" and args.run and args.workdir is None:
+        args.workdir, args.run = _workdir_of_run_path(args.run)
     config = resolve_config(args, {"test": "data.test"})
     commands = {"predict": predict, "export": export, "audit": audit, "runs": runs}
     commands[args.command](args, config)

@@ -1,6 +1,7 @@
 """Exporting a trained model (SavedModel, TFLite, ONNX), checked against the Keras model."""
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -264,14 +265,29 @@ def export_checked(config, run, fmt, out_dir, quantize="none", check_images=256)
 def _held_out_images(config, record, model_path, count):
     """Up to ``count`` decoded images the run never trained on (its validation split)."""
     from ripik_clf.data.dataset import load_dataset
-    from ripik_clf.data.images import load_for_model
+    from ripik_clf.data.images import BadImage, load_for_model
 
     dataset, _ = load_dataset(config.data)
     held_out = dataset[dataset["image"].isin(set(record.held_out or []))]
-    paths = list(held_out["path"])[:count]
-    if not paths:
-        raise UserError(
-            f"no validation image of run {model_path.parent.name} found in the data to "
-            "check the export against (pass --data, or retrain the run)"
+    images, unreadable = [], []
+    for path in held_out["path"]:
+        if len(images) == count:
+            break
+        try:
+            images.append(load_for_model(path, record.image_size))
+        except BadImage as err:  # went bad since training: checked on the others
+            unreadable.append((path, str(err)))
+    if unreadable:
+        path, why = unreadable[0]
+        print(
+            f"warning: {len(unreadable)} validation image(s) unreadable, not used to check "
+            f"the export; first: {path} ({why})",
+            file=sys.stderr,
         )
-    return np.stack([load_for_model(p, record.image_size) for p in paths]).astype("float32")
+    if not images:
+        raise UserError(
+            f"no readable validation image of run {model_path.parent.name} found in the "
+            f"data {config.data.path or '(the demo data)'} to check the export against "
+            "(pass --data and --workdir of the run's work directory, or retrain the run)"
+        )
+    return np.stack(images).astype("float32")

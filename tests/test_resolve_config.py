@@ -24,7 +24,7 @@ def recorded(tmp_path):
     work = tmp_path / "work"
     table = pd.DataFrame({"image": ["a/1.png"], "label": ["a"], "split": ["train"], "fold": [-1]})
     meta = {"data": {"data.path": str(photos.resolve())}, "seed": 5, "val_fraction": 0.3,
-            "folds": 0}  # fmt: skip
+            "folds": 0, "fingerprint": "f", "images": ["a/1.png"], "labels": ["a"]}  # fmt: skip
     wd.write_split(work, table, meta)
     config = tmp_path / "c.yaml"
     config.write_text("augment:\n  seed: 11\n  copies: 3\nsplit:\n  val_fraction: 0.25\n")

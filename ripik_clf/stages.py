@@ -86,8 +86,13 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
     files = image_files(inputs)
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
-    elif members is None and tta is None and wd.read_ensemble_definition(config.workdir):
-        result = Ensemble.load(config.workdir).predict(files, config.ensemble.batch_size)
+    elif (
+        members is None
+        and tta is None
+        and (definition := wd.read_ensemble_definition(config.workdir))
+    ):
+        ensemble = Ensemble.load(config.workdir, definition)
+        result = ensemble.predict(files, config.ensemble.batch_size)
         classes, probabilities, failures = result.classes, result.probabilities, result.failures
     else:
         classes, probabilities, failures = predict_with_members(

@@ -401,3 +401,39 @@ def test_the_full_phase_never_makes_a_split(trained, tmp_path):
     assert not any(path.exists() for path in wd.split_paths(trained.workdir))
     with pytest.raises(UserError, match="never makes a split"):
         train_full(trained, "original", resplit=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_the_full_phase_names_the_file_and_the_rerun_finishes(
+    trained, capsys, monkeypatch, tmp_path
+):
+    """It once left history_full.csv at 0 bytes, named no file, and broke every rerun."""
+    import errno
+    import os
+
+    from ripik_clf import atomic
+
+    config = _own_copy(trained, tmp_path)
+    out = run_dir(config, "original")
+    real = atomic.atomic_write_csv
+
+    def full_disk(frame, path):
+        if path.name == "history_full.csv":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(frame, path)
+
+    monkeypatch.setattr(atomic, "atomic_write_csv", full_disk)
+    import train as train_script
+
+    argv = ["--workdir", config.workdir, "--phase", "full", "--model", "original",
+            "--set", "train.full_epochs=2", "--set", "train.full_min_steps=0"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'history_full.csv'}: {os.strerror(errno.ENOSPC)}"
+    )
+    assert not (out / "history_full.csv").exists() and not (out / "full.keras").exists()
+    monkeypatch.undo()
+    assert train_script.main(argv) in (None, 0)  # the disk has room again: it finishes
+    assert len(pd.read_csv(out / "history_full.csv")) == 2 and (out / "full.keras").exists()

@@ -55,13 +55,14 @@ class Ensemble:
         return self.definition.weights
 
     @classmethod
-    def load(cls, workdir):
-        """The ensemble behind the last ``ensemble.py`` in ``workdir``.
+    def load(cls, workdir, definition=None):
+        """The ensemble behind the last ``ensemble.py`` in ``workdir`` (``definition``:
+        its record, when the caller has read it already).
 
         Raises:
             UserError: none recorded, or a member file changed or missing since then.
         """
-        definition = wd.read_ensemble_definition(workdir)
+        definition = definition or wd.read_ensemble_definition(workdir)
         if definition is None:
             raise UserError(
                 f"no ensemble recorded in {workdir} (report/ensemble.json): run ensemble.py "

@@ -60,6 +60,7 @@ def test_copies_layout_and_manifest(small_dataset, tmp_path):
     assert (tmp_path / "w" / "augmented" / "config.yaml").exists()
 
 
+@pytest.mark.slow  # child processes: make test-slow (CI runs it)
 def test_same_bytes_across_runs_workers_and_shards(small_dataset, tmp_path, capsys):
     run(small_dataset, tmp_path / "one", workers=1)
     run(small_dataset, tmp_path / "two", workers=2)
@@ -197,6 +198,7 @@ def test_script_errors_are_one_line(tmp_path, args, message):
     assert not (tmp_path / "w" / "augmented").exists()
 
 
+@pytest.mark.slow  # child processes: make test-slow (CI runs it)
 def test_ctrl_c_leaves_no_partial_file(tmp_path):
     proc, out = _start_and_wait_for_copies(
         _slow_job(tmp_path, workers=2), tmp_path / "w", stderr=subprocess.PIPE, text=True

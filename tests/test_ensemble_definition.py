@@ -199,8 +199,7 @@ def flip_submission(two_members, tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "fmt", ["savedmodel", pytest.param("tflite", marks=pytest.mark.slow),
-            pytest.param("onnx", marks=pytest.mark.slow)],
+    "fmt", [pytest.param(f, marks=pytest.mark.slow) for f in ("savedmodel", "tflite", "onnx")],
 )  # fmt: skip
 def test_the_exported_ensemble_is_the_submitted_one(two_members, flip_submission, fmt, capsys):
     from ripik_clf.cli.main import main as cli

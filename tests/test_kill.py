@@ -19,7 +19,7 @@ import augment_offline
 from conftest import REPO
 from ripik_clf import workdir as wd
 
-pytestmark = pytest.mark.slow  # a dozen child processes (CI runs them: make test-slow)
+pytestmark = pytest.mark.slow  # about twenty child processes (CI runs them: make test-slow)
 
 # The child: arm one kill, then run a script's main() with the given arguments.
 KILLER = r"""
@@ -166,3 +166,32 @@ def test_a_full_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
     history = wd.read_history(wd.history_path(run, "full"))
     assert history["epoch"].tolist() == list(range(len(history)))
     assert wd.read_run_metrics(run)["full"]["epochs"] == len(history)
+
+
+PROBE_MOMENTS = [
+    ("replace", "val_probabilities_probe.csv", 1),  # the phase's records half written
+    ("replace", "probe.keras", 1),  # the model's commit
+]
+
+
+@pytest.fixture(scope="module")
+def reference_probe(reference, tmp_path_factory):
+    """The uninterrupted probe phase, after the head and full phases."""
+    work = _copy(reference, tmp_path_factory.mktemp("probe_ref"), "work")
+    done = _run(work, "probe")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return work
+
+
+@pytest.mark.parametrize("kill", PROBE_MOMENTS, ids=lambda k: f"{k[0]}-{k[1]}-{k[2]}")
+def test_a_probe_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
+    reference, reference_probe, tmp_path, kill
+):
+    work = _copy(reference, tmp_path, "work")
+    killed = _run(work, "probe", kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = _run(work, "probe")
+    assert again.returncode == 0, again.stderr[-2000:]
+    run = wd.run_dir(work, "original")
+    assert _same_model(run / "probe.keras", wd.run_dir(reference_probe, "original") / "probe.keras")
+    assert set(wd.read_run_metrics(run)) == {"head", "full", "probe"}

@@ -60,8 +60,11 @@ SMALL = ["--set", "train.image_size=32", "--set",
 
 
 def _run(work, phase, kill=None):
+    return _script(["train.py", "--phase", phase, "--workdir", str(work), *SMALL], kill)
+
+
+def _script(argv, kill=None):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-    argv = ["train.py", "--phase", phase, "--workdir", str(work), *SMALL]
     if kill is None:
         command = [sys.executable, *argv]
     else:
@@ -195,3 +198,30 @@ def test_a_probe_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
     run = wd.run_dir(work, "original")
     assert _same_model(run / "probe.keras", wd.run_dir(reference_probe, "original") / "probe.keras")
     assert set(wd.read_run_metrics(run)) == {"head", "full", "probe"}
+
+
+ENSEMBLE_MOMENTS = [
+    ("replace", "submission.csv", 1),  # the submission's commit
+    ("replace", "report.md", 1),  # the report, half written
+    ("replace", "ensemble.json", 1),  # the ensemble record's commit (the last write)
+]
+
+
+@pytest.mark.parametrize("kill", ENSEMBLE_MOMENTS, ids=lambda k: f"{k[0]}-{k[1]}-{k[2]}")
+def test_ensemble_killed_anywhere_writes_everything_when_run_again(reference, tmp_path, kill):
+    import pandas as pd
+
+    from conftest import write_image
+
+    work = _copy(reference, tmp_path, "work")
+    for i in range(3):
+        write_image(tmp_path / "test" / f"t{i}.png", seed=80 + i)
+    argv = ["ensemble.py", "--workdir", str(work), "--test", str(tmp_path / "test"), "--out",
+            str(tmp_path / "submission.csv"), "--members", "original", "--tta", "none"]  # fmt: skip
+    killed = _script(argv, kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = _script(argv)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "submission.csv")) == 3
+    assert wd.read_ensemble_definition(work).members[0].name == "original"
+    assert (work / "report" / "report.md").exists()

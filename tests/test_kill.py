@@ -72,6 +72,25 @@ def _script(argv, kill=None):
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _killed_then_run_again(command, kill):
+    """``command(kill)`` dies by the kill; the same command again (``command(None)``)
+    exits 0."""
+    killed = command(kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = command(None)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def _phase_rerun_matches(work, phase, kill, reference, phases):
+    """A phase killed at ``kill`` and run again: the uninterrupted run's model (that of
+    ``reference``), and the metrics of ``phases``."""
+    _killed_then_run_again(lambda k: _run(work, phase, k), kill)
+    run = wd.run_dir(work, "original")
+    model = f"{phase}.keras"
+    assert _same_model(run / model, wd.run_dir(reference, "original") / model)
+    assert set(wd.read_run_metrics(run)) == phases
+
+
 @pytest.fixture(scope="module")
 def augmented_workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
@@ -133,13 +152,7 @@ def test_a_head_phase_killed_anywhere_finishes_when_run_again(
     augmented_workdir, reference, tmp_path, kill
 ):
     work = _copy(augmented_workdir, tmp_path, "work")
-    killed = _run(work, "head", kill)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    again = _run(work, "head")
-    assert again.returncode == 0, again.stderr[-2000:]
-    run = wd.run_dir(work, "original")
-    assert _same_model(run / "head.keras", wd.run_dir(reference, "original") / "head.keras")
-    assert set(wd.read_run_metrics(run)) == {"head"}
+    _phase_rerun_matches(work, "head", kill, reference, {"head"})
 
 
 FULL_MOMENTS = [
@@ -161,10 +174,7 @@ def test_a_full_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
         (run / name).unlink()
     metrics = wd.read_run_metrics(run)
     wd.write_run_metrics(run, {"head": metrics["head"]})
-    killed = _run(work, "full", kill)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    again = _run(work, "full")
-    assert again.returncode == 0, again.stderr[-2000:]
+    _killed_then_run_again(lambda k: _run(work, "full", k), kill)
     assert _same_model(run / "full.keras", wd.run_dir(reference, "original") / "full.keras")
     history = wd.read_history(wd.history_path(run, "full"))
     assert history["epoch"].tolist() == list(range(len(history)))
@@ -191,13 +201,7 @@ def test_a_probe_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
     reference, reference_probe, tmp_path, kill
 ):
     work = _copy(reference, tmp_path, "work")
-    killed = _run(work, "probe", kill)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    again = _run(work, "probe")
-    assert again.returncode == 0, again.stderr[-2000:]
-    run = wd.run_dir(work, "original")
-    assert _same_model(run / "probe.keras", wd.run_dir(reference_probe, "original") / "probe.keras")
-    assert set(wd.read_run_metrics(run)) == {"head", "full", "probe"}
+    _phase_rerun_matches(work, "probe", kill, reference_probe, {"head", "full", "probe"})
 
 
 ENSEMBLE_MOMENTS = [
@@ -218,10 +222,7 @@ def test_ensemble_killed_anywhere_writes_everything_when_run_again(reference, tm
         write_image(tmp_path / "test" / f"t{i}.png", seed=80 + i)
     argv = ["ensemble.py", "--workdir", str(work), "--test", str(tmp_path / "test"), "--out",
             str(tmp_path / "submission.csv"), "--members", "original", "--tta", "none"]  # fmt: skip
-    killed = _script(argv, kill)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    again = _script(argv)
-    assert again.returncode == 0, again.stderr[-2000:]
+    _killed_then_run_again(lambda k: _script(argv, k), kill)
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 3
     assert wd.read_ensemble_definition(work).members[0].name == "original"
     assert (work / "report" / "report.md").exists()

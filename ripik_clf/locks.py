@@ -19,10 +19,11 @@ from ripik_clf.errors import UserError
 
 
 @contextmanager
-def exclusive(folder, what, *, shared=False, name=".lock"):
+def exclusive(folder, what, *, shared=False, name=".lock", wait=False):
     """Hold ``folder``'s lock for the ``with`` block; ``what`` names the work in messages.
     ``shared``: any number of shared holders at once (shards of one job), never beside
-    an exclusive one.
+    an exclusive one. ``wait``: block until the lock is free (for short critical
+    sections that concurrent shards take in turn) instead of refusing.
 
     Raises:
         UserError: another process holds it (its pid, command and start time named).
@@ -32,7 +33,8 @@ def exclusive(folder, what, *, shared=False, name=".lock"):
     handle = open(folder / name, "a+")  # noqa: SIM115 - held for the whole block
     try:
         try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             raise UserError(

@@ -295,3 +295,39 @@ def test_a_second_writer_of_the_copies_stops_and_names_the_holder(small_dataset,
             with exclusive(work, "x", name=".augment.lock"):
                 pass
     assert (work / "augmented" / "settings.json").exists()  # nothing was deleted
+
+
+def test_shards_started_together_with_other_settings_are_refused_not_mixed(
+    small_dataset, tmp_path, capsys
+):
+    """Two shards of one job check the copies' settings in turn: while the first holds
+    the check (here the test holds it and then writes other settings, as a shard with
+    ``--size 48`` would), the second waits, then reads them and refuses."""
+    import json
+    import threading
+
+    from ripik_clf.locks import exclusive
+
+    work = tmp_path / "w"
+    run(small_dataset, work, "--shard", "1/2")
+    settings = work / "augmented" / "settings.json"
+    codes = []
+
+    def second_shard():
+        try:
+            run(small_dataset, work, "--shard", "2/2")
+            codes.append(0)
+        except SystemExit as stop:
+            codes.append(stop.code)
+
+    with exclusive(work, "augment_offline.py", name=".augment-settings.lock"):
+        shard = threading.Thread(target=second_shard)
+        shard.start()
+        time.sleep(1.0)
+        assert shard.is_alive() and not codes  # waiting for the check, not refused
+        record = json.loads(settings.read_text())
+        settings.write_text(json.dumps(dict(record, size=48)))  # the other shard's settings
+    shard.join(timeout=60)
+    assert codes == [2]
+    assert "holds copies made with other settings (size 48->32)" in capsys.readouterr().err
+    assert json.loads(settings.read_text())["size"] == 48  # left as the first shard wrote it

@@ -41,3 +41,33 @@ def test_an_edited_image_gets_new_features_and_the_others_come_from_the_cache(tm
     np.testing.assert_allclose(edited[1], fresh[0], rtol=1e-6)
     assert not np.allclose(edited[1], first[1])
     np.testing.assert_array_equal(edited[[0, 2]], first[[0, 2]])
+
+
+def test_an_image_edited_with_its_size_and_mtime_kept_is_recomputed(tmp_path):
+    """The cache is keyed by content: an edit that keeps size and mtime (a copy tool
+    preserving times, a same-size re-encode) still gets new features."""
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(path)
+    extractor = CountingExtractor()
+    first, _ = extract_features([str(path)], extractor, 32, tmp_path / "cache")
+    stat = os.stat(path)
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(path)  # one colour: same PNG size
+    assert os.path.getsize(path) == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edited, _ = extract_features([str(path)], extractor, 32, tmp_path / "cache")
+    assert extractor.images == 2
+    assert not np.allclose(edited, first)
+
+
+def test_one_image_under_two_names_shares_one_cache_entry(tmp_path):
+    import shutil
+
+    a = write_image(tmp_path / "a.png", seed=3)
+    b = tmp_path / "b.png"
+    shutil.copy(a, b)
+    extract_features([str(a)], CountingExtractor(), 32, tmp_path / "cache")
+    extractor = CountingExtractor()
+    features, _ = extract_features([str(b)], extractor, 32, tmp_path / "cache")
+    assert extractor.images == 0 and not np.isnan(features).any()

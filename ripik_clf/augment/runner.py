@@ -108,8 +108,11 @@ def _augment_locked(config, dataset, splits, skipped, shard, overwrite):
     out_dir = wd.augmented_dir(config.workdir)
     # The digests the copies were made from (--overwrite: the repair of a damaged manifest).
     recorded = {} if overwrite else _recorded_sources(config.workdir)
-    auto = resolve_auto_flips(config, dataset, splits, overwrite)  # sets aug.flips if auto
-    _check_settings(config.workdir, aug, overwrite, auto)
+    # Shards of one job start together: each reads settings.json and writes its own
+    # settings in turn (a shard started with other settings is refused, not mixed in).
+    with exclusive(config.workdir, "augment_offline.py", name=".augment-settings.lock", wait=True):
+        auto = resolve_auto_flips(config, dataset, splits, overwrite)  # sets aug.flips if auto
+        _check_settings(config.workdir, aug, overwrite, auto)
     train = training_images(splits).merge(dataset[["image", "path"]], on="image")
     plan = augment.plan_copies(train[["image", "label"]], aug.copies)
     plan["source_sha256"] = plan["source"].map(_content_digests(train))

@@ -5,8 +5,10 @@ the offline copies never change either, so each image goes through the backbone 
 the head then trains for many epochs on the cached vectors at almost no cost.
 
 Cache entry: ``WORKDIR/features/<tag>/<key[:2]>/<key>.npy``, where ``tag`` names the
-backbone, its weights and the input size, and ``key`` hashes the file path, size and
-modification time (an edited image is recomputed).
+backbone, its weights and the input size, and ``key`` is the sha1 of the file's bytes:
+an edited image is recomputed even when its size and modification time were kept, and
+one image under two names is computed once. (Reading the bytes costs far less than
+the backbone's forward pass it saves.)
 """
 
 import hashlib
@@ -36,9 +38,13 @@ def cache_tag(backbone, weights, image_size, seed):
 
 
 def _entry(cache_root, path):
-    stat = os.stat(path)
-    key = hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    digest = key.hexdigest()
+    """The cache entry of the image at ``path``, keyed by its content (None when the
+    file cannot be read: the decoder names the failure)."""
+    try:
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha1").hexdigest()
+    except OSError:
+        return None
     return cache_root / digest[:2] / f"{digest}.npy"
 
 
@@ -74,7 +80,9 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
                     vectors = np.asarray(extractor.predict_on_batch(padded), dtype="float32")
                     for position, vector in zip(positions, vectors):
                         features[missing[position]] = vector
-                        saving.append(pool.submit(_save, entries[missing[position]], vector))
+                        entry = entries[missing[position]]
+                        if entry is not None:
+                            saving.append(pool.submit(_save, entry, vector))
                 bar.update(len(positions) + len(failed))
             for future in saving:  # a write that failed (a full disk) is raised, named
                 future.result()
@@ -85,7 +93,7 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
 def _cached(entry, width):
     """A cached vector; None when absent, or damaged (left by an older version or a
     disk fault: removed, and extracted again)."""
-    if not entry.exists():
+    if entry is None or not entry.exists():
         return None
     try:
         vector = np.load(entry, allow_pickle=False)

@@ -4,6 +4,8 @@ fault, and whether anything outside the data root was read.
 
     python benchmarks/faults.py            the hand-written corpus
     python benchmarks/faults.py --fuzz 2   the generated cases (about 270 per scale step)
+    python benchmarks/faults.py --kills 3  kill -9 at 3 seeded moments of every command,
+                                           then the same command again (~1 min a case)
 """
 
 import sys
@@ -50,22 +52,54 @@ def fuzz(scale):
         with tempfile.TemporaryDirectory() as tmp:
             by_class[name.split(" #")[0]].append(fuzz_cases.run_case(name, build, tmp))
     print("\n| generated class | cases | exit 0 | exit 2, file named | tracebacks | "
-          "other failures | reads outside the root |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "other failures | reads outside the root | unusable after a rerun |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, outcomes in by_class.items():
         codes = [o.exit_code for o in outcomes]
         named = sum(o.exit_code == 2 and o.names_file for o in outcomes)
         tracebacks = codes.count("traceback")
         other = sum(not o.holds for o in outcomes) - tracebacks
+        unusable = sum(not o.usable_after_rerun for o in outcomes)
         print(f"| {name} | {len(outcomes)} | {codes.count(0)} | {named} | {tracebacks} | "
-              f"{other} | {sum(o.outside_read for o in outcomes)} |")  # fmt: skip
+              f"{other} | {sum(o.outside_read for o in outcomes)} | {unusable} |")  # fmt: skip
     failed = [o for group in by_class.values() for o in group if not o.holds]
     for outcome in failed[:20]:
         print(f"FAILED {outcome}")
     return not failed
 
 
+def kills(per_stage, seed=0):
+    """kill -9 at seeded moments of every command (tests/kill_cases.py), then the same
+    command again: is the state usable, and the same as an uninterrupted run's?"""
+    import kill_cases as kc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = kc.reference_pipeline(Path(tmp))
+        print("uninterrupted: " + ", ".join(
+            f"{stage} {reference.commits[stage]} commits in {reference.seconds[stage]:.0f} s"
+            for stage in reference.states))  # fmt: skip
+        outcomes = []
+        for k, (name, stage, moment) in enumerate(kc.kill_cases(reference, per_stage, seed)):
+            outcomes.append(kc.run_kill_case(name, stage, moment, reference, Path(tmp) / f"k{k}"))
+            print(f"{name}: killed exit {outcomes[-1].killed_exit}", flush=True)
+    print("\n| case | killed run's exit | rerun's exit | traceback? | state usable after "
+          "the rerun? | same as uninterrupted? |")  # fmt: skip
+    print("|---|---:|---:|---|---|---|")
+    yes = {True: "yes", False: "no"}
+    for o in outcomes:
+        print(f"| {o.case} | {o.killed_exit} | {o.rerun_exit} | {yes[o.traceback]} | "
+              f"{yes[o.usable]} | {yes[o.same_as_uninterrupted]} |")  # fmt: skip
+    failed = [o for o in outcomes if not o.holds]
+    print(f"\n{len(outcomes)} kills: {len(failed)} not repaired by running the command again")
+    for o in failed:
+        print(f"FAILED {o}")
+    return not failed
+
+
 if __name__ == "__main__":
+    if "--kills" in sys.argv:  # python benchmarks/faults.py --kills [PER_STAGE]
+        rest = sys.argv[sys.argv.index("--kills") + 1 :]
+        sys.exit(0 if kills(int(rest[0]) if rest else 1) else 1)
     if "--fuzz" in sys.argv:  # python benchmarks/faults.py --fuzz [SCALE]
         rest = sys.argv[sys.argv.index("--fuzz") + 1 :]
         sys.exit(0 if fuzz(int(rest[0]) if rest else 1) else 1)

@@ -6,8 +6,9 @@ Used by ``tests/test_fuzz.py`` (every case must hold; CI runs it) and
 ``benchmarks/faults.py --fuzz`` (the table). A case holds when the command ends with
 exit 0 or 2 and no traceback, a refusal (exit 2) names the file at fault, nothing was
 read from outside the data root (a planted image beside it never reaches the split), and
-the work directory is usable afterwards (the command, run again on repaired input or
-as the message says, exits 0).
+the work directory is usable afterwards: the same command on repaired input (the bad
+file removed, the CSV rewritten clean, the config emptied) exits 0, following the way out
+a refusal names (``--overwrite``, ``--resplit``) when it gives one.
 """
 
 import contextlib
@@ -33,10 +34,11 @@ class Outcome:
     message: str
     names_file: bool
     outside_read: bool = False
+    usable_after_rerun: bool = True
 
     @property
     def holds(self):
-        if self.exit_code == "traceback" or self.outside_read:
+        if self.exit_code == "traceback" or self.outside_read or not self.usable_after_rerun:
             return False
         return self.exit_code == 0 or (self.exit_code == 2 and self.names_file)
 
@@ -82,7 +84,7 @@ def _image_case(fmt, seed):
         data = _folder_data(root, rng)
         bad = data / "a" / f"bad.{fmt}"
         corrupted_image(bad, fmt, rng)
-        return _augment_argv(data, root), [bad.name]
+        return _augment_argv(data, root), [bad.name], bad.unlink
 
     return build
 
@@ -137,13 +139,18 @@ def _csv_case(seed):
                 rows[rng.randrange(len(rows))][rng.randrange(2)] = cell
             else:
                 rows.append([cell, rng.choice(["a", "b", cell])])
-        lines = ["image,label"] + [",".join(_quote(c) for c in row) for row in rows]
-        text = "\n".join(lines) + "\n"
-        (root / "train.csv").write_bytes(text.encode("utf-8", "surrogateescape"))
+        _write_csv(root / "train.csv", rows)
         main, argv = _augment_argv(root / "train.csv", root, "--image-root", str(images))
-        return (main, argv), ["train.csv", "data row"]
+        clean = [[f"{i}.png", "ab"[i % 2]] for i in range(6)]
+        return (main, argv), ["train.csv", "data row"], lambda: _write_csv(root / "train.csv", clean)
 
     return build
+
+
+def _write_csv(path, rows):
+    lines = ["image,label"] + [",".join(_quote(c) for c in row) for row in rows]
+    text = "\n".join(lines) + "\n"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
 
 
 def _quote(cell):
@@ -212,7 +219,7 @@ def _yaml_case(seed):
             text = text[: rng.randint(0, len(text))] + rng.choice(["", ":", "[", "{a", "&x *x"])
         (root / "c.yaml").write_text(text)
         main, argv = _augment_argv(data, root, "--config", str(root / "c.yaml"))
-        return (main, argv), ["c.yaml", "config"]
+        return (main, argv), ["c.yaml", "config"], lambda: (root / "c.yaml").write_text("{}\n")
 
     return build
 
@@ -305,13 +312,34 @@ def _names(message, record):
 def run_case(name, build, tmp):
     """Build a case in ``tmp``, run it, and judge it (see the module docstring)."""
     root = Path(tmp)
-    (main, argv), names = build(root)
+    (main, argv), names, repair = build(root)
     code, message = call(main, argv)
     outside = _secret_was_read(root)
     named = any(n in message for n in names) or "config" in message or str(root) in message
     if code == 0 and name.startswith("image") and not _accounted_for(root, names[0]):
         code, message = "dropped silently", f"{names[0]}: neither in the split nor listed"
-    return Outcome(name, code, message, named, outside)
+    repair()
+    usable, rerun_message = rerun_is_usable(main, argv)
+    if not usable and code in (0, 2):
+        message = f"rerun on repaired input: {rerun_message}"
+    return Outcome(name, code, message, named, outside, usable)
+
+
+WAYS_OUT = ("--overwrite", "--resplit")
+
+
+def rerun_is_usable(main, argv):
+    """The command again exits 0, after following the ways out its refusals name (each
+    at most once): (usable?, the last message)."""
+    argv = list(argv)
+    while True:
+        code, message = call(main, argv)
+        if code == 0:
+            return True, message
+        way_out = [flag for flag in WAYS_OUT if flag in message and flag not in argv]
+        if code != 2 or not way_out:
+            return False, f"exit {code}: {message}"
+        argv.append(way_out[0])
 
 
 def _accounted_for(root, file_name):

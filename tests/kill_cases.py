@@ -155,7 +155,7 @@ def fingerprint(root, stage):
         from ripik_clf import workdir as wd
 
         assert set(wd.read_run_metrics(run)) >= {stage}
-        return _weights(run / f"{stage}.keras")
+        return fingerprint_of_model(run / f"{stage}.keras")
     if stage == "ensemble":
         from ripik_clf import workdir as wd
 
@@ -186,7 +186,7 @@ def _digests(folder, pattern):
     )
 
 
-def _weights(path):
+def fingerprint_of_model(path):
     import keras
 
     return keras.models.load_model(path).get_weights()

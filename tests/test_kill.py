@@ -1,75 +1,33 @@
 """``kill -9`` at chosen moments of a training phase, then the same command again: it
 finishes, with the model an uninterrupted run makes (the phases are deterministic on
-CPU with a fixed seed).
+CPU with a fixed seed); and at seeded random moments of every command (the k-th commit
+of any write, or a random delay), whose rerun leaves what an uninterrupted run leaves.
 
 Each moment is a real SIGKILL, sent by the child to itself just before a chosen write
 is committed (the n-th ``os.replace`` or rename onto a given name): the states a kill
-leaves are exactly those, since every write is a temporary file and one rename.
+leaves are exactly those, since every write is a temporary file and one rename
+(tests/kill_cases.py).
 """
 
 import os
 import subprocess
 import sys
 
-import keras
-import numpy as np
 import pytest
 
 import augment_offline
-from conftest import REPO
+import kill_cases as kc
+from kill_cases import SMALL
 from ripik_clf import workdir as wd
 
 pytestmark = pytest.mark.slow  # about twenty child processes (CI runs them: make test-slow)
-
-# The child: arm one kill, then run a script's main() with the given arguments.
-KILLER = r"""
-import os, pathlib, signal, sys
-kind, name, nth, script, *argv = sys.argv[1:]
-calls = [0]
-def hit(target):
-    if os.path.basename(str(target)) != name:
-        return
-    calls[0] += 1
-    if calls[0] == int(nth):
-        os.kill(os.getpid(), signal.SIGKILL)
-if kind == "replace":
-    real_replace = os.replace
-    def replace(src, dst, *a, **k):
-        hit(dst)
-        return real_replace(src, dst, *a, **k)
-    os.replace = replace
-else:  # a rename of the file or folder itself (the backup's next/ -> current/)
-    real_rename = pathlib.Path.rename
-    def rename(self, target):
-        hit(self)
-        return real_rename(self, target)
-    pathlib.Path.rename = rename
-sys.argv = [script, *argv]
-import importlib
-sys.exit(importlib.import_module(script.removesuffix(".py")).main(argv))
-"""
-
-# ImageNet weights (the offline Lite0 ones), a head that learns next to nothing (a tiny
-# learning rate) and a full phase that learns the colours: every full epoch beats the
-# start, so the best checkpoint is written each time.
-SMALL = ["--set", "train.image_size=32", "--set",
-         "train.head_epochs=1", "--set", "train.head_lr=1e-7", "--set", "train.batch_size=8",
-         "--set", "train.full_epochs=3", "--set", "train.full_lr=3e-3", "--set",
-         "train.full_warmup_epochs=0", "--set", "train.full_min_steps=0", "--set",
-         "train.full_patience=5", "--model", "original"]  # fmt: skip
-
 
 def _run(work, phase, kill=None):
     return _script(["train.py", "--phase", phase, "--workdir", str(work), *SMALL], kill)
 
 
 def _script(argv, kill=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-    if kill is None:
-        command = [sys.executable, *argv]
-    else:
-        command = [sys.executable, "-c", KILLER, *map(str, kill), *argv]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return kc.run_script(argv, kill)
 
 
 def _killed_then_run_again(command, kill):
@@ -94,25 +52,11 @@ def _phase_rerun_matches(work, phase, kill, reference, phases):
 @pytest.fixture(scope="module")
 def augmented_workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
-    data = _colour_classes(root / "data", per_class=8)
+    data = kc.colour_classes(root / "data", per_class=8)
     work = root / "work"
     augment_offline.main(["--data", str(data), "--workdir", str(work), "--copies", "1",
                           "--size", "32", "--workers", "1"])  # fmt: skip
     return work
-
-
-def _colour_classes(root, per_class):
-    """Three classes told apart by colour (red, green, blue), with noise: learnable."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c, label in enumerate("abc"):
-        for i in range(per_class):
-            pixels = rng.integers(0, 90, size=(32, 32, 3))
-            pixels[..., c] += 150
-            (root / label).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels.astype(np.uint8)).save(root / label / f"{i}.png")
-    return root
 
 
 def _copy(work, tmp_path, name):
@@ -123,12 +67,8 @@ def _copy(work, tmp_path, name):
     return target
 
 
-def _weights(path):
-    return keras.models.load_model(path).get_weights()
-
-
 def _same_model(a, b):
-    return all(np.allclose(x, y, atol=1e-5) for x, y in zip(_weights(a), _weights(b), strict=True))
+    return kc.same(kc.fingerprint_of_model(a), kc.fingerprint_of_model(b))
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +166,24 @@ def test_ensemble_killed_anywhere_writes_everything_when_run_again(reference, tm
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 3
     assert wd.read_ensemble_definition(work).members[0].name == "original"
     assert (work / "report" / "report.md").exists()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Every command run once, uninterrupted: the state before each, and what each left."""
+    return kc.reference_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+# One seeded moment per command (benchmarks/faults.py --kills N tries more).
+RANDOM_KILLS = 1
+
+
+def test_a_kill_at_a_random_moment_of_any_command_is_repaired_by_running_it_again(
+    pipeline, tmp_path
+):
+    failed = []
+    for name, stage, moment in kc.kill_cases(pipeline, RANDOM_KILLS):
+        outcome = kc.run_kill_case(name, stage, moment, pipeline, tmp_path / stage)
+        if not outcome.holds:
+            failed.append(outcome)
+    assert not failed, failed

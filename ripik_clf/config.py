@@ -87,6 +87,7 @@ class AugmentConfig:
 
 FLIP_MODES = ("auto", "none", "horizontal", "all")
 FLIP_CHOICES = FLIP_MODES[1:]  # what auto chooses between
+DISTRIBUTE_MODES = ("auto", "off", "mirrored")
 FLIP_ALIASES = {"true": "all", "false": "none"}  # the old boolean setting
 
 
@@ -145,6 +146,10 @@ class TrainConfig:
     class_weights: bool = False  # weight classes by inverse frequency ("balanced")
     on_the_fly: str = "none"  # full phase extra augmentation: none | flip | mixup | cutmix
     precision: str = "auto"  # auto (mixed when a GPU is present) | mixed | float32
+    # Full phase devices (train/distribute.py): auto = TF_CONFIG naming several workers ->
+    # all of them, several GPUs -> all of them, else one device; off = one device; mirrored
+    # = every local device (GPUs, else the logical CPUs set up before TensorFlow starts).
+    distribute: str = "auto"
     seed: int = 42
     mlflow: bool = False  # log params, metrics and models to ./mlruns (local file store)
     # The run to train: runs/<run>/ (null = the variant's name, e.g. runs/original). A run
@@ -196,6 +201,12 @@ class TrainConfig:
             "train.precision",
             self.precision,
             "auto | mixed | float32",
+        )
+        _require(
+            self.distribute in DISTRIBUTE_MODES,
+            "train.distribute",
+            self.distribute,
+            " | ".join(DISTRIBUTE_MODES),
         )
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "1 or more")
         _require(0 <= self.seed < 2**32, "train.seed", self.seed, "0 <= seed < 2**32")

@@ -43,6 +43,13 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
             f"train.run {config.train.run!r} names one run: give train.models one variant"
         )
     folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
+    from ripik_clf.train.distribute import cluster_from_env
+
+    cluster = cluster_from_env()
+    if phase != "full" and not cluster.is_chief:
+        print(f"the {phase} phase trains on one machine: worker 0 runs it, this worker "
+              f"({cluster.index}) has nothing to do")  # fmt: skip
+        return {}
     results = {}
     for variant in config.train.models:
         for k in folds:
@@ -50,7 +57,7 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
             print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
             results[run] = train(config, variant, fold=k, resplit=resplit, overwrite=overwrite)
             resplit = False  # the split is made once, by the first run
-            if config.train.mlflow:
+            if config.train.mlflow and results[run] is not None:  # None: not the chief
                 from ripik_clf.train.tracking import log_to_mlflow
 
                 log_to_mlflow(config, run, phase, results[run])

@@ -302,6 +302,7 @@ class RunRecord:
     flips: str = ""  # the mirror images training showed: none | horizontal | all ("" = older run)
     seed: int | None = None  # train.seed it was trained with (None = older run)
     temperature: dict = field(default_factory=dict)  # per phase's model file
+    workers: int = 1  # machines that trained its last phase together (train/distribute.py)
 
     def temperature_of(self, model_path):
         """The temperature fitted for one of its model files (by phase); 1 when none."""

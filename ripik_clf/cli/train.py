@@ -119,6 +119,12 @@ def run_phase(args, phase):
 
 
 def print_summary(phase, results):
+    helped = [name for name, m in results.items() if m is None]
+    if helped:  # a worker of a multi-worker run: the chief (worker 0) saved the run
+        print(f"\n{phase} phase of {', '.join(helped)}: trained with worker 0, which saved it")
+        results = {name: m for name, m in results.items() if m is not None}
+        if not results:
+            return
     print(f"\n{phase} phase summary (validation split, real images only)")
     print("| model | train images | epochs | accuracy | macro-F1 | seconds |")
     print("|---|---:|---:|---:|---:|---:|")

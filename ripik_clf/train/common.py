@@ -261,11 +261,16 @@ def drop_failures(paths, labels, failures):
 
 
 def one_writer(phase):
-    """Hold the run folder's lock (:mod:`ripik_clf.locks`) while a phase trains."""
+    """Hold the run folder's lock (:mod:`ripik_clf.locks`) while a phase trains. A worker
+    other than the chief of a multi-worker run (train/distribute.py) writes nothing in
+    the run folder and takes no lock on it."""
+    from ripik_clf.train.distribute import cluster_from_env
 
     def wrap(train):
         @functools.wraps(train)
         def locked(config, model_name, *, fold=None, **options):
+            if not cluster_from_env().is_chief:
+                return train(config, model_name, fold=fold, **options)
             with exclusive(run_dir(config, run_of(config, model_name, fold)), f"the {phase} phase"):
                 return train(config, model_name, fold=fold, **options)
 
@@ -275,19 +280,13 @@ def one_writer(phase):
 
 
 def accelerator_setup(precision="auto"):
-    """Mixed precision when a GPU is present (or asked for); several GPUs: mirrored.
-
-    Returns:
-        the tf.distribute strategy to build and compile the model under.
-    """
+    """Mixed precision when a GPU is present (or asked for): ``mixed_float16``, with the
+    classifier's softmax kept in float32 (models/classifier.py)."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     mixed = bool(gpus) if precision == "auto" else precision == "mixed"
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def remove_stale_full_phase(out):
@@ -331,9 +330,10 @@ def validation_metrics(data, probabilities):
     }
 
 
-def save_run(out, config, data, size, phase, metrics, probabilities):
+def save_run(out, config, data, size, phase, metrics, probabilities, *, workers=1):
     """Write what later stages read: the resolved config, the validation probabilities,
-    the run record (its temperatures kept per phase) and the phase's metrics."""
+    the run record (its temperatures kept per phase, and how many workers trained its
+    last phase) and the phase's metrics."""
     config.save(wd.config_path(out))
     wd.write_val_probabilities(out, phase, data.val_images, data.classes, probabilities)
     earlier = wd.read_run_record(out)
@@ -355,6 +355,7 @@ def save_run(out, config, data, size, phase, metrics, probabilities):
         flips=trained_flips(config, data.variant),
         seed=config.train.seed,
         temperature=temperature,  # per phase's model, fitted on validation (calibration.py)
+        workers=workers,
     )
     wd.write_run_record(out, record)
     wd.write_run_metrics(out, all_metrics)

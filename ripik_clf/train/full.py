@@ -1,7 +1,11 @@
 """Phase 2: every layer but BatchNorm fine-tuned at a low learning rate, resumable."""
 
+import contextlib
+import shutil
+import tempfile
 import time
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -38,6 +42,8 @@ from ripik_clf.train.common import (
     validation_metrics,
 )
 from ripik_clf.train.datasets import EpochClock, versioned_dataset
+from ripik_clf.train.distribute import barrier, describe, training_strategy
+from ripik_clf.train.loop import fit_distributed
 from ripik_clf.train.tracking import tensorboard_callback
 
 # --- phase 2: full ---------------------------------------------------------------------
@@ -53,6 +59,8 @@ def train_full(
     original or a copy: a different one each epoch), unless ``train.epoch: all``.
     Interrupted runs resume from the last finished epoch (``backup_full/``).
     """
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    strategy, cluster = training_strategy(config.train.distribute)
     out = run_dir(config, run_of(config, model_name, fold))
     if not wd.phase_model(out, "head").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")
@@ -64,39 +72,55 @@ def train_full(
     data = model_data(config, model_name, fold=fold, make_split=False)
     size = check_run(out, data, tc)  # another split or class list: that is the news
     refuse_a_batch_that_cannot_fit(size, tc.batch_size, training=True)
-    claim_run(out, config, model_name, size, "full", overwrite)
+    if cluster.is_chief:
+        claim_run(out, config, model_name, size, "full", overwrite)
     skipped = wd.read_skipped(out)
     versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
-    steps_per_epoch = int(np.ceil(len(versions) / tc.batch_size))
+    global_batch = tc.batch_size * strategy.num_replicas_in_sync
+    steps_per_epoch = int(np.ceil(len(versions) / global_batch))
     tc.full_epochs = full_phase_epochs(tc, steps_per_epoch)  # saved in the run's config
     start, start_phase, start_score = _start_model(out, tc.full_start)
     print(
-        f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps, from "
-        f"{start.name} (validation macro-F1 {start_score:.4f})"
+        f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps of "
+        f"{global_batch} images on {describe(strategy, cluster)}, from {start.name} "
+        f"(validation macro-F1 {start_score:.4f})"
     )
     clock = EpochClock()
     on_the_fly = _on_the_fly(config)
     train_ds, val_ds = _full_phase_datasets(
-        tc, out.name, data, versions, sources_y, size, clock, on_the_fly
+        tc, out.name, data, versions, sources_y, size, clock, on_the_fly, global_batch
     )
-    strategy = accelerator_setup(tc.precision)
+    accelerator_setup(tc.precision)
     with strategy.scope():
         n = len(data.classes)
         model = unfreeze(_load_for_finetuning(start, size, n, tc.dropout))
         compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
-    started = time.perf_counter()
-    callbacks = _full_phase_callbacks(out, tc, clock, len(versions), start_score)
-    callbacks += list(extra_callbacks)
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=tc.full_epochs,
-        verbose=VERBOSE,
-        shuffle=False,  # the dataset shuffles itself, by epoch
-        class_weight=class_weights(sources_y, n, tc.class_weights),
-        callbacks=callbacks,
-    )
-    seconds = time.perf_counter() - started
+    # The chief writes the run folder; another worker works in a private copy of what
+    # it resumes from, taken once the chief has recovered it (the barrier).
+    with _worker_folder(out, cluster, strategy) as writes:
+        started = time.perf_counter()
+        callbacks = _full_phase_callbacks(
+            writes, tc, clock, len(versions), start_score, global_batch
+        )
+        if cluster.is_chief:
+            barrier(strategy)
+        callbacks += list(extra_callbacks)
+        fit_distributed(
+            model,
+            train_ds,
+            val_ds,
+            strategy=strategy,
+            epochs=tc.full_epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            class_weight=class_weights(sources_y, n, tc.class_weights),
+            verbose=VERBOSE,
+        )
+        seconds = time.perf_counter() - started
+        if cluster.workers > 1:  # equal on every worker: they trained one model together
+            print(f"worker {cluster.index} of {cluster.workers}: final weights {_digest(model)}")
+        if not cluster.is_chief:  # trained in step with the chief, which saves the model
+            return None
     best_path = wd.phase_model(out, "full_best")  # the checkpoint of the best epoch
     improved = best_path.exists()  # no checkpoint: no epoch beat the starting model
     if not improved:
@@ -120,22 +144,22 @@ def train_full(
         started_from=start_phase,
         improved_on_start=improved,
     )
-    save_run(out, config, data, size, "full", metrics, val_probabilities)
+    save_run(out, config, data, size, "full", metrics, val_probabilities, workers=cluster.workers)
     save_model_atomically(best, wd.phase_model(out, "full"))  # last: the commit point
     best_path.unlink(missing_ok=True)
     return metrics
 
 
-def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_the_fly):
-    """The training stream (a version of each source per epoch, chosen by ``clock``) and
-    the validation images, as tf.data datasets."""
+def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_the_fly, batch):
+    """The training stream (a version of each source per epoch, chosen by ``clock``, in
+    global batches of ``batch``) and the validation images, as tf.data datasets."""
     n = len(data.classes)
     train_ds = versioned_dataset(
         versions,
         sources_y,
         n,
         size,
-        tc.batch_size,
+        batch,
         seed=tc.seed,
         clock=clock,
         epochs=tc.full_epochs,
@@ -153,7 +177,28 @@ def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_th
     return train_ds, val_ds
 
 
-def _full_phase_callbacks(out, tc, clock, n_sources, start_score):
+@contextlib.contextmanager
+def _worker_folder(out, cluster, strategy):
+    """Where this worker's callbacks write: the run folder (the chief), or a temporary
+    copy of its resume state (history, best checkpoint, backup), taken after the chief
+    recovered them, removed at the end."""
+    if cluster.is_chief:
+        yield out
+        return
+    barrier(strategy)  # the chief has recovered the backup
+    with tempfile.TemporaryDirectory(prefix=f"ripik-worker{cluster.index}-") as private:
+        private = Path(private) / out.name
+        private.mkdir()
+        for name in (wd.history_path(out, "full"), wd.phase_model(out, "full_best")):
+            if name.exists():
+                shutil.copy2(name, private / name.name)
+        backup = wd.full_backup_dir(out)
+        if (backup / "current").exists():
+            shutil.copytree(backup / "current", wd.full_backup_dir(private) / "current")
+        yield private
+
+
+def _full_phase_callbacks(out, tc, clock, n_sources, start_score, batch):
     """Resume state, weight averaging, best-model checkpoint, early stopping, history and
     progress. The checkpoint only keeps an epoch that beats the starting model
     (``start_score``) and, after a resume, the best score reached before."""
@@ -182,7 +227,7 @@ def _full_phase_callbacks(out, tc, clock, n_sources, start_score):
             patience=tc.full_patience,
         ),
         WholeFileCSVLogger(history_csv, append=True),
-        FitProgress(f"full phase {out.name}", n_sources, tc.batch_size, tc.full_epochs),
+        FitProgress(f"full phase {out.name}", n_sources, batch, tc.full_epochs),
         tensorboard_callback(out, "full"),
         CommitBackup(backup),  # last: the epoch is done when every write above is
     ]
@@ -272,6 +317,15 @@ def _load_for_finetuning(path, size, num_classes, dropout):
     model = build_classifier(backbone, num_classes, dropout)
     model.set_weights(saved.get_weights())
     return model
+
+
+def _digest(model):
+    import hashlib
+
+    digest = hashlib.sha1()
+    for array in model.get_weights():
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _best_logged(history_csv):

@@ -1,0 +1,166 @@
+"""Keras ``fit``'s epoch loop with one training step run by ``strategy.run``: the same code
+on one device, several GPUs and several machines (train/distribute.py says why ``fit``
+itself cannot be used under a multi-worker strategy).
+
+It keeps ``fit``'s contract with callbacks (train begin, epoch begin and end, batch end,
+test begin and end around validation, ``model.stop_training``, the first epoch set by
+``BackupAndRestore``), so checkpoints, resume, early stopping, EMA swaps, the history and
+the progress lines work unchanged. The loss of a step is the mean over the global batch
+(weighted by the class weights), as ``fit`` computes it on one device: each replica sums
+its share and divides by the global batch size, and the optimizer sums the replicas'
+gradients. Training metrics (loss, accuracy, macro-F1) are summed over all replicas;
+validation is computed by every worker on the whole validation set with the same weights,
+so every worker takes the same early-stopping and checkpoint decisions.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def fit_distributed(
+    model,
+    train_ds,
+    val_ds,
+    *,
+    strategy,
+    epochs,
+    steps_per_epoch,
+    callbacks=(),
+    class_weight=None,
+    verbose=2,
+):
+    """Train ``model`` (built and compiled under ``strategy``'s scope) for ``epochs``.
+
+    Args:
+        train_ds: global batches ``(images, one-hot labels)``; every worker iterates
+            the same batches and each replica trains on its slice of each.
+        val_ds: validation batches (whole set, on every worker).
+        class_weight: ``{class: weight}`` or None.
+
+    Returns:
+        the ``keras.callbacks.History`` of the run.
+    """
+    num_classes = model.output_shape[-1]
+    weights = np.ones(num_classes, "float32")
+    for c, w in (class_weight or {}).items():
+        weights[int(c)] = w
+    step = _train_step(model, strategy, tf.constant(weights))
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        [*callbacks, history],
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(model._initial_epoch or 0, epochs):  # set by BackupAndRestore
+        callback_list.on_epoch_begin(epoch)
+        totals = np.zeros(3)  # loss x images, correct, images
+        confusion = np.zeros((num_classes, num_classes))
+        for batch, (x, y) in enumerate(train_ds):  # the iterator reads the epoch clock
+            callback_list.on_train_batch_begin(batch)
+            loss_sum, correct, count, matrix = step(*_per_replica(strategy, x, y))
+            totals += [float(loss_sum), float(correct), float(count)]
+            confusion += matrix.numpy()
+            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
+            callback_list.on_train_batch_end(batch, logs)
+            if model.stop_training:
+                break
+        logs = {**logs, "macro_f1": macro_f1(confusion)}
+        callback_list.on_test_begin()
+        val_logs = _validate(model, predict, val_ds, num_classes)
+        callback_list.on_test_end(val_logs)
+        logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    model.optimizer.finalize_variable_values(model.trainable_weights)
+    callback_list.on_train_end(logs if epochs > (model._initial_epoch or 0) else {})
+    return history
+
+
+def _per_replica(strategy, x, y):
+    """``(x, y)`` of the global batch, split into one contiguous slice per replica when
+    there are several (the last batch of an epoch may leave a replica an empty slice: its
+    sums are zero), and the global batch size."""
+    size = tf.shape(x)[0]
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return (x, y), size
+
+    def share(context):
+        per = (size + replicas - 1) // replicas
+        start = context.replica_id_in_sync_group * per
+        return x[start : start + per], y[start : start + per]
+
+    return strategy.experimental_distribute_values_from_function(share), size
+
+
+def _train_step(model, strategy, class_weights):
+    """A tf.function running one step on every replica; returns the global sums of the
+    weighted loss, correct predictions, images and the confusion matrix."""
+    loss_object = model.loss
+    num_classes = model.output_shape[-1]
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(x, y, global_size):
+        with tf.GradientTape() as tape:
+            probabilities = model(x, training=True)
+            per_example = loss_object.call(y, tf.cast(probabilities, tf.float32))
+            weighted = per_example * tf.gather(class_weights, tf.argmax(y, axis=-1))
+            loss = tf.reduce_sum(weighted) / tf.cast(global_size, tf.float32)
+            if model.losses:  # regularizers: once per step in total
+                loss += tf.add_n(model.losses) / replicas
+            scaled = model.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_weights)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+        truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
+        correct = tf.reduce_sum(tf.cast(truth == guess, tf.float32))
+        matrix = tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
+        count = tf.cast(tf.shape(x)[0], tf.float32)
+        return tf.reduce_sum(weighted), correct, count, matrix
+
+    @tf.function(reduce_retracing=True)
+    def step(batch, global_size):
+        results = strategy.run(lambda xy: replica_step(xy[0], xy[1], global_size), (batch,))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+    return step
+
+
+def _validate(model, predict, val_ds, num_classes):
+    """Loss, accuracy and macro-F1 on the whole validation set (``evaluate``'s values:
+    the mean unweighted loss over images)."""
+    loss_sum, correct, count = 0.0, 0.0, 0
+    confusion = np.zeros((num_classes, num_classes))
+    for x, y in val_ds:
+        probabilities = tf.cast(predict(x), tf.float32)
+        loss_sum += float(tf.reduce_sum(model.loss.call(y, probabilities)))
+        truth = np.argmax(y.numpy(), axis=-1)
+        guess = np.argmax(probabilities.numpy(), axis=-1)
+        correct += float((truth == guess).sum())
+        count += len(truth)
+        np.add.at(confusion, (truth, guess), 1)
+    regularization = float(sum(model.losses)) if model.losses else 0.0  # as evaluate adds
+    return {
+        "loss": loss_sum / count + regularization,
+        "accuracy": correct / count,
+        "macro_f1": macro_f1(confusion),
+    }
+
+
+def macro_f1(confusion):
+    """Keras' ``F1Score(average="macro")`` from a confusion matrix (rows: truth): the
+    mean over every class of 2PR/(P+R), 0 for a class never seen nor predicted."""
+    tp = np.diag(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
+    return float(f1.mean())

@@ -142,7 +142,11 @@ def _csv_case(seed):
         _write_csv(root / "train.csv", rows)
         main, argv = _augment_argv(root / "train.csv", root, "--image-root", str(images))
         clean = [[f"{i}.png", "ab"[i % 2]] for i in range(6)]
-        return (main, argv), ["train.csv", "data row"], lambda: _write_csv(root / "train.csv", clean)
+        return (
+            (main, argv),
+            ["train.csv", "data row"],
+            lambda: _write_csv(root / "train.csv", clean),
+        )
 
     return build
 

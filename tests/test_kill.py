@@ -9,18 +9,15 @@ leaves are exactly those, since every write is a temporary file and one rename
 (tests/kill_cases.py).
 """
 
-import os
-import subprocess
-import sys
-
+import kill_cases as kc
 import pytest
+from kill_cases import SMALL
 
 import augment_offline
-import kill_cases as kc
-from kill_cases import SMALL
 from ripik_clf import workdir as wd
 
 pytestmark = pytest.mark.slow  # about twenty child processes (CI runs them: make test-slow)
+
 
 def _run(work, phase, kill=None):
     return _script(["train.py", "--phase", phase, "--workdir", str(work), *SMALL], kill)

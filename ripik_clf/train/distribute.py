@@ -87,7 +87,9 @@ def training_strategy(mode="auto"):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif mode == "mirrored":
         kind = "GPU" if gpus else "CPU"
-        strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
+        strategy = tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices(kind)]
+        )
     elif mode == "auto" and len(gpus) > 1:
         strategy = tf.distribute.MirroredStrategy()
     else:

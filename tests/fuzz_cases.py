@@ -132,7 +132,8 @@ def _csv_case(seed):
         for i in range(6):
             write_image(images / f"{i}.png", seed=i)
         _plant_secret(root)
-        rows = [[f"{i}.png", "ab"[i % 2]] for i in range(6)]
+        clean = [[f"{i}.png", "ab"[i % 2]] for i in range(6)]
+        rows = [list(row) for row in clean]
         for _ in range(rng.randint(1, 3)):  # garble a few cells, or add rows
             cell = rng.choice(NASTY) if rng.random() < 0.7 else _random_text(rng)
             if rng.random() < 0.5:
@@ -141,7 +142,6 @@ def _csv_case(seed):
                 rows.append([cell, rng.choice(["a", "b", cell])])
         _write_csv(root / "train.csv", rows)
         main, argv = _augment_argv(root / "train.csv", root, "--image-root", str(images))
-        clean = [[f"{i}.png", "ab"[i % 2]] for i in range(6)]
         return (
             (main, argv),
             ["train.csv", "data row"],

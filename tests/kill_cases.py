@@ -124,14 +124,29 @@ def test_images(folder, n=3):
     return folder
 
 
+def augment_argv(data, work, *extra):
+    """augment_offline.py's arguments: one 32 px copy per image, one process."""
+    return ["--data", str(data), "--workdir", str(work), "--copies", "1", "--size", "32",
+            "--workers", "1", *extra]  # fmt: skip
+
+
+def augmented_colour_classes(root, *extra):
+    """``root/work`` after augment_offline.py on colour classes of 8 images each."""
+    import augment_offline
+
+    data = colour_classes(root / "data", per_class=8)
+    augment_offline.main(augment_argv(data, root / "work", *extra))
+    return root / "work"
+
+
 def stage_commands(inputs, root):
     """``[(stage, argv)]`` of every command, in pipeline order, on ``inputs/data`` and
     ``inputs/test``, writing under ``root`` (the work directory ``root/work``)."""
     data, test, work = inputs / "data", inputs / "test", root / "work"
     w = ["--workdir", str(work)]
     return [
-        ("augment", ["augment_offline.py", "--data", str(data), *w, "--copies", "1",
-                     "--size", "32", "--workers", "1", "--set", "augment.flips=none"]),
+        ("augment", ["augment_offline.py",
+                     *augment_argv(data, work, "--set", "augment.flips=none")]),
         ("head", ["train.py", "--phase", "head", *w, *SMALL]),
         ("probe", ["train.py", "--phase", "probe", *w, *SMALL]),
         ("full", ["train.py", "--phase", "full", *w, *SMALL]),

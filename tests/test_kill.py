@@ -13,7 +13,6 @@ import kill_cases as kc
 import pytest
 from kill_cases import SMALL
 
-import augment_offline
 from ripik_clf import workdir as wd
 
 pytestmark = pytest.mark.slow  # about twenty child processes (CI runs them: make test-slow)
@@ -48,12 +47,7 @@ def _phase_rerun_matches(work, phase, kill, reference, phases):
 
 @pytest.fixture(scope="module")
 def augmented_workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kill")
-    data = kc.colour_classes(root / "data", per_class=8)
-    work = root / "work"
-    augment_offline.main(["--data", str(data), "--workdir", str(work), "--copies", "1",
-                          "--size", "32", "--workers", "1"])  # fmt: skip
-    return work
+    return kc.augmented_colour_classes(tmp_path_factory.mktemp("kill"))
 
 
 def _copy(work, tmp_path, name):

@@ -9,11 +9,10 @@ import socket
 import subprocess
 import sys
 
+import kill_cases as kc
 import numpy as np
 import pytest
 
-import augment_offline
-import kill_cases as kc
 from ripik_clf import workdir as wd
 
 pytestmark = pytest.mark.slow  # three training processes (CI runs them: make test-slow)
@@ -32,11 +31,7 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def after_head(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mw")
-    data = kc.colour_classes(root / "data", per_class=8)
-    work = root / "work"
-    augment_offline.main(["--data", str(data), "--workdir", str(work), "--copies", "1",
-                          "--size", "32", "--workers", "1", "--set", "augment.flips=none"])  # fmt: skip
+    work = kc.augmented_colour_classes(tmp_path_factory.mktemp("mw"), "--set", "augment.flips=none")
     done = kc.run_script(["train.py", "--phase", "head", "--workdir", str(work), *kc.SMALL])
     assert done.returncode == 0, done.stderr[-2000:]
     return work

@@ -60,14 +60,14 @@ def fit_distributed(
     callback_list.on_train_begin()
     for epoch in range(model._initial_epoch or 0, epochs):  # set by BackupAndRestore
         callback_list.on_epoch_begin(epoch)
-        totals = np.zeros(3)  # loss x images, correct, images
-        confusion = np.zeros((num_classes, num_classes))
+        loss_sum = 0.0  # the weighted loss, summed over images
+        confusion = np.zeros((num_classes, num_classes))  # its total is the image count
         for batch, (x, y) in enumerate(train_ds):  # the iterator reads the epoch clock
             callback_list.on_train_batch_begin(batch)
-            loss_sum, correct, count, matrix = step(*_per_replica(strategy, x, y))
-            totals += [float(loss_sum), float(correct), float(count)]
+            step_loss, matrix = step(*_per_replica(strategy, x, y))
+            loss_sum += float(step_loss)
             confusion += matrix.numpy()
-            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
+            logs = {"loss": loss_sum / confusion.sum(), "accuracy": accuracy(confusion)}
             callback_list.on_train_batch_end(batch, logs)
             if model.stop_training:
                 break
@@ -103,7 +103,7 @@ def _per_replica(strategy, x, y):
 
 def _train_step(model, strategy, class_weights):
     """A tf.function running one step on every replica; returns the global sums of the
-    weighted loss, correct predictions, images and the confusion matrix."""
+    weighted loss and of the confusion matrix."""
     loss_object = model.loss
     num_classes = model.output_shape[-1]
     replicas = strategy.num_replicas_in_sync
@@ -120,10 +120,8 @@ def _train_step(model, strategy, class_weights):
         gradients = tape.gradient(scaled, model.trainable_weights)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
         truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
-        correct = tf.reduce_sum(tf.cast(truth == guess, tf.float32))
         matrix = tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
-        count = tf.cast(tf.shape(x)[0], tf.float32)
-        return tf.reduce_sum(weighted), correct, count, matrix
+        return tf.reduce_sum(weighted), matrix
 
     @tf.function(reduce_retracing=True)
     def step(batch, global_size):
@@ -136,31 +134,31 @@ def _train_step(model, strategy, class_weights):
 def _validate(model, predict, val_ds, num_classes):
     """Loss, accuracy and macro-F1 on the whole validation set (``evaluate``'s values:
     the mean unweighted loss over images)."""
-    loss_sum, correct, count = 0.0, 0.0, 0
+    loss_sum = 0.0
     confusion = np.zeros((num_classes, num_classes))
     for x, y in val_ds:
         probabilities = tf.cast(predict(x), tf.float32)
         loss_sum += float(tf.reduce_sum(model.loss.call(y, probabilities)))
         truth = np.argmax(y.numpy(), axis=-1)
-        guess = np.argmax(probabilities.numpy(), axis=-1)
-        correct += float((truth == guess).sum())
-        count += len(truth)
-        np.add.at(confusion, (truth, guess), 1)
+        np.add.at(confusion, (truth, np.argmax(probabilities.numpy(), axis=-1)), 1)
     regularization = float(sum(model.losses)) if model.losses else 0.0  # as evaluate adds
     return {
-        "loss": loss_sum / count + regularization,
-        "accuracy": correct / count,
+        "loss": loss_sum / confusion.sum() + regularization,
+        "accuracy": accuracy(confusion),
         "macro_f1": macro_f1(confusion),
     }
 
 
+def accuracy(confusion):
+    return float(np.trace(confusion) / confusion.sum())
+
+
 def macro_f1(confusion):
-    """Keras' ``F1Score(average="macro")`` from a confusion matrix (rows: truth): the
-    mean over every class of 2PR/(P+R), 0 for a class never seen nor predicted."""
-    tp = np.diag(confusion)
-    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
-    return float(f1.mean())
+    """Keras' ``F1Score(average="macro")`` from a confusion matrix (rows: truth), by
+    scikit-learn: every class counts, 0 for a class never seen nor predicted."""
+    from sklearn.metrics import f1_score
+
+    n = len(confusion)
+    truth, guess = np.nonzero(confusion)  # one (truth, guess) pair per cell, its count
+    return float(f1_score(truth, guess, labels=range(n), average="macro", zero_division=0,
+                          sample_weight=confusion[truth, guess]))  # fmt: skip

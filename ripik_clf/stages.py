@@ -16,15 +16,16 @@ def run_augment(config, *, shard=None, resplit=False, overwrite=False):
     Returns:
         (the dataset, the split table, the number of skipped files, the runner's summary).
     """
-    from ripik_clf.augment.runner import Shard, run_augmentation
+    from ripik_clf.augment.runner import run_augmentation
     from ripik_clf.data.dataset import load_dataset
     from ripik_clf.data.splits import left_out_of_split, load_or_make_splits
+    from ripik_clf.shards import WHOLE
 
     dataset, skipped = load_dataset(config.data)
     splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
     skipped = skipped + left_out_of_split(dataset, config.workdir)  # listed in skipped.csv
     summary = run_augmentation(
-        config, dataset, splits, skipped, shard=shard or Shard(1, 1), overwrite=overwrite
+        config, dataset, splits, skipped, shard=shard or WHOLE, overwrite=overwrite
     )
     return dataset, splits, len(skipped), summary
 
@@ -64,11 +65,29 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     return results
 
 
-def run_ensemble(config, out_path, answers=None):
-    """The submission, ``<out>_probabilities.csv`` and the report (see predict/submission.py)."""
-    from ripik_clf.predict.submission import run_ensemble as ensemble
+def run_features(config, *, shard, fold=None):
+    """This shard's share of the backbone features of every run ``train.models`` names
+    (every fold, or only ``fold``), into the feature cache; the head / probe phase is the
+    merge. Returns ``{run: summary}``."""
+    from ripik_clf.train.head import extract_features_shard
 
-    return ensemble(config, out_path, answers)
+    folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
+    results = {}
+    for variant in config.train.models:
+        for k in folds:
+            run = wd.run_name(config.train.run or variant, k)
+            print(f"=== features{shard.suffix}: {run} ({variant}, {config.train.backbone}) ===")
+            results[run] = extract_features_shard(config, variant, fold=k, shard=shard)
+    return results
+
+
+def run_ensemble(config, out_path, answers=None, *, shard=None):
+    """The submission, ``<out>_probabilities.csv`` and the report (see predict/submission.py);
+    with ``shard`` I/N, only that share of the test predictions (merged by a later run)."""
+    from ripik_clf.predict.submission import run_ensemble as ensemble
+    from ripik_clf.shards import WHOLE
+
+    return ensemble(config, out_path, answers, shard=shard or WHOLE)
 
 
 def run_predict(config, inputs, *, members=None, tta=None, exported=None):

@@ -258,3 +258,34 @@ def test_a_full_disk_while_writing_the_submission_is_one_line(setup, capsys, mon
     assert line == f"error: cannot write {setup / 'full.csv'}: No space left on device"
     assert not (setup / "full.csv").exists()
     assert not [p for p in setup.iterdir() if ".tmp-" in p.name]
+
+
+def test_test_shards_merge_into_the_unsharded_submission(setup, capsys):
+    """``ensemble.py --shard I/N`` on N machines, then ``ensemble.py`` merges: the same
+    submission as one machine's; a part of another ensemble, or a damaged one, is not used."""
+    import numpy as np
+
+    from ripik_clf import workdir as wd
+    from ripik_clf.shards import Shard
+
+    run(setup, out="whole.csv")
+    for i in (1, 2):
+        run(setup, "--shard", f"{i}/2", out="merged.csv")
+    assert not (setup / "merged.csv").exists()  # a shard writes only its part
+    assert len(list(setup.glob("merged_test.shard-*-of-2.npz"))) == 2
+    test_ids = sorted(
+        p.relative_to(setup / "test").as_posix() for p in (setup / "test").rglob("*.*")
+    )
+    junk = np.ones((2, len(test_ids), 3)) / 3  # planted: another ensemble's part, and junk
+    wd.write_test_shard(setup / "merged.csv", Shard(9, 9), "another", test_ids, junk, [], 0)
+    (setup / "merged_test.shard-8-of-9.npz").write_bytes(b"not a zip archive")
+    capsys.readouterr()
+    run(setup, out="merged.csv")
+    captured = capsys.readouterr()
+    n = len(test_ids)
+    assert f"{n} of {n} images from 2 shard file(s)" in captured.out
+    assert "another ensemble" in captured.err and "set aside" in captured.err
+    assert (setup / "merged.csv").read_bytes() == (setup / "whole.csv").read_bytes()
+    merged = pd.read_csv(setup / "merged_probabilities.csv")
+    whole = pd.read_csv(setup / "whole_probabilities.csv")
+    pd.testing.assert_frame_equal(merged, whole)

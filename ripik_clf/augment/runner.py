@@ -11,7 +11,6 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import albumentations
@@ -26,28 +25,7 @@ from ripik_clf.data.splits import training_images
 from ripik_clf.errors import UserError
 from ripik_clf.locks import exclusive
 from ripik_clf.progress import progress
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int  # 1-based
-    count: int
-
-    @classmethod
-    def parse(cls, text):
-        """'2/4' -> Shard(2, 4); the whole job is '1/1'."""
-        try:
-            index, count = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise UserError(f"--shard expects I/N such as 1/2, got {text!r}") from None
-        if not 1 <= index <= count:
-            raise UserError(f"--shard {text}: I must be between 1 and N")
-        return cls(index, count)
-
-    @property
-    def suffix(self):
-        return "" if self.count == 1 else f".shard-{self.index}-of-{self.count}"
-
+from ripik_clf.shards import WHOLE, Shard  # noqa: F401  (Shard: the old import path)
 
 # --- worker side: one task = one source image and the copies of it still missing -----
 
@@ -83,7 +61,7 @@ def _write_atomically(path, payload):
 # --- parent side ---------------------------------------------------------------------
 
 
-def run_augmentation(config, dataset, splits, skipped, *, shard=Shard(1, 1), overwrite=False):
+def run_augmentation(config, dataset, splits, skipped, *, shard=WHOLE, overwrite=False):
     """Make the missing augmented copies of the training images; write the manifest.
 
     Args:
@@ -148,7 +126,7 @@ def _augment_locked(config, dataset, splits, skipped, shard, overwrite):
 def _tasks(plan, source_path, shard, out_dir):
     """This shard's work: per source image still missing copies, its path and the
     (seed, output path) of each missing copy. Returns (tasks, the planned rows to do)."""
-    mine = sorted(source_path)[shard.index - 1 :: shard.count]
+    mine = shard.take(source_path)
     todo = plan[~plan["exists"] & plan["source"].isin(set(mine))]
     tasks = [
         (source_path[source], list(zip(group["seed"], (str(out_dir / p) for p in group["path"]))))

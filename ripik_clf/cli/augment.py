@@ -2,9 +2,9 @@
 
 from ripik_clf import stages
 from ripik_clf import workdir as wd
-from ripik_clf.augment.runner import Shard
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.data.dataset import class_names
+from ripik_clf.shards import Shard
 
 
 def parse_args(argv, doc):

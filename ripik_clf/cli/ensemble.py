@@ -7,6 +7,7 @@ from ripik_clf import stages
 from ripik_clf.cli.common import make_parser, resolve_config
 from ripik_clf.config import SELECT_RULES, TTA_MODES
 from ripik_clf.report.markdown import metrics_table
+from ripik_clf.shards import WHOLE, Shard
 
 
 def parse_args(argv, doc):
@@ -27,6 +28,12 @@ def parse_args(argv, doc):
     )
     parser.add_argument(
         "--answers", metavar="CSV", help="answer key (image_id,label) to score the submission"
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="predict only the I-th of N shares of the test images (one per machine), "
+        "saved beside --out; ensemble.py without --shard then merges them into the submission",
     )
     return parser.parse_args(argv)
 
@@ -73,6 +80,7 @@ def _add_voting_flags(parser):
 
 def main(argv, doc):
     args = parse_args(argv, doc)
+    shard = Shard.parse(args.shard) if args.shard is not None else WHOLE
     if args.weights is not None:
         print("note: --weights is now --member-weights", file=sys.stderr)
         args.member_weights = args.member_weights or args.weights
@@ -89,7 +97,15 @@ def main(argv, doc):
     config = resolve_config(args, flags)
     print(config.dump(), end="\n\n")
 
-    result = stages.run_ensemble(config, args.out, args.answers)
+    result = stages.run_ensemble(config, args.out, args.answers, shard=shard)
+    if not shard.whole:
+        print(
+            f"\nshard {shard.index}/{shard.count}: {result['images']} test images "
+            f"({result['unreadable']} unreadable) in {result['seconds']:.0f} s -> {result['part']}"
+            f"\nwhen every shard is done: ensemble.py --out {result['submission']} (no --shard) "
+            "merges them into the submission"
+        )
+        return
     print("\nvalidation (real images only)\n" + metrics_table(result["rows"]))
     if result["test_rows"]:
         rows = {(k, config.ensemble.tta): v for k, v in result["test_rows"].items()}

@@ -9,6 +9,7 @@ PHASE_KEYS = {
     "head": ("train.head_epochs", "train.head_lr"),
     "full": ("train.full_epochs", "train.full_lr"),
     "probe": ("train.head_epochs", "train.head_lr"),  # neither applies: C is cross-validated
+    "features": ("train.head_epochs", "train.head_lr"),  # neither applies: no training
 }
 
 
@@ -19,11 +20,18 @@ def build_parser(description, epilog, with_phase):
     if with_phase:
         group.add_argument(
             "--phase",
-            choices=["head", "full", "probe"],
+            choices=["head", "full", "probe", "features"],
             default="head",
             help="head: backbone frozen, cached features (default); "
             "full: everything but BatchNorm unfrozen, low LR; "
-            "probe: logistic regression on the cached features (probe.keras)",
+            "probe: logistic regression on the cached features (probe.keras); "
+            "features: only compute the backbone features into the cache (with --shard "
+            "I/N on N machines; the head or probe phase then merges)",
+        )
+        group.add_argument(
+            "--shard",
+            metavar="I/N",
+            help="with --phase features: compute only the I-th of N equal shares",
         )
     group.add_argument(
         "--model",
@@ -110,8 +118,20 @@ def _variant_of_run(config):
 
 
 def run_phase(args, phase):
+    from ripik_clf.shards import Shard
+
+    shard = Shard.parse(args.shard) if getattr(args, "shard", None) is not None else None
+    if shard is not None and phase != "features":
+        raise UserError(
+            f"--shard splits feature extraction (--phase features), not --phase {phase}"
+        )
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
+    if phase == "features":
+        results = stages.run_features(config, shard=shard or Shard(1, 1), fold=args.fold)
+        for run, r in results.items():
+            print(f"{run}: {r['images']} images ({r['unreadable']} unreadable) -> {r['cache']}")
+        return
     results = stages.run_train(
         config, phase, fold=args.fold, resplit=args.resplit, overwrite=args.overwrite
     )

@@ -3,6 +3,7 @@
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ripik_clf import workdir as wd
@@ -29,6 +30,7 @@ from ripik_clf.predict.voting import (
 from ripik_clf.progress import progress
 from ripik_clf.report import tables
 from ripik_clf.report.markdown import EnsembleReport, calibration_section, write_report
+from ripik_clf.shards import WHOLE
 
 
 def test_images(test_dir):
@@ -55,15 +57,20 @@ def resolve_test_dir(config):
     raise UserError("no test folder: pass --test DIR (or set data.test)")
 
 
-def run_ensemble(config, out_path, answers=None):
+def run_ensemble(config, out_path, answers=None, shard=WHOLE):
     """Predict validation and test with every member; write submission, probabilities, report.
 
-    One ensemble at a time per work directory: it holds the lock of ``WORKDIR/report``."""
+    One ensemble at a time per work directory: it holds the lock of ``WORKDIR/report``.
+    With ``shard`` I/N it predicts only its share of the test images, beside ``out_path``
+    (``S_test.shard-I-of-N.npz``), and writes nothing else: shards run at once on N
+    machines; the run without ``shard`` afterwards merges their predictions."""
+    if not shard.whole:
+        return _run_ensemble(config, Path(out_path), answers, shard)
     with exclusive(wd.report_dir(config.workdir), "ensemble.py"):
-        return _run_ensemble(config, Path(out_path), answers)
+        return _run_ensemble(config, Path(out_path), answers, shard)
 
 
-def _run_ensemble(config, out_path, answers):
+def _run_ensemble(config, out_path, answers, shard):
     ens = config.ensemble
     if not out_path.parent.is_dir():
         raise UserError(f"output folder does not exist: {out_path.parent}")
@@ -88,8 +95,11 @@ def _run_ensemble(config, out_path, answers):
         members,
     )  # fmt: skip
     truth = tables.read_answers(answers or demo_answers, ens.id_col, ens.label_col)  # early
-    paths = [str(test_dir / i) for i in test_ids]
-    probabilities, failures, seconds, tta_note = _predict_test(ensemble, paths, ens)
+    if not shard.whole:
+        return _predict_shard(ensemble, test_dir, test_ids, out_path, shard, ens)
+    probabilities, failures, seconds, tta_note = _predict_test(
+        ensemble, test_dir, test_ids, out_path, ens
+    )
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids, probabilities = [test_ids[i] for i in keep], probabilities[:, keep]
     families = ensemble.families(probabilities)
@@ -195,24 +205,65 @@ def _macro_f1(val, weights, tta):
     return f1_score(val.y, voted.argmax(1), average="macro")  # T keeps the arg-max
 
 
-def _predict_test(ensemble, paths, ens):
-    """Per-member test probabilities, predicted as the ensemble's record says (plain or
-    two-stage TTA: :meth:`Ensemble.member_probabilities`)."""
+def _predict_shard(ensemble, test_dir, test_ids, out_path, shard, ens):
+    """``ensemble.py --shard I/N``: this shard's test images, saved beside the submission."""
+    mine = shard.take(test_ids)
     started = time.perf_counter()
-    bar = progress(len(paths), "predict test")
+    bar = progress(len(mine), f"predict test{shard.suffix}")
+    paths = [str(test_dir / i) for i in mine]
     probabilities, failures, redone = ensemble.predict_files(paths, ens.batch_size, bar)
     bar.close()
-    seconds = time.perf_counter() - started
-    threshold = ensemble.definition.tta_threshold
-    if threshold is None:
-        return probabilities, failures, seconds, []
-    note = (
-        f"Adaptive TTA: threshold {threshold:.4f} ({ens.tta_threshold}); {redone} of "
-        f"{len(paths)} test images ({redone / len(paths):.1%}) re-predicted with "
-        f"`{ens.tta}` in {seconds:.1f} s in all."
+    failed = [(Path(p).relative_to(test_dir).as_posix(), r) for p, r in failures]
+    digest = wd.ensemble_digest(ensemble.definition)
+    part = wd.write_test_shard(out_path, shard, digest, mine, probabilities, failed, redone)
+    return {"shard": shard, "part": part, "images": len(mine), "unreadable": len(failed),
+            "seconds": time.perf_counter() - started, "submission": out_path}  # fmt: skip
+
+
+def _predict_test(ensemble, test_dir, test_ids, out_path, ens):
+    """Per-member test probabilities, predicted as the ensemble's record says (plain or
+    two-stage TTA: :meth:`Ensemble.member_probabilities`); the images that shards of this
+    ensemble predicted (``--shard``) are taken from their files (the merge)."""
+    started = time.perf_counter()
+    digest = wd.ensemble_digest(ensemble.definition)
+    sharded, parts, redone = wd.read_test_shards(
+        out_path, digest, len(ensemble.members), len(ensemble.classes)
     )
-    print(note)
-    return probabilities, failures, seconds, [note, ""]
+    todo = [k for k, image in enumerate(test_ids) if image not in sharded]
+    paths = [str(test_dir / test_ids[k]) for k in todo]
+    bar = progress(len(paths), "predict test")
+    predicted, failures, retried = (
+        ensemble.predict_files(paths, ens.batch_size, bar) if paths else (None, [], 0)
+    )
+    bar.close()
+    probabilities = np.full((len(ensemble.members), len(test_ids), len(ensemble.classes)), np.nan)
+    if todo:
+        probabilities[:, todo] = predicted
+    for k, image in enumerate(test_ids):
+        if image in sharded:
+            row, reason = sharded[image]
+            if reason is None:
+                probabilities[:, k] = row
+            else:
+                failures.append((str(test_dir / image), reason))
+    seconds, redone = time.perf_counter() - started, redone + retried
+    notes = []
+    if parts:
+        notes.append(
+            f"Test predictions: {len(test_ids) - len(todo)} of {len(test_ids)} images from "
+            f"{len(parts)} shard file(s) of this ensemble ({', '.join(p.name for p in parts)}), "
+            f"{len(todo)} predicted here."
+        )
+        print(notes[-1])
+    threshold = ensemble.definition.tta_threshold
+    if threshold is not None:
+        notes.append(
+            f"Adaptive TTA: threshold {threshold:.4f} ({ens.tta_threshold}); {redone} of "
+            f"{len(test_ids)} test images ({redone / len(test_ids):.1%}) re-predicted with "
+            f"`{ens.tta}` in {seconds:.1f} s in all."
+        )
+        print(notes[-1])
+    return probabilities, failures, seconds, [line for note in notes for line in (note, "")]
 
 
 def _check_fold_mix(members, allow_mixed):

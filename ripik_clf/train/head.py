@@ -16,6 +16,7 @@ from ripik_clf.models.classifier import (
     head_on_features,
 )
 from ripik_clf.models.registry import create_backbone, resolve_image_size
+from ripik_clf.shards import WHOLE
 from ripik_clf.train import features as feature_cache
 from ripik_clf.train.callbacks import WholeFileCSVLogger
 from ripik_clf.train.common import (
@@ -138,6 +139,34 @@ def _cached_features(config, model_name, fold, resplit, claim):
         )
     data.kept_versions = keep  # positions in train_paths of the readable versions
     return data, out, size, backbone, (train_x[keep], train_y, val_x)
+
+
+# --- sharded feature extraction: the head and probe phases are its merge step ---------
+
+
+def extract_features_shard(config, model_name, *, fold=None, shard=WHOLE):
+    """Compute this shard's share of a run's backbone features (its training versions
+    and validation images) into the feature cache, writing nothing in the run folder.
+
+    N machines each run one shard; the head or probe phase afterwards (one machine)
+    finds every image in the cache. The cache is keyed by content, so a share computed
+    twice, or by machines that see the data under other paths, is still correct: what a
+    shard did not compute, the phase computes.
+
+    Returns:
+        {"images": this shard's images, "unreadable": how many could not be read,
+        "cache": the cache folder}.
+    """
+    size = resolve_image_size(config.train.backbone, config.train.image_size)
+    refuse_a_batch_that_cannot_fit(size, config.train.batch_size, training=False)
+    accelerator_setup(config.train.precision)
+    data = model_data(config, model_name, fold=fold, make_split=False)  # shards never split
+    _, extractor, size, cache = frozen_backbone(config)
+    mine = shard.take(set(data.train_paths) | set(data.val_paths))
+    _, failures = feature_cache.extract_features(
+        mine, extractor, size, cache, desc=f"{model_name} features{shard.suffix}"
+    )
+    return {"images": len(mine), "unreadable": len(failures), "cache": cache}
 
 
 # --- phase "probe": a logistic regression on the cached features -----------------------

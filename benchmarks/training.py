@@ -2,6 +2,7 @@
 
     python benchmarks/training.py [--epochs 10 30] [--image-size 64]
     python benchmarks/training.py --photos ../shared/datasets/clothing8/train   # 224 px
+    python benchmarks/training.py --workers   # 1 vs 2 workers (benchmarks/distributed.py)
 
 On the demo digits (training split of the 'original' model), EfficientNet-Lite0:
 
@@ -237,7 +238,18 @@ def main():
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 30], help="head epochs")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--photos", metavar="DIR", help="class folders of photos: 224 px mode")
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="the full phase on 1 worker, 2 workers and 2 mirrored CPU devices at one "
+        "global batch (benchmarks/distributed.py)",
+    )
     args = parser.parse_args()
+    if args.workers:
+        import distributed
+
+        distributed.main([])
+        return
     if args.photos:
         rows, count = photo_benchmark(args.photos)
         print(f"\n{count} photos from {args.photos}, 224 px, efficientnet_lite0, this CPU")

@@ -88,6 +88,7 @@ class AugmentConfig:
 FLIP_MODES = ("auto", "none", "horizontal", "all")
 FLIP_CHOICES = FLIP_MODES[1:]  # what auto chooses between
 DISTRIBUTE_MODES = ("auto", "off", "mirrored")
+XLA_MODES = ("auto", "on", "off")
 FLIP_ALIASES = {"true": "all", "false": "none"}  # the old boolean setting
 
 
@@ -112,6 +113,10 @@ class TrainConfig:
     image_size: int | None = None  # model input, pixels; null = the backbone's native size
     batch_size: int = 32
     dropout: float = 0.2  # before the classifier
+    # EfficientNet-Lite's stochastic depth: blocks dropped at random in training, at a rate
+    # rising linearly to this over the blocks (0 = off: the full phase is then
+    # deterministic, and N replicas train exactly the one-device model)
+    stochastic_depth: float = 0.2
     head_epochs: int = 100  # head phase: cheap (cached features), so many epochs
     head_lr: float = 1e-3  # Adam
     head_patience: int = 10  # epochs without val macro-F1 gain before stopping
@@ -150,6 +155,9 @@ class TrainConfig:
     # all of them, several GPUs -> all of them, else one device; off = one device; mirrored
     # = every local device (GPUs, else the logical CPUs set up before TensorFlow starts).
     distribute: str = "auto"
+    # XLA for the full phase's training step: auto = on when a GPU is present (on a CPU
+    # the compile time outweighs what it saves on runs this size).
+    xla: str = "auto"  # auto | on | off
     seed: int = 42
     mlflow: bool = False  # log params, metrics and models to ./mlruns (local file store)
     # The run to train: runs/<run>/ (null = the variant's name, e.g. runs/original). A run
@@ -208,9 +216,16 @@ class TrainConfig:
             self.distribute,
             " | ".join(DISTRIBUTE_MODES),
         )
+        _require(self.xla in XLA_MODES, "train.xla", self.xla, " | ".join(XLA_MODES))
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "1 or more")
         _require(0 <= self.seed < 2**32, "train.seed", self.seed, "0 <= seed < 2**32")
         _require(0 <= self.dropout < 1, "train.dropout", self.dropout, "0 <= x < 1")
+        _require(
+            0 <= self.stochastic_depth < 1,
+            "train.stochastic_depth",
+            self.stochastic_depth,
+            "0 <= x < 1",
+        )
         _require(
             0 <= self.label_smoothing < 1,
             "train.label_smoothing",

@@ -73,3 +73,24 @@ def test_unreachable_keras_weights_say_where_to_put_them(monkeypatch):
     monkeypatch.setattr("keras.src.applications.efficientnet.file_utils.get_file", offline)
     with pytest.raises(UserError, match=r"place efficientnetb0_notop.h5 in .*models/"):
         create_backbone("efficientnetb0", image_size=32)
+
+
+def test_stochastic_depth_is_set_on_a_built_model_and_zero_turns_it_off():
+    """train.stochastic_depth reaches the Lite blocks of a saved classifier (the full
+    phase sets it after loading the head): 0 makes training passes deterministic."""
+    from ripik_clf.models.classifier import build_classifier
+    from ripik_clf.models.efficientnet_lite import set_stochastic_depth
+
+    model = build_classifier(
+        create_backbone("efficientnet_lite0", weights=None, image_size=32), 3, 0
+    )
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+
+    def spread():
+        a, b = (np.asarray(model(images, training=True)) for _ in range(2))
+        return float(np.abs(a - b).max())
+
+    assert set_stochastic_depth(model, 0.0) > 0 and spread() == 0.0
+    assert set_stochastic_depth(model, 0.5) > 0 and spread() > 0
+    rates = [layer.rate for layer in model._flatten_layers() if layer.name.endswith("_drop")]
+    assert 0 < min(rates) < max(rates) < 0.5  # rising over the blocks, below the last's 0.5

@@ -57,3 +57,38 @@ def test_macro_f1_of_a_confusion_matrix_is_scikit_learns():
         np.add.at(confusion, (truth, guess), 1)
         expected = f1_score(truth, guess, labels=range(n), average="macro", zero_division=0)
         assert macro_f1(confusion) == pytest.approx(expected)
+
+
+def _tiny_model(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])  # fmt: skip
+    model.compile(keras.optimizers.Adam(0.05), keras.losses.CategoricalCrossentropy())
+    return model
+
+
+def test_the_loop_trains_the_same_model_with_and_without_xla():
+    """train.xla: the step's forward and backward pass compiled by XLA gives the weights
+    the plain step gives (CPU XLA: float sums in another order only)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ripik_clf.train.loop import fit_distributed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[(x[:, 0] > 0).astype(int) + (x[:, 1] > 1)]
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    weights, histories, one_device = [], [], tf.distribute.get_strategy()
+    for jit in (False, True):
+        model = _tiny_model(1)
+        history = fit_distributed(model, train, train.take(2), strategy=one_device, epochs=3,
+                                  steps_per_epoch=5, verbose=0, jit_compile=jit)  # fmt: skip
+        weights.append(model.get_weights())
+        histories.append(history.history)
+    assert histories[0]["loss"][-1] < histories[0]["loss"][0]  # it trained
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-4)

@@ -13,6 +13,12 @@ def head_layers(num_classes, dropout):
     ]
 
 
+def set_head_dropout(model, rate):
+    """The head's dropout rate in a built (or loaded) classifier: the full phase applies
+    its own ``train.dropout``, not the one the head phase was built with."""
+    model.get_layer("head_dropout").rate = float(rate)
+
+
 def head_on_features(width, num_classes, dropout):
     """The head alone, on pooled features of ``width``: what the head phase trains."""
     return keras.Sequential(

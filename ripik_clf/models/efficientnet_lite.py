@@ -17,7 +17,9 @@ from ripik_clf.models.lite_weights import (
 DROP_CONNECT_RATE = 0.2  # stochastic depth, scaled linearly over the blocks (training only)
 
 
-def build_lite(name, *, image_size=None, include_top=False, weights="imagenet"):
+def build_lite(
+    name, *, image_size=None, include_top=False, weights="imagenet", stochastic_depth=None
+):
     """EfficientNet-Lite ``name`` taking raw 0-255 RGB of ``image_size`` pixels.
 
     Args:
@@ -25,6 +27,7 @@ def build_lite(name, *, image_size=None, include_top=False, weights="imagenet"):
         image_size: input side in pixels (default: the variant's native resolution).
         include_top: end in the 1000-way ImageNet softmax instead of the feature map.
         weights: ``"imagenet"`` (the offline package), ``None`` (random) or a ``.pth`` path.
+        stochastic_depth: the drop-connect rate of the last block (None: 0.2).
     """
     width, depth, native_size, dropout = LITE_VARIANTS[name]
     size = image_size or native_size
@@ -35,7 +38,8 @@ def build_lite(name, *, image_size=None, include_top=False, weights="imagenet"):
     x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(inputs)
     x = _conv_bn(x, STEM_FILTERS, 3, 2, "stem")
     for index, (kernel, f_in, f_out, expand, stride) in enumerate(blocks):
-        drop = DROP_CONNECT_RATE * index / len(blocks)
+        rate = DROP_CONNECT_RATE if stochastic_depth is None else stochastic_depth
+        drop = rate * index / len(blocks) if index else None  # a layer even at rate 0
         x = _mbconv(x, kernel, f_in, f_out, expand, stride, drop, f"block{index}")
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "top")
     if include_top:
@@ -78,7 +82,7 @@ def _mbconv(inputs, kernel, f_in, f_out, expand, stride, drop, prefix):
     )(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_project_bn")(x)
     if stride == 1 and f_in == f_out:
-        if drop > 0:
+        if drop is not None:  # rate 0 keeps the layer: set_stochastic_depth may raise it
             x = keras.layers.Dropout(drop, noise_shape=(None, 1, 1, 1), name=f"{prefix}_drop")(x)
         x = keras.layers.Add(name=f"{prefix}_add")([x, inputs])
     return x
@@ -150,3 +154,19 @@ def load_torch_weights(model, state, num_blocks, include_top):
         unused -= {"_fc.weight", "_fc.bias"}
     if unused:
         raise UserError(f"weights file has tensors the model does not use: {sorted(unused)[:5]}")
+
+
+def set_stochastic_depth(model, rate):
+    """Set the drop-connect rates of the Lite blocks anywhere inside ``model`` to rise
+    linearly to ``rate``, as :func:`build_lite` does; 0 turns stochastic depth off. Takes
+    effect in training traced after it. Returns the number of layers set (0: no Lite
+    backbone, or one built without these layers)."""
+    import re
+
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    blocks = {m.group(1) for layer in layers if (m := re.match(r"block(\d+)_", layer.name))}
+    drops = [(layer, re.fullmatch(r"block(\d+)_drop", layer.name)) for layer in layers]
+    for layer, match in drops:
+        if match:
+            layer.rate = float(rate) * int(match.group(1)) / len(blocks)
+    return sum(1 for _, match in drops if match)

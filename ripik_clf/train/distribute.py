@@ -114,3 +114,12 @@ def barrier(strategy):
     if strategy.num_replicas_in_sync > 1:
         one = strategy.run(lambda: tf.constant(1.0))
         strategy.reduce(tf.distribute.ReduceOp.SUM, one, axis=None)
+
+
+def use_xla(mode="auto"):
+    """``train.xla``: on, off, or (auto) on when a GPU is present."""
+    if mode != "auto":
+        return mode == "on"
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))

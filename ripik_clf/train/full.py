@@ -15,8 +15,10 @@ from ripik_clf.errors import UserError
 from ripik_clf.locks import load_model_file, save_model_atomically
 from ripik_clf.models.classifier import (
     build_classifier,
+    set_head_dropout,
     unfreeze,
 )
+from ripik_clf.models.efficientnet_lite import set_stochastic_depth
 from ripik_clf.models.registry import create_backbone
 from ripik_clf.train.callbacks import (
     AtomicBackupAndRestore,
@@ -42,7 +44,7 @@ from ripik_clf.train.common import (
     validation_metrics,
 )
 from ripik_clf.train.datasets import EpochClock, versioned_dataset
-from ripik_clf.train.distribute import barrier, describe, training_strategy
+from ripik_clf.train.distribute import barrier, describe, training_strategy, use_xla
 from ripik_clf.train.loop import fit_distributed
 from ripik_clf.train.tracking import tensorboard_callback
 
@@ -82,7 +84,8 @@ def train_full(
     start, start_phase, start_score = _start_model(out, tc.full_start)
     print(
         f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps of "
-        f"{global_batch} images on {describe(strategy, cluster)}, from {start.name} "
+        f"{global_batch} images on {describe(strategy, cluster)}"
+        f"{', XLA' if use_xla(tc.xla) else ''}, from {start.name} "
         f"(validation macro-F1 {start_score:.4f})"
     )
     clock = EpochClock()
@@ -94,6 +97,9 @@ def train_full(
     with strategy.scope():
         n = len(data.classes)
         model = unfreeze(_load_for_finetuning(start, size, n, tc.dropout))
+        # This phase's regularisation, whatever the head phase built the model with.
+        set_head_dropout(model, tc.dropout)
+        set_stochastic_depth(model, tc.stochastic_depth)
         compile_model(model, full_phase_optimizer(tc, steps_per_epoch), tc)
     # The chief writes the run folder; another worker works in a private copy of what
     # it resumes from, taken once the chief has recovered it (the barrier).
@@ -105,17 +111,19 @@ def train_full(
         if cluster.is_chief:
             barrier(strategy)
         callbacks += list(extra_callbacks)
-        fit_distributed(
-            model,
-            train_ds,
-            val_ds,
-            strategy=strategy,
-            epochs=tc.full_epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            class_weight=class_weights(sources_y, n, tc.class_weights),
-            verbose=VERBOSE,
-        )
+        with _peers_lost_say_how_to_resume(cluster, out):
+            fit_distributed(
+                model,
+                train_ds,
+                val_ds,
+                strategy=strategy,
+                epochs=tc.full_epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                class_weight=class_weights(sources_y, n, tc.class_weights),
+                verbose=VERBOSE,
+                jit_compile=use_xla(tc.xla),
+            )
         seconds = time.perf_counter() - started
         if cluster.workers > 1:  # equal on every worker: they trained one model together
             print(f"worker {cluster.index} of {cluster.workers}: final weights {_digest(model)}")
@@ -196,6 +204,28 @@ def _worker_folder(out, cluster, strategy):
         if (backup / "current").exists():
             shutil.copytree(backup / "current", wd.full_backup_dir(private) / "current")
         yield private
+
+
+@contextlib.contextmanager
+def _peers_lost_say_how_to_resume(cluster, out):
+    """A worker that dies (or a lost connection) stops every other worker in their next
+    collective step: one line saying how to go on, not TensorFlow's gRPC traceback."""
+    import tensorflow as tf
+
+    lost = (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
+            tf.errors.DeadlineExceededError)  # fmt: skip
+    try:
+        yield
+    except lost as err:
+        if cluster.workers == 1:
+            raise
+        why = next((line for line in str(err).splitlines() if "aborted" in line.lower()),
+                   type(err).__name__)  # fmt: skip
+        raise UserError(
+            f"worker {cluster.index} of {cluster.workers} lost another worker ({why.strip()}): "
+            f"start every worker again with the same command; the run resumes from the last "
+            f"finished epoch in {wd.full_backup_dir(out)}"
+        ) from None
 
 
 def _full_phase_callbacks(out, tc, clock, n_sources, start_score, batch):

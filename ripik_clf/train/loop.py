@@ -29,6 +29,7 @@ def fit_distributed(
     callbacks=(),
     class_weight=None,
     verbose=2,
+    jit_compile=False,
 ):
     """Train ``model`` (built and compiled under ``strategy``'s scope) for ``epochs``.
 
@@ -37,6 +38,8 @@ def fit_distributed(
             the same batches and each replica trains on its slice of each.
         val_ds: validation batches (whole set, on every worker).
         class_weight: ``{class: weight}`` or None.
+        jit_compile: compile each replica's forward and backward pass with XLA (the
+            gradients' all-reduce and the update stay outside: XLA cannot hold them).
 
     Returns:
         the ``keras.callbacks.History`` of the run.
@@ -45,7 +48,7 @@ def fit_distributed(
     weights = np.ones(num_classes, "float32")
     for c, w in (class_weight or {}).items():
         weights[int(c)] = w
-    step = _train_step(model, strategy, tf.constant(weights))
+    step = _train_step(model, strategy, tf.constant(weights), jit_compile)
     predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
@@ -57,7 +60,11 @@ def fit_distributed(
         steps=steps_per_epoch,
     )
     model.stop_training = False
-    callback_list.on_train_begin()
+    # The optimizer's variables belong to the strategy: built here, in its scope (built
+    # lazily inside the first replicated step, Adam's slots fail under MirroredStrategy).
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+        callback_list.on_train_begin()  # a resume loads them
     for epoch in range(model._initial_epoch or 0, epochs):  # set by BackupAndRestore
         callback_list.on_epoch_begin(epoch)
         loss_sum = 0.0  # the weighted loss, summed over images
@@ -101,14 +108,14 @@ def _per_replica(strategy, x, y):
     return strategy.experimental_distribute_values_from_function(share), size
 
 
-def _train_step(model, strategy, class_weights):
+def _train_step(model, strategy, class_weights, jit_compile=False):
     """A tf.function running one step on every replica; returns the global sums of the
     weighted loss and of the confusion matrix."""
     loss_object = model.loss
     num_classes = model.output_shape[-1]
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(x, y, global_size):
+    def loss_and_gradients(x, y, global_size):
         with tf.GradientTape() as tape:
             probabilities = model(x, training=True)
             per_example = loss_object.call(y, tf.cast(probabilities, tf.float32))
@@ -118,10 +125,17 @@ def _train_step(model, strategy, class_weights):
                 loss += tf.add_n(model.losses) / replicas
             scaled = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_weights)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
         truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
         matrix = tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
-        return tf.reduce_sum(weighted), matrix
+        return tf.reduce_sum(weighted), matrix, gradients
+
+    if jit_compile:
+        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+    def replica_step(x, y, global_size):
+        weighted_sum, matrix, gradients = loss_and_gradients(x, y, global_size)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+        return weighted_sum, matrix
 
     @tf.function(reduce_retracing=True)
     def step(batch, global_size):

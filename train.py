@@ -5,6 +5,7 @@ Examples:
     python train.py --phase full --model augmented --epochs 5 --lr 1e-5
     python train.py --phase head --backbone efficientnetb0 --weights none --image-size 128
     python train.py --phase probe                # logistic regression on the cached features
+    python train.py --phase features --shard 2/4 # a quarter of the features, on machine 2
 
 Writes WORKDIR/runs/<model>/: head.keras, full.keras or probe.keras (complete models taking raw
 0-255 RGB), metrics.json, history_<phase>.csv, run.json, config.yaml.

@@ -548,6 +548,7 @@ def read_test_shards(out_path, digest, members, classes):
     ``{id: (probabilities (M, C), reason or None)}``, the files used and the TTA retries.
     A part of another ensemble is ignored (named); a damaged one is set aside."""
     import sys
+    import zipfile
 
     import numpy as np
 
@@ -557,15 +558,15 @@ def read_test_shards(out_path, digest, members, classes):
         try:
             with np.load(path, allow_pickle=False) as part:
                 values = {k: part[k] for k in part.files}
+            if str(values["digest"]) != digest:  # first: another ensemble has other shapes
+                print(f"note: {path.name} was predicted by another ensemble: not used",
+                      file=sys.stderr)  # fmt: skip
+                continue
             shape = values["probabilities"].shape
             if shape != (members, len(values["ids"]), classes):
                 raise ValueError(f"probabilities of shape {shape}")
-        except (OSError, ValueError, KeyError, EOFError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             set_aside(path, f"not a shard's test predictions ({err})")
-            continue
-        if str(values["digest"]) != digest:
-            print(f"note: {path.name} was predicted by another ensemble: not used",
-                  file=sys.stderr)  # fmt: skip
             continue
         for i, image in enumerate(values["ids"]):
             found[str(image)] = (values["probabilities"][:, i], None)

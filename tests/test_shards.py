@@ -67,3 +67,30 @@ def test_shard_belongs_to_the_features_phase(tmp_path, capsys):
         train.main(["--workdir", str(tmp_path), "--phase", "head", "--shard", "1/2"])
     assert stop.value.code == 2
     assert "--phase features" in capsys.readouterr().err
+
+
+def test_a_damaged_test_shard_is_set_aside_never_read(tmp_path, capsys):
+    """Parts cut short or garbled at random offsets (a kill under another tool, a disk
+    fault): each is set aside with a warning, and the merge predicts those images itself."""
+    import numpy as np
+
+    out = tmp_path / "s.csv"
+    ids, probabilities = ["a.png", "b.png", "c.png"], np.full((2, 3, 4), 0.25)
+    path = wd.write_test_shard(out, Shard(1, 2), "d1", ids, probabilities, [("c.png", "bad")], 0)
+    whole = path.read_bytes()
+    found, used, _ = wd.read_test_shards(out, "d1", 2, 4)
+    assert used == [path] and found["c.png"] == (None, "bad") and found["a.png"][1] is None
+    rng = np.random.default_rng(0)
+    for case in range(12):
+        damaged = bytearray(whole[: rng.integers(0, len(whole))] if case % 2 else whole)
+        if not case % 2:
+            at = rng.integers(0, len(damaged), size=8)
+            damaged[at[0] : at[0] + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(damaged))
+        found, used, _ = wd.read_test_shards(out, "d1", 2, 4)
+        if used:  # garbling that missed every byte np.load reads: the part is intact
+            assert sorted(found) == ids and np.allclose(found["a.png"][0], 0.25)
+        else:
+            assert found == {} and not path.exists() and "set aside" in capsys.readouterr().err
+    path.write_bytes(whole)
+    assert wd.read_test_shards(out, "another", 2, 4)[:2] == ({}, [])  # another ensemble's

@@ -41,12 +41,17 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# Test files run on TEST_WORKERS processes (pytest-xdist; a file's tests stay together,
+# sharing its fixtures): the suite is mostly single-threaded Python, so 2 cores halve it.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: lint
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The tests marked slow (child processes, kill states, every weights file): CI runs them too.
 test-slow: venv
-	$(PY) -m pytest -m slow
+	$(PYTEST) -m slow
 
 format: venv
 	$(VENV)/bin/ruff format .

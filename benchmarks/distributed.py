@@ -87,7 +87,10 @@ def benchmark(epochs, image_size, global_batch):
     full = ["train.py", "--phase", "full", *common, "--set", f"train.full_epochs={epochs}",
             "--set", "train.full_min_steps=0", "--set", "train.full_warmup_epochs=0",
             "--set", "train.ema=false", "--set", "train.full_start=head",
-            "--set", "train.full_patience=100"]  # fmt: skip
+            "--set", "train.full_patience=100",
+            # No random block drops or dropout: replicas draw their own masks, and the
+            # weight column is meant to show the same training, not the same statistics.
+            "--set", "train.stochastic_depth=0", "--set", "train.dropout=0"]  # fmt: skip
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "head"

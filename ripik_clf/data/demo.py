@@ -8,6 +8,7 @@ scikit-learn ships 1,797 8x8 scans of digits 0-9 (no download). They are upscale
     data/demo/test_labels.csv          the test answer key: image_id,label
 """
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -38,6 +39,17 @@ def ensure_demo_data(root=DEFAULT_ROOT, verbose=True):
     paths = demo_paths(root)
     if (root / _COMPLETE).exists():
         return paths
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes making it at once (the test suite's workers, two demos): one writes,
+    # the other waits for it and finds it complete.
+    with open(root.with_name(f".{root.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / _COMPLETE).exists():
+            return paths
+        return _make(root, paths, verbose)
+
+
+def _make(root, paths, verbose):
     if verbose:
         print(f"demo: writing scikit-learn's handwritten digits as PNG files under {root}/ ...")
     tmp = root.with_name(root.name + ".tmp")

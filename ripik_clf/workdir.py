@@ -7,6 +7,7 @@ the one function that reads and the one that writes each record handed between s
       augmented/                  <class>/<stem>__aug<k>.jpg, manifest.csv, settings.json,
                                   skipped.csv (augment/runner.py)
       features/<tag>/             pooled backbone features, cached (train/features.py)
+      predictions/<model>-<tta>/  member predictions, cached (predict/cache.py)
       runs/<run>/                 run.json (RunRecord), metrics.json, config.yaml,
                                   <phase>.keras, history_<phase>.csv,
                                   val_probabilities_<phase>.csv, skipped.csv
@@ -396,6 +397,11 @@ def features_dir(workdir, tag):
     return Path(workdir) / "features" / tag
 
 
+def predictions_dir(workdir):
+    """Member predictions cached by ensemble.py (predict/cache.py)."""
+    return Path(workdir) / "predictions"
+
+
 def export_dir(workdir):
     return Path(workdir) / "export"
 
@@ -488,90 +494,3 @@ def read_ensemble_definition(workdir):
         return EnsembleDefinition.from_json(record)
     except (ValueError, TypeError, KeyError) as err:
         raise damaged(path, f"not an ensemble record: {err}", RESUBMIT) from None
-
-
-def ensemble_digest(definition):
-    """What a sharded test prediction was made with: the members (files and stamps),
-    their TTA and temperatures, the weights, the threshold. Floats are rounded to 6
-    significant digits, so shards on machines of another kind (last-bit differences in
-    a fitted temperature) still agree."""
-    import hashlib
-
-    def rounded(value):
-        if isinstance(value, float):
-            return float(f"{value:.6g}")
-        if isinstance(value, dict):
-            return {k: rounded(v) for k, v in sorted(value.items())}
-        if isinstance(value, list):
-            return [rounded(v) for v in value]
-        return value
-
-    record = definition.to_json()
-    record.pop("validation_macro_f1", None)  # a score, not how test images are predicted
-    text = json.dumps(rounded(record), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-# --- test predictions of one shard of ensemble.py --shard I/N (beside the submission) ----
-
-
-def test_shard_path(out_path, shard):
-    """``S_test.shard-I-of-N.npz`` beside the submission ``S.csv``."""
-    out_path = Path(out_path)
-    return out_path.with_name(f"{out_path.stem}_test{shard.suffix}.npz")
-
-
-def write_test_shard(out_path, shard, digest, ids, probabilities, failures, retried):
-    """One shard's member probabilities ``(M, n, C)`` of its test images ``ids``, the
-    images it could not read (``[(id, reason)]``) and the ensemble's digest."""
-    import numpy as np
-
-    def write(tmp):
-        with open(tmp, "wb") as handle:  # np.savez would append .npz to a temp name
-            np.savez(
-                handle, digest=np.array(digest), ids=np.array(ids, dtype=str),
-                probabilities=np.asarray(probabilities, dtype="float64"),
-                failed=np.array([i for i, _ in failures], dtype=str),
-                reasons=np.array([r for _, r in failures], dtype=str),
-                retried=np.array(int(retried)),
-            )  # fmt: skip
-
-    from ripik_clf.atomic import atomic_write
-
-    path = test_shard_path(out_path, shard)
-    atomic_write(path, write)
-    return path
-
-
-def read_test_shards(out_path, digest, members, classes):
-    """Every shard's predictions beside ``out_path`` made with the ensemble ``digest``:
-    ``{id: (probabilities (M, C), reason or None)}``, the files used and the TTA retries.
-    A part of another ensemble is ignored (named); a damaged one is set aside."""
-    import sys
-    import zipfile
-
-    import numpy as np
-
-    out_path = Path(out_path)
-    found, used, retried = {}, [], 0
-    for path in sorted(out_path.parent.glob(f"{out_path.stem}_test.shard-*-of-*.npz")):
-        try:
-            with np.load(path, allow_pickle=False) as part:
-                values = {k: part[k] for k in part.files}
-            if str(values["digest"]) != digest:  # first: another ensemble has other shapes
-                print(f"note: {path.name} was predicted by another ensemble: not used",
-                      file=sys.stderr)  # fmt: skip
-                continue
-            shape = values["probabilities"].shape
-            if shape != (members, len(values["ids"]), classes):
-                raise ValueError(f"probabilities of shape {shape}")
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            set_aside(path, f"not a shard's test predictions ({err})")
-            continue
-        for i, image in enumerate(values["ids"]):
-            found[str(image)] = (values["probabilities"][:, i], None)
-        for image, reason in zip(values["failed"], values["reasons"]):
-            found[str(image)] = (None, str(reason))
-        used.append(path)
-        retried += int(values["retried"])
-    return found, used, retried

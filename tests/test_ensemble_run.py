@@ -260,32 +260,41 @@ def test_a_full_disk_while_writing_the_submission_is_one_line(setup, capsys, mon
     assert not [p for p in setup.iterdir() if ".tmp-" in p.name]
 
 
-def test_test_shards_merge_into_the_unsharded_submission(setup, capsys):
-    """``ensemble.py --shard I/N`` on N machines, then ``ensemble.py`` merges: the same
-    submission as one machine's; a part of another ensemble, or a damaged one, is not used."""
-    import numpy as np
+def test_shards_fill_the_prediction_cache_and_the_merge_predicts_nothing(
+    setup, capsys, monkeypatch, tmp_path
+):
+    """``ensemble.py --shard I/N`` on N machines (validation and test shares, every TTA),
+    then ``ensemble.py``: the submission one machine makes, and no model runs in the merge."""
+    import ripik_clf.predict.cache as cache_module
 
-    from ripik_clf import workdir as wd
-    from ripik_clf.shards import Shard
+    work = tmp_path / "work"
+    shutil.copytree(setup / "work", work)
+    shutil.rmtree(work / "predictions", ignore_errors=True)  # what other tests cached
 
-    run(setup, out="whole.csv")
+    def ensemble_run(*extra, out):
+        argv = ["--data", str(setup / "data"), "--workdir", str(work), "--test",
+                str(setup / "test"), "--out", str(tmp_path / out), "--members", "original",
+                "second", "--tta", "flip", "--tta-threshold", "auto", *extra]  # fmt: skip
+        ensemble.main(argv)
+        return capsys.readouterr().out
+
+    whole = ensemble_run(out="whole.csv")
+    shutil.rmtree(work / "predictions")
     for i in (1, 2):
-        run(setup, "--shard", f"{i}/2", out="merged.csv")
-    assert not (setup / "merged.csv").exists()  # a shard writes only its part
-    assert len(list(setup.glob("merged_test.shard-*-of-2.npz"))) == 2
-    test_ids = sorted(
-        p.relative_to(setup / "test").as_posix() for p in (setup / "test").rglob("*.*")
+        ensemble_run("--shard", f"{i}/2", out="merged.csv")
+    assert not (tmp_path / "merged.csv").exists()  # a shard writes only the cache
+    entries = list((work / "predictions").rglob("*.npz"))
+    # 2 members x (18 x 0.2 validation + 6 test images) x 2 TTA modes, one each
+    assert len(entries) == len({p.name + p.parent.parent.name for p in entries}) > 0
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the merge ran a model")
+
+    monkeypatch.setattr(cache_module, "predict_members", no_model)
+    merged = ensemble_run(out="merged.csv")
+    assert " 0 predicted now" in merged and " 0 predicted now" not in whole
+    assert (tmp_path / "merged.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "merged_probabilities.csv"),
+        pd.read_csv(tmp_path / "whole_probabilities.csv"),
     )
-    junk = np.ones((2, len(test_ids), 3)) / 3  # planted: another ensemble's part, and junk
-    wd.write_test_shard(setup / "merged.csv", Shard(9, 9), "another", test_ids, junk, [], 0)
-    (setup / "merged_test.shard-8-of-9.npz").write_bytes(b"not a zip archive")
-    capsys.readouterr()
-    run(setup, out="merged.csv")
-    captured = capsys.readouterr()
-    n = len(test_ids)
-    assert f"{n} of {n} images from 2 shard file(s)" in captured.out
-    assert "another ensemble" in captured.err and "set aside" in captured.err
-    assert (setup / "merged.csv").read_bytes() == (setup / "whole.csv").read_bytes()
-    merged = pd.read_csv(setup / "merged_probabilities.csv")
-    whole = pd.read_csv(setup / "whole_probabilities.csv")
-    pd.testing.assert_frame_equal(merged, whole)

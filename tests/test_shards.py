@@ -69,28 +69,58 @@ def test_shard_belongs_to_the_features_phase(tmp_path, capsys):
     assert "--phase features" in capsys.readouterr().err
 
 
-def test_a_damaged_test_shard_is_set_aside_never_read(tmp_path, capsys):
-    """Parts cut short or garbled at random offsets (a kill under another tool, a disk
-    fault): each is set aside with a warning, and the merge predicts those images itself."""
+class _Member:
+    """What the prediction cache needs of a member: a model file, classes, TTA record."""
+
+    def __init__(self, path):
+        self.path, self.classes, self.record, self.fitted = path, ["a", "b", "c"], None, {}
+
+    def temperature_for(self, tta):
+        return 1.0
+
+
+def test_the_prediction_cache_is_keyed_by_content_and_a_damaged_entry_is_redone(
+    tmp_path, monkeypatch
+):
+    """Entries cut or garbled at random offsets are computed again, never read; an edited
+    image or a retrained model is a new entry, never a stale one."""
     import numpy as np
 
-    out = tmp_path / "s.csv"
-    ids, probabilities = ["a.png", "b.png", "c.png"], np.full((2, 3, 4), 0.25)
-    path = wd.write_test_shard(out, Shard(1, 2), "d1", ids, probabilities, [("c.png", "bad")], 0)
-    whole = path.read_bytes()
-    found, used, _ = wd.read_test_shards(out, "d1", 2, 4)
-    assert used == [path] and found["c.png"] == (None, "bad") and found["a.png"][1] is None
-    rng = np.random.default_rng(0)
-    for case in range(12):
+    import ripik_clf.predict.cache as cache_module
+    from conftest import write_image
+
+    calls = []
+
+    def fake_predict(members, paths, tta, batch_size, progress, calibrated):
+        calls.append(len(paths))
+        rows = [np.full(3, float(len(open(p, "rb").read()) % 7)) for p in paths]
+        return np.stack([np.stack(rows)] * len(members)), []
+
+    monkeypatch.setattr(cache_module, "predict_members", fake_predict)
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"model one")
+    images = [str(write_image(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
+    cache = cache_module.PredictionCache(tmp_path / "predictions")
+    first, _ = cache.predict([_Member(model)], images, "none", calibrated=False)
+    again, _ = cache.predict([_Member(model)], images, "none", calibrated=False)
+    assert calls == [3] and np.array_equal(first, again)  # the second from the cache
+    entries = sorted((tmp_path / "predictions").rglob("*.npz"))
+    rng, redone = np.random.default_rng(0), 0
+    for case in range(10):
+        entry = entries[case % 3]
+        whole = entry.read_bytes()
         damaged = bytearray(whole[: rng.integers(0, len(whole))] if case % 2 else whole)
         if not case % 2:
-            at = rng.integers(0, len(damaged), size=8)
-            damaged[at[0] : at[0] + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
-        path.write_bytes(bytes(damaged))
-        found, used, _ = wd.read_test_shards(out, "d1", 2, 4)
-        if used:  # garbling that missed every byte np.load reads: the part is intact
-            assert sorted(found) == ids and np.allclose(found["a.png"][0], 0.25)
-        else:
-            assert found == {} and not path.exists() and "set aside" in capsys.readouterr().err
-    path.write_bytes(whole)
-    assert wd.read_test_shards(out, "another", 2, 4)[:2] == ({}, [])  # another ensemble's
+            damaged[int(rng.integers(0, len(whole)))] ^= 0xFF  # one byte anywhere
+        entry.write_bytes(bytes(damaged))
+        calls.clear()
+        result, _ = cache.predict([_Member(model)], images, "none", calibrated=False)
+        redone += sum(calls)  # a byte of zip metadata (a time stamp) may change nothing
+        assert np.array_equal(result, first)  # never the damaged values
+        entry.write_bytes(whole)
+    assert redone >= 5  # every cut, and the flipped bytes the CRC covers
+    write_image(images[1], seed=9)  # edited: other content, a new entry
+    model.write_bytes(b"model two")  # retrained: every entry new
+    calls.clear()
+    cache.predict([_Member(model)], images, "none", calibrated=False)
+    assert calls == [3]

@@ -32,8 +32,9 @@ def parse_args(argv, doc):
     parser.add_argument(
         "--shard",
         metavar="I/N",
-        help="predict only the I-th of N shares of the test images (one per machine), "
-        "saved beside --out; ensemble.py without --shard then merges them into the submission",
+        help="predict only the I-th of N shares of the validation and test images (one "
+        "per machine) into WORKDIR/predictions/; ensemble.py without --shard then makes the "
+        "submission from them",
     )
     return parser.parse_args(argv)
 
@@ -100,10 +101,11 @@ def main(argv, doc):
     result = stages.run_ensemble(config, args.out, args.answers, shard=shard)
     if not shard.whole:
         print(
-            f"\nshard {shard.index}/{shard.count}: {result['images']} test images "
-            f"({result['unreadable']} unreadable) in {result['seconds']:.0f} s -> {result['part']}"
-            f"\nwhen every shard is done: ensemble.py --out {result['submission']} (no --shard) "
-            "merges them into the submission"
+            f"\nshard {shard.index}/{shard.count}: {result['images']} validation and test images "
+            f"({result['computed']} predicted, the rest already cached; {result['unreadable']} "
+            f"unreadable) in {result['seconds']:.0f} s -> {result['cache']}"
+            f"\nwhen every shard is done: ensemble.py --out {args.out} (no --shard) merges "
+            "them into the submission"
         )
         return
     print("\nvalidation (real images only)\n" + metrics_table(result["rows"]))

@@ -45,6 +45,7 @@ class Ensemble:
         self.definition = definition
         self.members = members
         self.classes = list(definition.classes)
+        self.cache = None  # a PredictionCache (ensemble.py's), or predict every image
 
     @property
     def names(self):
@@ -114,7 +115,8 @@ class Ensemble:
         def predict(mode, rows):
             chosen = paths if rows is None else [paths[i] for i in rows]
             bar = progress if rows is None else None
-            return predict_members(self.members, chosen, mode, batch_size, bar)
+            predict = self.cache.predict if self.cache else predict_members
+            return predict(self.members, chosen, mode, batch_size, bar)
 
         return self.member_probabilities(predict)
 

@@ -3,7 +3,6 @@
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ripik_clf import workdir as wd
@@ -13,6 +12,7 @@ from ripik_clf.data.images import IMAGE_EXTENSIONS
 from ripik_clf.data.splits import saved_split_record
 from ripik_clf.errors import UserError
 from ripik_clf.locks import exclusive
+from ripik_clf.predict.cache import PredictionCache
 from ripik_clf.predict.calibration import fit_temperature
 from ripik_clf.predict.ensemble import Ensemble, definition_of
 from ripik_clf.predict.members import (
@@ -20,7 +20,7 @@ from ripik_clf.predict.members import (
     load_members,
     resolve_members,
 )
-from ripik_clf.predict.validation import validation_probabilities
+from ripik_clf.predict.validation import validation_probabilities, validation_work
 from ripik_clf.predict.voting import (
     bagged_greedy_selection,
     choose_threshold,
@@ -61,9 +61,10 @@ def run_ensemble(config, out_path, answers=None, shard=WHOLE):
     """Predict validation and test with every member; write submission, probabilities, report.
 
     One ensemble at a time per work directory: it holds the lock of ``WORKDIR/report``.
-    With ``shard`` I/N it predicts only its share of the test images, beside ``out_path``
-    (``S_test.shard-I-of-N.npz``), and writes nothing else: shards run at once on N
-    machines; the run without ``shard`` afterwards merges their predictions."""
+    Every member prediction goes through the prediction cache (``WORKDIR/predictions/``).
+    With ``shard`` I/N it only fills it with its share of the validation and test images
+    (every TTA the ensemble may use) and writes nothing else: shards run at once on N
+    machines; the run without ``shard`` afterwards (the merge) predicts nothing again."""
     if not shard.whole:
         return _run_ensemble(config, Path(out_path), answers, shard)
     with exclusive(wd.report_dir(config.workdir), "ensemble.py"):
@@ -81,7 +82,10 @@ def _run_ensemble(config, out_path, answers, shard):
     test_ids = test_images(test_dir)
     members, names = _members(config)
     modes = list(dict.fromkeys(("none", ens.tta if ens.tta != "none" else "flip")))
-    val = validation_probabilities(config, members, names, modes)
+    cache = PredictionCache(wd.predictions_dir(config.workdir))
+    if not shard.whole:
+        return _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache)
+    val = validation_probabilities(config, members, names, modes, cache)
     weights, notes = _choose_weights(ens, val.calibrated[ens.tta], val.y, names)
     # The ensemble's own temperature, on top of its members': averaging softmaxes makes
     # an ensemble under-confident, which one more temperature fixes.
@@ -95,11 +99,10 @@ def _run_ensemble(config, out_path, answers, shard):
         members,
     )  # fmt: skip
     truth = tables.read_answers(answers or demo_answers, ens.id_col, ens.label_col)  # early
-    if not shard.whole:
-        return _predict_shard(ensemble, test_dir, test_ids, out_path, shard, ens)
-    probabilities, failures, seconds, tta_note = _predict_test(
-        ensemble, test_dir, test_ids, out_path, ens
-    )
+    ensemble.cache = cache
+    paths = [str(test_dir / i) for i in test_ids]
+    probabilities, failures, seconds, tta_note = _predict_test(ensemble, paths, ens)
+    tta_note += _cache_note(cache)
     keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids, probabilities = [test_ids[i] for i in keep], probabilities[:, keep]
     families = ensemble.families(probabilities)
@@ -205,65 +208,54 @@ def _macro_f1(val, weights, tta):
     return f1_score(val.y, voted.argmax(1), average="macro")  # T keeps the arg-max
 
 
-def _predict_shard(ensemble, test_dir, test_ids, out_path, shard, ens):
-    """``ensemble.py --shard I/N``: this shard's test images, saved beside the submission."""
-    mine = shard.take(test_ids)
+def _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache):
+    """``ensemble.py --shard I/N``: this shard's share of every member's validation and
+    test predictions, under every TTA the ensemble may use, into the prediction cache."""
     started = time.perf_counter()
-    bar = progress(len(mine), f"predict test{shard.suffix}")
-    paths = [str(test_dir / i) for i in mine]
+    work = [(group, shard.take(paths)) for group, paths in validation_work(config, members, names)]
+    work.append((members, shard.take([str(test_dir / i) for i in test_ids])))
+    bar = progress(sum(len(paths) for _, paths in work) * len(modes), f"predict{shard.suffix}")
+    unreadable = set()
+    for group, paths in work:
+        for mode in modes:
+            _, failures = cache.predict(group, paths, mode, config.ensemble.batch_size, bar, False)
+            unreadable |= {path for path, _ in failures}
+    bar.close()
+    return {"images": sum(len(paths) for _, paths in work), "unreadable": len(unreadable),
+            "computed": cache.computed, "seconds": time.perf_counter() - started,
+            "cache": cache.root}  # fmt: skip
+
+
+def _predict_test(ensemble, paths, ens):
+    """Per-member test probabilities, predicted as the ensemble's record says (plain or
+    two-stage TTA: :meth:`Ensemble.member_probabilities`)."""
+    started = time.perf_counter()
+    bar = progress(len(paths), "predict test")
     probabilities, failures, redone = ensemble.predict_files(paths, ens.batch_size, bar)
     bar.close()
-    failed = [(Path(p).relative_to(test_dir).as_posix(), r) for p, r in failures]
-    digest = wd.ensemble_digest(ensemble.definition)
-    part = wd.write_test_shard(out_path, shard, digest, mine, probabilities, failed, redone)
-    return {"shard": shard, "part": part, "images": len(mine), "unreadable": len(failed),
-            "seconds": time.perf_counter() - started, "submission": out_path}  # fmt: skip
-
-
-def _predict_test(ensemble, test_dir, test_ids, out_path, ens):
-    """Per-member test probabilities, predicted as the ensemble's record says (plain or
-    two-stage TTA: :meth:`Ensemble.member_probabilities`); the images that shards of this
-    ensemble predicted (``--shard``) are taken from their files (the merge)."""
-    started = time.perf_counter()
-    digest = wd.ensemble_digest(ensemble.definition)
-    sharded, parts, redone = wd.read_test_shards(
-        out_path, digest, len(ensemble.members), len(ensemble.classes)
-    )
-    todo = [k for k, image in enumerate(test_ids) if image not in sharded]
-    paths = [str(test_dir / test_ids[k]) for k in todo]
-    bar = progress(len(paths), "predict test")
-    predicted, failures, retried = (
-        ensemble.predict_files(paths, ens.batch_size, bar) if paths else (None, [], 0)
-    )
-    bar.close()
-    probabilities = np.full((len(ensemble.members), len(test_ids), len(ensemble.classes)), np.nan)
-    if todo:
-        probabilities[:, todo] = predicted
-    for k, image in enumerate(test_ids):
-        if image in sharded:
-            row, reason = sharded[image]
-            if reason is None:
-                probabilities[:, k] = row
-            else:
-                failures.append((str(test_dir / image), reason))
-    seconds, redone = time.perf_counter() - started, redone + retried
-    notes = []
-    if parts:
-        notes.append(
-            f"Test predictions: {len(test_ids) - len(todo)} of {len(test_ids)} images from "
-            f"{len(parts)} shard file(s) of this ensemble ({', '.join(p.name for p in parts)}), "
-            f"{len(todo)} predicted here."
-        )
-        print(notes[-1])
+    seconds = time.perf_counter() - started
     threshold = ensemble.definition.tta_threshold
-    if threshold is not None:
-        notes.append(
-            f"Adaptive TTA: threshold {threshold:.4f} ({ens.tta_threshold}); {redone} of "
-            f"{len(test_ids)} test images ({redone / len(test_ids):.1%}) re-predicted with "
-            f"`{ens.tta}` in {seconds:.1f} s in all."
-        )
-        print(notes[-1])
-    return probabilities, failures, seconds, [line for note in notes for line in (note, "")]
+    if threshold is None:
+        return probabilities, failures, seconds, []
+    note = (
+        f"Adaptive TTA: threshold {threshold:.4f} ({ens.tta_threshold}); {redone} of "
+        f"{len(paths)} test images ({redone / len(paths):.1%}) re-predicted with "
+        f"`{ens.tta}` in {seconds:.1f} s in all."
+    )
+    print(note)
+    return probabilities, failures, seconds, [note, ""]
+
+
+def _cache_note(cache):
+    """Where the predictions came from: the models, or the cache (shards, earlier runs)."""
+    total = cache.computed + cache.cached
+    note = (
+        f"Member predictions (validation and test, per TTA): {cache.cached} of {total} "
+        f"images from the prediction cache ({cache.root}: ensemble.py --shard, or an "
+        f"earlier run), {cache.computed} predicted now."
+    )
+    print(note)
+    return [note, ""]
 
 
 def _check_fold_mix(members, allow_mixed):

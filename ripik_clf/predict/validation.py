@@ -25,7 +25,23 @@ class Validation:
     notes: list = field(default_factory=list)  # for the report
 
 
-def validation_probabilities(config, members, names, modes):
+def validation_work(config, members, names):
+    """What the ensemble predicts on validation: ``[(members, image paths)]``, one entry
+    per group of members scoring the same images (all of them with one split; one fold's
+    models with K folds), each image decoded once per group. ``ensemble.py --shard``
+    shares it out."""
+    table, held, _ = _scored_images(config, members, names)
+    paths, images = list(table["path"]), list(table["image"])
+    rows_of = {
+        m.name: tuple(i for i, img in enumerate(images) if img in held[m.name]) for m in members
+    }
+    return [
+        ([m for m in members if rows_of[m.name] == rows], [paths[i] for i in rows])
+        for rows in dict.fromkeys(rows_of.values())
+    ]
+
+
+def validation_probabilities(config, members, names, modes, cache=None):
     """Validation probabilities per family for each TTA mode in ``modes``.
 
     A member is only ever scored on images it never trained on (``held_out`` in its run
@@ -33,6 +49,7 @@ def validation_probabilities(config, members, names, modes):
     family is scored out-of-fold. With ``--allow-mixed`` members may come from different
     splits; the validation set is then the images every family held out. Each member's
     temperature per mode is fitted here (``member.fitted``) on its own images.
+    ``cache``: a :class:`~ripik_clf.predict.cache.PredictionCache` to read and fill.
     """
     table, held, notes = _scored_images(config, members, names)
     index = {c: i for i, c in enumerate(members[0].classes)}
@@ -52,7 +69,7 @@ def validation_probabilities(config, members, names, modes):
         group = [m for m in members if rows_of[m.name] == rows]
         rows = np.array(rows, dtype=int)
         for mode in modes:
-            predicted, _ = predict_members(
+            predicted, _ = (cache.predict if cache else predict_members)(
                 group, [paths[i] for i in rows], mode, config.ensemble.batch_size, bar, False
             )
             for member, probabilities in zip(group, predicted):

@@ -1,0 +1,108 @@
+"""Member predictions cached on disk, keyed by content: what ``ensemble.py --shard I/N``
+computes on N machines and the unsharded ``ensemble.py`` (the merge) reads.
+
+Entry: ``WORKDIR/predictions/<model>-<views>/<key[:2]>/<key>.npz``, the member's softmax
+under its TTA views before any temperature, where ``model`` is the sha1 of the member's
+``.keras`` file and ``key`` the sha1 of the image file. A retrained model or an edited
+image is a new entry, never a stale one; machines that see the data under other paths
+share entries. Each image's prediction depends on that image alone (inference mode), so
+the merge computes exactly what one machine would have. Entries are zip archives, whose
+CRC-32 turns any damaged byte into a read error: such an entry is computed again.
+"""
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ripik_clf.atomic import atomic_write
+from ripik_clf.predict.calibration import apply_temperature
+from ripik_clf.predict.members import predict_members
+from ripik_clf.predict.tta import member_tta
+
+
+def _file_digest(path):
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha1").hexdigest()
+    except OSError:  # unreadable: the decoder will name the failure
+        return None
+
+
+class PredictionCache:
+    """``predict`` has :func:`~ripik_clf.predict.members.predict_members`' signature and
+    results; only the images missing from the cache go through the models."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.computed = 0  # images that went through the models (the rest: from the cache)
+        self.cached = 0
+        self._model_keys = {}
+
+    def _model_key(self, member):
+        path = Path(member.path)
+        stat = path.stat()
+        stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if stamp not in self._model_keys:
+            self._model_keys[stamp] = _file_digest(path)[:16]
+        return self._model_keys[stamp]
+
+    def _entry(self, member, tta, image_key):
+        folder = f"{self._model_key(member)}-{member_tta(member, tta)}"
+        return self.root / folder / image_key[:2] / f"{image_key}.npz"
+
+    def predict(self, members, paths, tta, batch_size=32, progress=None, calibrated=True):
+        keys = [_file_digest(p) for p in paths]
+        n_classes = len(members[0].classes)
+        out = np.full((len(members), len(paths), n_classes), np.nan)
+        missing = set()
+        for m, member in enumerate(members):
+            for i, key in enumerate(keys):
+                vector = _load(self._entry(member, tta, key), n_classes) if key else None
+                if vector is None:
+                    missing.add(i)
+                else:
+                    out[m, i] = vector
+        todo = sorted(missing)
+        failures = []
+        if todo:
+            computed, failures = predict_members(
+                members, [paths[i] for i in todo], tta, batch_size, progress, calibrated=False
+            )
+            for k, i in enumerate(todo):
+                if np.isnan(computed[0, k, 0]):  # unreadable: never cached, tried again
+                    continue
+                out[:, i] = computed[:, k]
+                for m, member in enumerate(members):
+                    if keys[i]:
+                        _save(self._entry(member, tta, keys[i]), computed[m, k])
+        if progress is not None:
+            progress.update(len(paths) - len(todo))
+        self.computed += len(todo)
+        self.cached += len(paths) - len(todo)
+        if calibrated:
+            readable = ~np.isnan(out[0, :, 0])
+            for m, member in enumerate(members):
+                out[m, readable] = apply_temperature(out[m, readable], member.temperature_for(tta))
+        return out, failures
+
+
+def _load(entry, n_classes):
+    """A cached vector; None when absent or damaged (a disk fault: removed, computed again)."""
+    if not entry.exists():
+        return None
+    try:
+        with np.load(entry, allow_pickle=False) as archive:
+            vector = archive["p"]
+        if vector.shape == (n_classes,) and vector.dtype == np.float64:
+            return vector
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        pass
+    entry.unlink(missing_ok=True)
+    return None
+
+
+def _save(entry, vector):
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(entry, lambda tmp: np.savez(tmp, p=np.asarray(vector, dtype=np.float64)))

@@ -1,16 +1,19 @@
 """Every file the pipeline writes is written whole or not at all."""
 
 import os
+import threading
 from pathlib import Path
 
 TEMP_MARK = ".tmp-"  # in the name of a file being written (cleaned up if a run was killed)
 
 
 def temp_name(path):
-    """A hidden name beside ``path``, unique to this process, keeping its extension (Keras
-    and numpy choose the format from it)."""
+    """A hidden name beside ``path``, unique to this process and thread (the feature cache
+    saves from a thread pool, and two images of one content are one entry), keeping its
+    extension (Keras and numpy choose the format from it)."""
     path = Path(path)
-    return path.with_name(f".{path.stem}{TEMP_MARK}{os.getpid()}{path.suffix}")
+    writer = f"{os.getpid()}-{threading.get_native_id()}"
+    return path.with_name(f".{path.stem}{TEMP_MARK}{writer}{path.suffix}")
 
 
 def atomic_write(path, write):

@@ -71,3 +71,30 @@ def test_one_image_under_two_names_shares_one_cache_entry(tmp_path):
     extractor = CountingExtractor()
     features, _ = extract_features([str(b)], extractor, 32, tmp_path / "cache")
     assert extractor.images == 0 and not np.isnan(features).any()
+
+
+def test_one_content_under_many_names_is_saved_by_concurrent_threads_without_a_clash(tmp_path):
+    """The cache saves from a thread pool; images of one content are one entry, so threads
+    write it at once (make demo died here: the digits hold duplicates). Each writer has its
+    own temporary name."""
+    import shutil
+    import threading
+
+    from ripik_clf.atomic import temp_name
+
+    names = []
+    threads = [threading.Thread(target=lambda: names.append(temp_name(tmp_path / "e.npy")))
+               for _ in range(2)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+        thread.join()
+    assert names[0] != names[1] and all(n.suffix == ".npy" for n in names)
+    first = write_image(tmp_path / "img" / "0.png", seed=1)
+    paths = [str(first)] + [
+        str(shutil.copy(first, tmp_path / "img" / f"{i}.png")) for i in range(1, 200)
+    ]
+    features, failures = extract_features(
+        paths, CountingExtractor(), 32, tmp_path / "cache", batch_size=8
+    )
+    assert not failures and np.isfinite(features).all()
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1

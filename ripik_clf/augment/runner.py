@@ -374,7 +374,7 @@ def _remove_changed(out_dir, plan, recorded, source_path):
 
 def _writer_alive(temp_name):
     """Whether the process whose pid a temporary file's name holds is still running."""
-    digits = temp_name.split(TEMP_MARK, 1)[-1].split(".", 1)[0]
+    digits = temp_name.split(TEMP_MARK, 1)[-1].split(".", 1)[0].split("-", 1)[0]  # pid-thread
     if not digits.isdigit() or int(digits) == os.getpid():
         return False
     try:

@@ -43,7 +43,6 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
         raise UserError(
             f"train.run {config.train.run!r} names one run: give train.models one variant"
         )
-    folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
     from ripik_clf.train.distribute import cluster_from_env
 
     cluster = cluster_from_env()
@@ -52,16 +51,14 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
               f"({cluster.index}) has nothing to do")  # fmt: skip
         return {}
     results = {}
-    for variant in config.train.models:
-        for k in folds:
-            run = wd.run_name(config.train.run or variant, k)
-            print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
-            results[run] = train(config, variant, fold=k, resplit=resplit, overwrite=overwrite)
-            resplit = False  # the split is made once, by the first run
-            if config.train.mlflow and results[run] is not None:  # None: not the chief
-                from ripik_clf.train.tracking import log_to_mlflow
+    for variant, k, run in _runs(config, fold):
+        print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
+        results[run] = train(config, variant, fold=k, resplit=resplit, overwrite=overwrite)
+        resplit = False  # the split is made once, by the first run
+        if config.train.mlflow and results[run] is not None:  # None: not the chief
+            from ripik_clf.train.tracking import log_to_mlflow
 
-                log_to_mlflow(config, run, phase, results[run])
+            log_to_mlflow(config, run, phase, results[run])
     return results
 
 
@@ -71,14 +68,20 @@ def run_features(config, *, shard, fold=None):
     merge. Returns ``{run: summary}``."""
     from ripik_clf.train.head import extract_features_shard
 
-    folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
     results = {}
+    for variant, k, run in _runs(config, fold):
+        print(f"=== features{shard.suffix}: {run} ({variant}, {config.train.backbone}) ===")
+        results[run] = extract_features_shard(config, variant, fold=k, shard=shard)
+    return results
+
+
+def _runs(config, fold=None):
+    """(variant, fold, run name) of every run a phase trains: each variant of
+    ``train.models`` on every fold of a k-fold split (or only ``fold``)."""
+    folds = [fold] if fold is not None else list(range(config.split.folds)) or [None]
     for variant in config.train.models:
         for k in folds:
-            run = wd.run_name(config.train.run or variant, k)
-            print(f"=== features{shard.suffix}: {run} ({variant}, {config.train.backbone}) ===")
-            results[run] = extract_features_shard(config, variant, fold=k, shard=shard)
-    return results
+            yield variant, k, wd.run_name(config.train.run or variant, k)
 
 
 def run_ensemble(config, out_path, answers=None, *, shard=None):

@@ -118,7 +118,7 @@ def _variant_of_run(config):
 
 
 def run_phase(args, phase):
-    from ripik_clf.shards import Shard
+    from ripik_clf.shards import WHOLE, Shard
 
     shard = Shard.parse(args.shard) if getattr(args, "shard", None) is not None else None
     if shard is not None and phase != "features":
@@ -128,7 +128,7 @@ def run_phase(args, phase):
     config = config_from_args(args, phase)
     print(config.dump(), end="\n\n")
     if phase == "features":
-        results = stages.run_features(config, shard=shard or Shard(1, 1), fold=args.fold)
+        results = stages.run_features(config, shard=shard or WHOLE, fold=args.fold)
         for run, r in results.items():
             print(f"{run}: {r['images']} images ({r['unreadable']} unreadable) -> {r['cache']}")
         return

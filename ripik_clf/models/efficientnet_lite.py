@@ -17,9 +17,7 @@ from ripik_clf.models.lite_weights import (
 DROP_CONNECT_RATE = 0.2  # stochastic depth, scaled linearly over the blocks (training only)
 
 
-def build_lite(
-    name, *, image_size=None, include_top=False, weights="imagenet", stochastic_depth=None
-):
+def build_lite(name, *, image_size=None, include_top=False, weights="imagenet"):
     """EfficientNet-Lite ``name`` taking raw 0-255 RGB of ``image_size`` pixels.
 
     Args:
@@ -27,7 +25,6 @@ def build_lite(
         image_size: input side in pixels (default: the variant's native resolution).
         include_top: end in the 1000-way ImageNet softmax instead of the feature map.
         weights: ``"imagenet"`` (the offline package), ``None`` (random) or a ``.pth`` path.
-        stochastic_depth: the drop-connect rate of the last block (None: 0.2).
     """
     width, depth, native_size, dropout = LITE_VARIANTS[name]
     size = image_size or native_size
@@ -38,8 +35,9 @@ def build_lite(
     x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(inputs)
     x = _conv_bn(x, STEM_FILTERS, 3, 2, "stem")
     for index, (kernel, f_in, f_out, expand, stride) in enumerate(blocks):
-        rate = DROP_CONNECT_RATE if stochastic_depth is None else stochastic_depth
-        drop = rate * index / len(blocks) if index else None  # a layer even at rate 0
+        # A layer in every block but the first, even at rate 0: the full phase sets its
+        # train.stochastic_depth (set_stochastic_depth) on the model it loads.
+        drop = DROP_CONNECT_RATE * index / len(blocks) if index else None
         x = _mbconv(x, kernel, f_in, f_out, expand, stride, drop, f"block{index}")
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "top")
     if include_top:

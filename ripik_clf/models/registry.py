@@ -75,17 +75,13 @@ def resolve_image_size(name, image_size=None):
     return size
 
 
-def create_backbone(
-    name, *, weights="imagenet", include_top=False, image_size=None, stochastic_depth=None
-):
+def create_backbone(name, *, weights="imagenet", include_top=False, image_size=None):
     """A Keras model taking raw 0-255 RGB of ``image_size`` pixels (default: native).
 
     Args:
         name: a key of ``BACKBONES``.
         weights: ``"imagenet"``, ``None``/``"none"`` (random init) or a weights file path.
         include_top: end in the 1000 ImageNet softmax outputs instead of the feature map.
-        stochastic_depth: the Lite backbones' drop-connect rate (None: 0.2, as trained on
-            ImageNet); Keras' EfficientNets keep their own.
     """
     spec = get_spec(name)
     size = resolve_image_size(name, image_size)
@@ -96,10 +92,7 @@ def create_backbone(
     if spec.family == "lite":
         from ripik_clf.models.efficientnet_lite import build_lite
 
-        return build_lite(
-            name, image_size=size, include_top=include_top, weights=weights,
-            stochastic_depth=stochastic_depth,
-        )  # fmt: skip
+        return build_lite(name, image_size=size, include_top=include_top, weights=weights)
     return _keras_application(spec, size, include_top, weights)
 
 

@@ -40,26 +40,25 @@ class PredictionCache:
         self.cached = 0
         self._model_keys = {}
 
-    def _model_key(self, member):
+    def _folder(self, member, tta):
+        """The member's entries under ``tta``: its model file's digest (read once per
+        file version) and its TTA views."""
         path = Path(member.path)
         stat = path.stat()
         stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if stamp not in self._model_keys:
             self._model_keys[stamp] = _file_digest(path)[:16]
-        return self._model_keys[stamp]
-
-    def _entry(self, member, tta, image_key):
-        folder = f"{self._model_key(member)}-{member_tta(member, tta)}"
-        return self.root / folder / image_key[:2] / f"{image_key}.npz"
+        return self.root / f"{self._model_keys[stamp]}-{member_tta(member, tta)}"
 
     def predict(self, members, paths, tta, batch_size=32, progress=None, calibrated=True):
         keys = [_file_digest(p) for p in paths]
         n_classes = len(members[0].classes)
         out = np.full((len(members), len(paths), n_classes), np.nan)
+        folders = [self._folder(member, tta) for member in members]
         missing = set()
-        for m, member in enumerate(members):
+        for m, folder in enumerate(folders):
             for i, key in enumerate(keys):
-                vector = _load(self._entry(member, tta, key), n_classes) if key else None
+                vector = _load(_entry(folder, key), n_classes) if key else None
                 if vector is None:
                     missing.add(i)
                 else:
@@ -74,9 +73,9 @@ class PredictionCache:
                 if np.isnan(computed[0, k, 0]):  # unreadable: never cached, tried again
                     continue
                 out[:, i] = computed[:, k]
-                for m, member in enumerate(members):
+                for m, folder in enumerate(folders):
                     if keys[i]:
-                        _save(self._entry(member, tta, keys[i]), computed[m, k])
+                        _save(_entry(folder, keys[i]), computed[m, k])
         if progress is not None:
             progress.update(len(paths) - len(todo))
         self.computed += len(todo)
@@ -86,6 +85,10 @@ class PredictionCache:
             for m, member in enumerate(members):
                 out[m, readable] = apply_temperature(out[m, readable], member.temperature_for(tta))
         return out, failures
+
+
+def _entry(folder, image_key):
+    return folder / image_key[:2] / f"{image_key}.npz"
 
 
 def _load(entry, n_classes):

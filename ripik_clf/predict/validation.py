@@ -31,12 +31,20 @@ def validation_work(config, members, names):
     models with K folds), each image decoded once per group. ``ensemble.py --shard``
     shares it out."""
     table, held, _ = _scored_images(config, members, names)
-    paths, images = list(table["path"]), list(table["image"])
+    paths = list(table["path"])
+    return [(group, [paths[i] for i in rows]) for group, rows in _groups(table, held, members)]
+
+
+def _groups(table, held, members):
+    """``[(members, rows of table)]``: members that score the same images (all of them
+    with one split; one fold's models with K folds) predict together, so each image is
+    decoded once per group and mode."""
+    images = list(table["image"])
     rows_of = {
         m.name: tuple(i for i, img in enumerate(images) if img in held[m.name]) for m in members
     }
     return [
-        ([m for m in members if rows_of[m.name] == rows], [paths[i] for i in rows])
+        ([m for m in members if rows_of[m.name] == rows], np.array(rows, dtype=int))
         for rows in dict.fromkeys(rows_of.values())
     ]
 
@@ -54,20 +62,13 @@ def validation_probabilities(config, members, names, modes, cache=None):
     table, held, notes = _scored_images(config, members, names)
     index = {c: i for i, c in enumerate(members[0].classes)}
     y = np.array([index[c] for c in table["label"]])
-    paths, images = list(table["path"]), list(table["image"])
+    paths = list(table["path"])
     shape = (len(names), len(paths), len(index))
     calibrated = {mode: np.full(shape, np.nan) for mode in modes}
     raw = {mode: np.full(shape, np.nan) for mode in modes}
-    # Members that score the same images (all of them with one split; one fold's models
-    # with K folds) predict together, so each image is decoded once per group and mode.
-    rows_of = {
-        m.name: tuple(i for i, img in enumerate(images) if img in held[m.name]) for m in members
-    }
-    groups = list(dict.fromkeys(rows_of.values()))
-    bar = progress(sum(len(rows) for rows in groups) * len(modes), "predict validation")
-    for rows in groups:
-        group = [m for m in members if rows_of[m.name] == rows]
-        rows = np.array(rows, dtype=int)
+    groups = _groups(table, held, members)
+    bar = progress(sum(len(rows) for _, rows in groups) * len(modes), "predict validation")
+    for group, rows in groups:
         for mode in modes:
             predicted, _ = (cache.predict if cache else predict_members)(
                 group, [paths[i] for i in rows], mode, config.ensemble.batch_size, bar, False

@@ -82,10 +82,11 @@ def train_full(
     steps_per_epoch = int(np.ceil(len(versions) / global_batch))
     tc.full_epochs = full_phase_epochs(tc, steps_per_epoch)  # saved in the run's config
     start, start_phase, start_score = _start_model(out, tc.full_start)
+    xla = use_xla(tc.xla)
     print(
         f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps of "
         f"{global_batch} images on {describe(strategy, cluster)}"
-        f"{', XLA' if use_xla(tc.xla) else ''}, from {start.name} "
+        f"{', XLA' if xla else ''}, from {start.name} "
         f"(validation macro-F1 {start_score:.4f})"
     )
     clock = EpochClock()
@@ -122,7 +123,7 @@ def train_full(
                 callbacks=callbacks,
                 class_weight=class_weights(sources_y, n, tc.class_weights),
                 verbose=VERBOSE,
-                jit_compile=use_xla(tc.xla),
+                jit_compile=xla,
             )
         seconds = time.perf_counter() - started
         if cluster.workers > 1:  # equal on every worker: they trained one model together

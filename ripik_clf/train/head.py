@@ -99,9 +99,7 @@ def frozen_backbone(config):
     tc = config.train
     keras.utils.set_random_seed(tc.seed)  # random weights (weights: none) depend on it
     size = resolve_image_size(tc.backbone, tc.image_size)
-    backbone = create_backbone(
-        tc.backbone, weights=tc.weights, image_size=size, stochastic_depth=tc.stochastic_depth
-    )
+    backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
     backbone.trainable = False
     tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
     return backbone, feature_extractor(backbone), size, wd.features_dir(config.workdir, tag)

@@ -359,7 +359,8 @@ def choice_rows(workdir, variants):
     from ripik_clf.workdir import read_augment_settings, read_run_metrics
 
     rows = []
-    auto = (read_augment_settings(workdir) or {}).get("flips_auto")
+    settings = read_augment_settings(workdir)
+    auto = settings.flips_auto if settings else None
     if auto:
         losses = " / ".join(f"{name} {s['log_loss']:.4f}" for name, s in auto["scores"].items())
         rows.append(_row(f"(augment.flips auto chose {auto['chosen']}; probe validation log "

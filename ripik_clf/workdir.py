@@ -19,7 +19,7 @@ fold of it (``augmented_fold3``); its phases (head, probe, full) are its model f
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -92,6 +92,10 @@ def has_split(workdir):
 
 
 SPLIT_COLUMNS = ("image", "label", "split", "fold")
+# Where each image is and what it held when the split was made: later stages find the
+# images here and check them (size and mtime, the sha1 when those moved), never walking
+# the dataset again. Absent from splits made by older versions.
+CHECK_COLUMNS = ("path", "bytes", "mtime_ns", "sha1")
 
 
 def read_split_table(workdir):
@@ -103,36 +107,78 @@ def read_split_table(workdir):
         row = int((bad | fold.isna()).to_numpy().argmax()) + 1
         why = f"data row {row}: split must be train, val or fold, and fold a number"
         raise damaged(path, why, RESPLIT)
-    return table.assign(fold=fold.astype(int))
+    table = table.assign(fold=fold.astype(int))
+    if all(c in table.columns for c in CHECK_COLUMNS):
+        numbers = {c: pd.to_numeric(table[c], errors="coerce") for c in ("bytes", "mtime_ns")}
+        if any(n.isna().any() for n in numbers.values()) or (table["path"] == "").any():
+            raise damaged(path, "an image path, size or mtime is missing", RESPLIT)
+        table = table.assign(**{c: n.astype("int64") for c, n in numbers.items()})
+    return table
 
 
-def read_split_meta(workdir):
-    """The split's record (``splits.json``) as saved; None when absent (a damaged one is
-    an error: falling back to defaults would train on other data)."""
+@dataclass
+class SplitRecord:
+    """``splits.json``: how the split was made, and of which data (every discovered image
+    and its label, so a later split-making stage can say what changed)."""
+
+    val_fraction: float
+    folds: int
+    seed: int
+    fingerprint: str  # of the discovered (image, label) pairs (data/splits.py)
+    images: list
+    labels: list
+    n_images: int | None = None
+    curation: dict | None = None
+    data: dict | None = None  # the data.* settings later stages start from
+    unreadable: list = field(default_factory=list)  # [{"image", "reason"}], left out
+
+    @property
+    def classes(self):
+        """Every model's outputs, in order: the discovered data's classes."""
+        return sorted(set(self.labels))
+
+    @property
+    def settings(self):
+        return {"val_fraction": self.val_fraction, "folds": self.folds, "seed": self.seed}
+
+
+SPLIT_RECORD_TYPES = {"val_fraction": (int, float), "folds": int, "seed": int,
+                      "fingerprint": str, "images": list, "labels": list}  # fmt: skip
+
+
+def read_split_record(workdir):
+    """The split's record (``splits.json``); None when absent (a damaged one is an error:
+    falling back to defaults would train on other data)."""
     path = split_paths(workdir)[1]
     if not path.exists():
         return None
     meta = load_json(path, RESPLIT)
-    for key, kind in SPLIT_META_KEYS:
+    for key, kind in SPLIT_RECORD_TYPES.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise damaged(path, f"{key} missing or not a {kind}", RESPLIT)
     if len(meta["images"]) != len(meta["labels"]):
         raise damaged(path, "images and labels differ in length", RESPLIT)
-    if meta.get("data") is not None and not isinstance(meta["data"], dict):
-        raise damaged(path, "data is not a mapping", RESPLIT)
-    return meta
+    for key, kind in (("data", dict), ("curation", dict), ("unreadable", list)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise damaged(path, f"{key} is not a {kind.__name__}", RESPLIT)
+    unreadable = meta.get("unreadable") or []
+    if not all(isinstance(u, dict) and {"image", "reason"} <= u.keys() for u in unreadable):
+        raise damaged(path, "unreadable holds an entry without image and reason", RESPLIT)
+    known = {f.name for f in fields(SplitRecord)}
+    return SplitRecord(**{k: v for k, v in meta.items() if k in known} | {"unreadable": unreadable})
 
 
-SPLIT_META_KEYS = (("val_fraction", (int, float)), ("folds", int), ("seed", int),
-                   ("fingerprint", str), ("images", list), ("labels", list))  # fmt: skip
-
-
-def write_split(workdir, table, meta):
-    """Save the split table and its record (each atomically)."""
+def write_split(workdir, table, record):
+    """Save the split table and its :class:`SplitRecord` (each atomically)."""
     csv_path, meta_path = split_paths(workdir)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(csv_path, table.to_csv(index=False))
-    atomic_write_text(meta_path, json.dumps(meta))
+    atomic_write_text(meta_path, json.dumps(asdict(record)))
+
+
+def write_split_table(workdir, table):
+    """Save the split table alone (its image checks refreshed; the split unchanged)."""
+    atomic_write_text(split_paths(workdir)[0], table.to_csv(index=False))
 
 
 # --- augmented copies -------------------------------------------------------------------
@@ -149,15 +195,47 @@ def manifest_path(workdir):
 AUGMENT_SETTINGS_JSON = "settings.json"
 
 
+@dataclass
+class AugmentSettings:
+    """``augmented/settings.json``: what the copies on disk were made with."""
+
+    recipe_version: int | None = None
+    size: int | None = None
+    flips: str | None = None  # none | horizontal | all (true / false: the old names)
+    jpeg_quality: int | None = None
+    seed: int | None = None
+    albumentations: str | None = None
+    flips_auto: dict | None = None  # how flips: auto chose (scores, choice, backbone, split)
+
+    @property
+    def made_with(self):
+        """The settings that decide the copies (compared with the config's)."""
+        return {k: getattr(self, k) for k in ("recipe_version", "size", "flips",
+                                              "jpeg_quality", "seed")}  # fmt: skip
+
+
+OLD_FLIPS = {True: "all", False: "none"}  # flips was a boolean before flips: auto
+
+
 def read_augment_settings(workdir):
-    """What the copies were made with (``augmented/settings.json``); None when absent."""
+    """The :class:`AugmentSettings` of the copies; None when there are none."""
     path = augmented_dir(workdir) / AUGMENT_SETTINGS_JSON
-    return load_json(path, REAUGMENT) if path.exists() else None
+    if not path.exists():
+        return None
+    made = load_json(path, REAUGMENT)
+    known = {f.name for f in fields(AugmentSettings)}
+    settings = AugmentSettings(**{k: v for k, v in made.items() if k in known})
+    if isinstance(settings.flips, bool):
+        settings.flips = OLD_FLIPS[settings.flips]
+    if settings.flips_auto is not None and not isinstance(settings.flips_auto, dict):
+        raise damaged(path, "flips_auto is not a mapping", REAUGMENT)
+    return settings
 
 
 def write_augment_settings(workdir, settings):
     path = augmented_dir(workdir) / AUGMENT_SETTINGS_JSON
-    atomic_write_text(path, json.dumps(settings, indent=2))
+    record = {k: v for k, v in asdict(settings).items() if v is not None}
+    atomic_write_text(path, json.dumps(record, indent=2))
 
 
 def read_manifest(workdir):

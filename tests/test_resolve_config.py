@@ -23,9 +23,9 @@ def recorded(tmp_path):
     photos.mkdir()
     work = tmp_path / "work"
     table = pd.DataFrame({"image": ["a/1.png"], "label": ["a"], "split": ["train"], "fold": [-1]})
-    meta = {"data": {"data.path": str(photos.resolve())}, "seed": 5, "val_fraction": 0.3,
-            "folds": 0, "fingerprint": "f", "images": ["a/1.png"], "labels": ["a"]}  # fmt: skip
-    wd.write_split(work, table, meta)
+    record = wd.SplitRecord(data={"data.path": str(photos.resolve())}, seed=5, val_fraction=0.3,
+                            folds=0, fingerprint="f", images=["a/1.png"], labels=["a"])  # fmt: skip
+    wd.write_split(work, table, record)
     config = tmp_path / "c.yaml"
     config.write_text("augment:\n  seed: 11\n  copies: 3\nsplit:\n  val_fraction: 0.25\n")
     return tmp_path, work, config

@@ -98,7 +98,7 @@ def measure_flips(config, dataset, splits):
 def _probe_sets(dataset, splits, seed):
     """Training and validation images of the split (k folds: fold 0 validates), each
     capped by a per-class sample."""
-    table = splits.merge(dataset[["image", "path"]], on="image")
+    table = splits  # the split records each image's path
     in_val = table["split"] == "val" if (table["split"] == "val").any() else table["fold"] == 0
     return _sample(table[~in_val], MAX_TRAIN_IMAGES, seed), _sample(
         table[in_val], MAX_VAL_IMAGES, seed

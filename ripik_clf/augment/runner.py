@@ -19,7 +19,6 @@ import cv2
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import TEMP_MARK, atomic_write
 from ripik_clf.augment import recipe as augment
-from ripik_clf.config import FLIP_ALIASES
 from ripik_clf.data.images import BadImage, read_rgb, resize_square
 from ripik_clf.data.splits import training_images
 from ripik_clf.errors import UserError
@@ -91,7 +90,7 @@ def _augment_locked(config, dataset, splits, skipped, shard, overwrite):
     with exclusive(config.workdir, "augment_offline.py", name=".augment-settings.lock", wait=True):
         auto = resolve_auto_flips(config, dataset, splits, overwrite)  # sets aug.flips if auto
         _check_settings(config.workdir, aug, overwrite, auto)
-    train = training_images(splits).merge(dataset[["image", "path"]], on="image")
+    train = training_images(splits)  # with each image's path, as the split recorded it
     plan = augment.plan_copies(train[["image", "label"]], aug.copies)
     plan["source_sha256"] = plan["source"].map(_content_digests(train))
     removed = _remove_stale(out_dir, set(plan["path"]))
@@ -222,23 +221,14 @@ def _settings_record(aug):
     }
 
 
-def _made_with(made):
-    """The settings a settings.json records, in today's terms (flips true/false were
-    the old names of all/none)."""
-    made = {k: made.get(k) for k in ("recipe_version", "size", "flips", "jpeg_quality", "seed")}
-    if isinstance(made["flips"], bool):
-        made["flips"] = FLIP_ALIASES[str(made["flips"]).lower()]
-    return made
-
-
 def _check_settings(workdir, aug, overwrite, auto=None):
     """Refuse to mix copies made with other settings into this run (or wipe them).
     ``auto``: how ``flips: auto`` chose, recorded with the settings."""
     out_dir = wd.augmented_dir(workdir)
     wanted = _settings_record(aug)
-    made = wd.read_augment_settings(workdir)
-    if made is not None:
-        made = _made_with(made)
+    settings = wd.read_augment_settings(workdir)
+    if settings is not None:
+        made = settings.made_with
         if made != wanted:
             if not overwrite:
                 changed = ", ".join(
@@ -250,9 +240,9 @@ def _check_settings(workdir, aug, overwrite, auto=None):
                 )
             shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = dict(wanted, albumentations=albumentations.__version__)
-    if auto is not None:
-        record["flips_auto"] = auto
+    record = wd.AugmentSettings(
+        **wanted, albumentations=albumentations.__version__, flips_auto=auto
+    )
     wd.write_augment_settings(workdir, record)
 
 
@@ -272,8 +262,8 @@ def resolve_auto_flips(config, dataset, splits, overwrite=False):
     if aug.flips != "auto":
         return None
     split = split_record(splits, config.split)["assignment"]
-    made = wd.read_augment_settings(config.workdir) or {}
-    auto = made.get("flips_auto")
+    made = wd.read_augment_settings(config.workdir)
+    auto = made.flips_auto if made else None
     known = isinstance(auto, dict) and auto.get("chosen") in ("none", "horizontal", "all")
     if known and auto.get("backbone") == config.train.backbone and not overwrite:
         where = "this split" if auto.get("split") == split else "an earlier split"

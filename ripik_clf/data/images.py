@@ -5,6 +5,7 @@ phone photo with an EXIF rotation looks the same to augmentation, training and
 prediction.
 """
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,16 @@ SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 
 # We enforce our own limit from the header; Pillow's own check would raise mid-way.
 Image.MAX_IMAGE_PIXELS = None
+
+
+def file_sha1(path):
+    """The sha1 of a file's bytes (hex), the key of every content-keyed cache and of the
+    split's content check; None when the file cannot be read (the decoder names why)."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha1").hexdigest()
+    except OSError:
+        return None
 
 
 class BadImage(Exception):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.data.dataset import warn
+from ripik_clf.data.images import file_sha1
 from ripik_clf.errors import UserError
 
 
@@ -90,33 +91,26 @@ def dataset_fingerprint(dataset):
 
 
 def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
-    """Return the saved split for this dataset, making and saving it on first use.
+    """Return the saved split for this dataset, making and saving it on first use. Only
+    the stages that see the data (augmentation, the head and probe phases) call it.
+
+    The table carries each image's path and content check (``workdir.CHECK_COLUMNS``):
+    stages after the split read the images from it (:func:`recorded_split`).
 
     Raises:
         UserError: a saved split exists but was made for another dataset or other split
             settings (pass ``resplit=True`` to replace it).
     """
-    csv_path = wd.split_paths(workdir)[0]
-    wanted = {
-        "val_fraction": split_config.val_fraction,
-        "folds": split_config.folds,
-        "seed": split_config.seed,
-    }
     if wd.has_split(workdir) and not resplit:
-        meta = wd.read_split_meta(workdir) or {}
-        _check_same_dataset(meta, dataset, csv_path)
-        made_with = {k: meta[k] for k in wanted}
-        if made_with != wanted:
-            raise UserError(
-                f"{csv_path} was made with {made_with}, the config asks for {wanted}; "
-                "pass --resplit to replace it (models trained on the old split become stale)"
-            )
-        return wd.read_split_table(workdir)
-    unreadable = undecodable(dataset)
-    usable = dataset[~dataset["image"].isin({image for image, _ in unreadable})]
+        table = load_splits(dataset, split_config, workdir)
+        return _refresh_checks(table, dataset, workdir)
+    checks, unreadable = _read_every_image(dataset)
+    bad = {image for image, _ in unreadable}
+    usable = dataset[~dataset["image"].isin(bad)]
     table = make_splits(usable, split_config)
-    meta = dict(
-        wanted,
+    table = table.merge(checks, on="image", how="left")
+    record = wd.SplitRecord(
+        **_wanted(split_config),
         n_images=len(table),
         fingerprint=dataset_fingerprint(dataset),  # of the discovered data, so reruns match it
         images=dataset["image"].tolist(),
@@ -125,82 +119,188 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
         data=dataset.attrs.get("settings"),  # read back by later stages (recorded_settings)
         unreadable=[{"image": image, "reason": reason} for image, reason in unreadable],
     )
-    wd.write_split(workdir, table, meta)
+    wd.write_split(workdir, table, record)
     return table
 
 
+def _wanted(split_config):
+    return {
+        "val_fraction": split_config.val_fraction,
+        "folds": split_config.folds,
+        "seed": split_config.seed,
+    }
+
+
 def load_splits(dataset, split_config, workdir):
-    """The saved split, checked against the data (as :func:`load_or_make_splits`), for a
-    stage that comes after the split: it never makes one.
+    """The saved split, checked against the discovered data and the split settings, for a
+    stage that sees the data but must not make a split (the audit).
 
     Raises:
-        UserError: the work directory has no split, or one of other data or settings.
+        UserError: no split, or one of other data or settings.
     """
-    if not wd.has_split(workdir):
+    csv_path = wd.split_paths(workdir)[0]
+    record = _saved_record(workdir)
+    _check_same_dataset(record, dataset, csv_path)
+    _check_same_settings(record, split_config, csv_path)
+    return wd.read_split_table(workdir)
+
+
+def recorded_split(workdir, split_config=None, *, check=True):
+    """The saved split for a stage after the split: its images found through the split's
+    own paths and checked against their recorded content, so the dataset is never walked
+    again (images added since are not seen; an image changed or gone is refused, unless
+    ``check`` is False: a use that only needs some images, which reads what it can).
+
+    Returns:
+        (the split table with ``path``, the classes in model-output order).
+
+    Raises:
+        UserError: no split; one made by an older version (no paths); other split
+            settings than ``split_config``; images changed or gone since.
+    """
+    csv_path = wd.split_paths(workdir)[0]
+    record = _saved_record(workdir)
+    if split_config is not None:
+        _check_same_settings(record, split_config, csv_path)
+    table = wd.read_split_table(workdir)
+    if not all(c in table.columns for c in wd.CHECK_COLUMNS):
+        raise UserError(
+            f"{csv_path} has no image paths (made by an older version): run "
+            "augment_offline.py or train.py --phase head on this work directory once to "
+            "record them"
+        )
+    changed = _changed_images(table) if check else []
+    if changed:
+        path, why = changed[0]
+        raise UserError(
+            f"{len(changed)} image(s) of the split changed or are gone since {csv_path} was "
+            f"made (first: {path}: {why}); restore them, or make a new split "
+            "(train.py --phase head --resplit --overwrite)"
+        )
+    return table, record.classes
+
+
+def _saved_record(workdir):
+    record = wd.read_split_record(workdir) if wd.has_split(workdir) else None
+    if record is None:
         raise UserError(
             f"no split in {workdir}: run augment_offline.py (or train.py) on this work "
             "directory first"
         )
-    return load_or_make_splits(dataset, split_config, workdir)
+    return record
+
+
+def _check_same_settings(record, split_config, csv_path):
+    wanted = _wanted(split_config)
+    if record.settings != wanted:
+        raise UserError(
+            f"{csv_path} was made with {record.settings}, the config asks for {wanted}; "
+            "pass --resplit to replace it (models trained on the old split become stale)"
+        )
+
+
+def _changed_images(table):
+    """``(path, why)`` of the split's images that are gone or hold other bytes than when
+    the split was made: size and mtime first (a stat), the sha1 only when those moved
+    (a copy of the dataset keeps the bytes, not the mtimes)."""
+    changed = []
+    for path, size, mtime, sha1 in zip(*(table[c] for c in wd.CHECK_COLUMNS)):
+        try:
+            stat = os.stat(path)
+        except OSError as err:
+            changed.append((path, f"cannot be read ({err.strerror})"))
+            continue
+        if (stat.st_size, stat.st_mtime_ns) == (size, mtime):
+            continue
+        if file_sha1(path) != sha1:
+            changed.append((path, "other content"))
+    return changed
+
+
+def _content_check(path):
+    """One image's ``CHECK_COLUMNS`` values (path, bytes, mtime_ns, sha1)."""
+    stat = os.stat(path)
+    return path, stat.st_size, stat.st_mtime_ns, file_sha1(path)
+
+
+def _refresh_checks(table, dataset, workdir):
+    """The saved table with the paths and content checks of the data as discovered now
+    (the split itself unchanged): a split made by an older version gains them, a dataset
+    moved or copied elsewhere is found at its new place. Saved only when they differ."""
+    paths = dict(zip(dataset["image"], dataset["path"]))
+    current = table[list(wd.SPLIT_COLUMNS)].copy()
+    current["path"] = [paths[image] for image in current["image"]]
+    if all(c in table.columns for c in wd.CHECK_COLUMNS):
+        same_paths = list(table["path"]) == list(current["path"])
+        if same_paths and not _changed_images(table):
+            return table
+    rows = [_content_check(path) for path in current["path"]]
+    for column, values in zip(wd.CHECK_COLUMNS, zip(*rows)):
+        current[column] = list(values)
+    current = current.astype({"bytes": "int64", "mtime_ns": "int64"})
+    wd.write_split_table(workdir, current)
+    return current
 
 
 def recorded_settings(workdir):
     """The data and split settings the workdir's saved split was made with, as config
     overrides (``{"data.path": ..., "split.folds": ...}``); {} when there is none. Later
     stages start from them, so they need no ``--data`` (or split flags) again."""
-    meta = wd.read_split_meta(workdir)
-    if meta is None or not isinstance(meta.get("data"), dict):
+    record = wd.read_split_record(workdir)
+    if record is None or record.data is None:
         return {}  # made by an older version: nothing recorded
-    split = {f"split.{k}": meta[k] for k in ("val_fraction", "folds", "seed") if k in meta}
-    return meta["data"] | split
+    return record.data | {f"split.{k}": v for k, v in record.settings.items()}
 
 
 def left_out_of_split(dataset, workdir):
     """``(path, reason)`` of the images the saved split left out (undecodable)."""
-    meta = wd.read_split_meta(workdir)
-    if meta is None:
+    record = wd.read_split_record(workdir)
+    if record is None:
         return []
     paths = dict(zip(dataset["image"], dataset["path"]))
-    left_out = meta.get("unreadable", [])
-    return [(paths.get(u["image"], u["image"]), u["reason"]) for u in left_out]
+    return [(paths.get(u["image"], u["image"]), u["reason"]) for u in record.unreadable]
 
 
-def undecodable(dataset):
-    """``(image, reason)`` for every image whose pixels cannot be decoded (its header
-    read fine at discovery): checked once, when the split is made, so that no later
-    stage meets it; listed on screen and in the split's record."""
+def _read_every_image(dataset):
+    """Each image read once when the split is made: its content check (a table
+    ``image`` + ``CHECK_COLUMNS``) and ``(image, reason)`` for every image whose pixels
+    cannot be decoded (its header read fine at discovery), so that no later stage meets
+    it; those are listed on screen and in the split's record."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ripik_clf.data.images import BadImage, read_rgb
     from ripik_clf.progress import progress
 
-    def reason(path):
+    def read(path):
         try:
             read_rgb(path)
         except BadImage as err:
-            return str(err)
-        return None
+            return None, str(err)
+        return _content_check(path), None
 
     bar = progress(len(dataset), "check images")
-    found = []
+    found, checks = [], []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for image, why in zip(dataset["image"], pool.map(reason, dataset["path"])):
+        for image, (check, why) in zip(dataset["image"], pool.map(read, dataset["path"])):
             bar.update(1)
             if why:
                 found.append((image, why))
+            else:
+                checks.append((image, *check))
     bar.close()
     if found:
         warn(
             f"{len(found)} image(s) cannot be decoded and are left out of the split "
             f"(listed in {wd.SPLITS_JSON}); first: {found[0][0]} ({found[0][1]})"
         )
-    return found
+    table = pd.DataFrame(checks, columns=["image", *wd.CHECK_COLUMNS])
+    return table.astype({"bytes": "int64", "mtime_ns": "int64"}), found
 
 
-def _check_same_dataset(meta, dataset, csv_path):
-    if meta["fingerprint"] == dataset_fingerprint(dataset):
+def _check_same_dataset(record, dataset, csv_path):
+    if record.fingerprint == dataset_fingerprint(dataset):
         return
-    saved = dict(zip(meta["images"], meta["labels"]))
+    saved = dict(zip(record.images, record.labels))
     now = dict(zip(dataset["image"], dataset["label"]))
     added = len(now.keys() - saved.keys())
     removed = len(saved.keys() - now.keys())
@@ -229,12 +329,10 @@ def split_record(splits, split_config):
 
 def saved_split_record(workdir):
     """The split record of the workdir's saved split (None when there is none)."""
-    if not wd.has_split(workdir):
+    record = wd.read_split_record(workdir) if wd.has_split(workdir) else None
+    if record is None:
         return None
-    meta = wd.read_split_meta(workdir) or {}
-    splits = wd.read_split_table(workdir)
-    settings = SimpleNamespace(**{k: meta[k] for k in ("seed", "val_fraction", "folds")})
-    return split_record(splits, settings)
+    return split_record(wd.read_split_table(workdir), SimpleNamespace(**record.settings))
 
 
 def refuse_other_split(run_name, trained_on, current):

@@ -10,24 +10,17 @@ the merge computes exactly what one machine would have. Entries are zip archives
 CRC-32 turns any damaged byte into a read error: such an entry is computed again.
 """
 
-import hashlib
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ripik_clf.atomic import atomic_write
+from ripik_clf.data.images import file_sha1
 from ripik_clf.predict.calibration import apply_temperature
 from ripik_clf.predict.members import predict_members
 from ripik_clf.predict.tta import member_tta
-
-
-def _file_digest(path):
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha1").hexdigest()
-    except OSError:  # unreadable: the decoder will name the failure
-        return None
 
 
 class PredictionCache:
@@ -47,11 +40,11 @@ class PredictionCache:
         stat = path.stat()
         stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if stamp not in self._model_keys:
-            self._model_keys[stamp] = _file_digest(path)[:16]
+            self._model_keys[stamp] = file_sha1(path)[:16]
         return self.root / f"{self._model_keys[stamp]}-{member_tta(member, tta)}"
 
     def predict(self, members, paths, tta, batch_size=32, progress=None, calibrated=True):
-        keys = [_file_digest(p) for p in paths]
+        keys = [file_sha1(p) for p in paths]
         n_classes = len(members[0].classes)
         out = np.full((len(members), len(paths), n_classes), np.nan)
         folders = [self._folder(member, tta) for member in members]
@@ -85,6 +78,23 @@ class PredictionCache:
             for m, member in enumerate(members):
                 out[m, readable] = apply_temperature(out[m, readable], member.temperature_for(tta))
         return out, failures
+
+
+def store_model_predictions(root, model_path, tta, image_paths, probabilities):
+    """Enter predictions a model file made elsewhere: each training phase stores its
+    validation softmax (no TTA) once its model is committed, so the ensemble reads them
+    instead of predicting validation again. Keyed like every entry (the model file's and
+    each image's sha1), so they are only ever found for that very model and image.
+    Derived data: a failed write is a warning and the ensemble predicts those images."""
+    model_key = file_sha1(model_path)
+    folder = Path(root) / f"{model_key[:16]}-{tta}"
+    try:
+        for path, vector in zip(image_paths, probabilities):
+            key = file_sha1(path)
+            if key:
+                _save(_entry(folder, key), vector)
+    except OSError as err:
+        print(f"warning: validation predictions not cached ({err})", file=sys.stderr)
 
 
 def _entry(folder, image_key):

@@ -264,11 +264,11 @@ def export_checked(config, run, fmt, out_dir, quantize="none", check_images=256)
 
 def _held_out_images(config, record, model_path, count):
     """Up to ``count`` decoded images the run never trained on (its validation split)."""
-    from ripik_clf.data.dataset import load_dataset
     from ripik_clf.data.images import BadImage, load_for_model
+    from ripik_clf.data.splits import recorded_split
 
-    dataset, _ = load_dataset(config.data)
-    held_out = dataset[dataset["image"].isin(set(record.held_out or []))]
+    table, _ = recorded_split(config.workdir, check=False)  # any of them will do
+    held_out = table[table["image"].isin(set(record.held_out or []))]
     images, unreadable = [], []
     for path in held_out["path"]:
         if len(images) == count:
@@ -286,8 +286,8 @@ def _held_out_images(config, record, model_path, count):
         )
     if not images:
         raise UserError(
-            f"no readable validation image of run {model_path.parent.name} found in the "
-            f"data {config.data.path or '(the demo data)'} to check the export against "
-            "(pass --data and --workdir of the run's work directory, or retrain the run)"
+            f"no readable validation image of run {model_path.parent.name} in the split of "
+            f"{config.workdir} to check the export against (restore the data the split "
+            "was made of, or retrain the run)"
         )
     return np.stack(images).astype("float32")

@@ -150,11 +150,11 @@ def export_ensemble_checked(config, fmt, out_dir, quantize="none", check_images=
 
 def _held_out_paths(config, ensemble):
     """Files of the images every member held out (its validation images), sorted."""
-    from ripik_clf.data.dataset import load_dataset
+    from ripik_clf.data.splits import recorded_split
 
     held = None
     for member in ensemble.members:
         images = set(member.record.held_out or [])
         held = images if held is None else held & images
-    dataset, _ = load_dataset(config.data)
-    return sorted(dataset[dataset["image"].isin(held or set())]["path"].astype(str))
+    table, _ = recorded_split(config.workdir, check=False)  # any of them will do
+    return sorted(table[table["image"].isin(held or set())]["path"].astype(str))

@@ -5,8 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ripik_clf.data.dataset import class_names, load_dataset
-from ripik_clf.data.splits import load_splits, split_record
+from ripik_clf.data.splits import recorded_split, split_record
 from ripik_clf.errors import UserError
 from ripik_clf.predict.calibration import apply_temperature, fit_temperature
 from ripik_clf.predict.members import check_member_splits, predict_members
@@ -91,13 +90,12 @@ def validation_probabilities(config, members, names, modes, cache=None):
 def _scored_images(config, members, names):
     """The images every family can be scored on, the images each member held out, and
     a report note when that is fewer than the split's validation images."""
-    dataset, _ = load_dataset(config.data)
+    splits, split_classes = recorded_split(config.workdir, config.split)
     classes = members[0].classes
-    if class_names(dataset) != classes:
+    if split_classes != classes:
         raise UserError(
-            f"the members were trained on classes {classes}, the data has {class_names(dataset)}"
+            f"the members were trained on classes {classes}, the split's data has {split_classes}"
         )
-    splits = load_splits(dataset, config.split, config.workdir)
     if not config.ensemble.allow_mixed:
         check_member_splits(members, split_record(splits, config.split))
     held = {}
@@ -116,7 +114,7 @@ def _scored_images(config, members, names):
             "no image is held out by every member (each one trained on images the others "
             "validate on): there is no fair validation set; use members of one split"
         )
-    table = splits[splits["image"].isin(common)].merge(dataset[["image", "path"]], on="image")
+    table = splits[splits["image"].isin(common)]
     notes = []
     if len(table) < len(splits[splits["split"] != "train"]):
         notes = [

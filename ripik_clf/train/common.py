@@ -13,16 +13,15 @@ import keras
 import numpy as np
 
 from ripik_clf import workdir as wd
-from ripik_clf.config import FLIP_ALIASES
 from ripik_clf.data.dataset import class_names, load_dataset
 from ripik_clf.data.splits import (
     load_or_make_splits,
-    load_splits,
+    recorded_split,
     refuse_other_split,
     split_record,
 )
 from ripik_clf.errors import UserError
-from ripik_clf.locks import exclusive
+from ripik_clf.locks import exclusive, save_model_atomically
 from ripik_clf.report.metrics import classification_metrics
 from ripik_clf.workdir import run_name
 
@@ -161,19 +160,18 @@ def model_data(config, model_name, *, fold=None, resplit=False, make_split=True)
     Returns:
         a :class:`RunData`.
     """
-    dataset, _ = load_dataset(config.data)
     if make_split:  # the first stage to see the data (head or probe phase)
-        splits = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
-    else:  # a later stage: never makes (or replaces) the split
-        splits = load_splits(dataset, config.split, config.workdir)
-    folds = int(splits["fold"].max()) + 1 if (splits["split"] == "fold").all() else 0
+        dataset, _ = load_dataset(config.data)
+        table = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
+        classes = class_names(dataset)
+    else:  # a later stage: reads the split's own record of the images, never the data
+        table, classes = recorded_split(config.workdir, config.split)
+    folds = int(table["fold"].max()) + 1 if (table["split"] == "fold").all() else 0
     if folds and not (fold is not None and 0 <= fold < folds):
         raise UserError(f"fold {fold} is out of range: the split has folds 0..{folds - 1}")
     if not folds and fold is not None:
         raise UserError(f"--fold {fold} needs a k-fold split (split.folds: K >= 2)")
-    classes = class_names(dataset)
     index = {c: i for i, c in enumerate(classes)}
-    table = splits.merge(dataset[["image", "path"]], on="image")
     in_val = table.fold == fold if folds else table.split == "val"
     train, val = table[~in_val], table[in_val]
     versions = [[p] for p in train["path"]]
@@ -195,7 +193,7 @@ def model_data(config, model_name, *, fold=None, resplit=False, make_split=True)
         val_paths=list(val["path"]),
         val_y=np.array([index[c] for c in val["label"]]),
         val_images=list(val["image"]),
-        split=split_record(splits, config.split),
+        split=split_record(table, config.split),
         held_out=sorted(val["image"]),
         variant=model_name,
         fold=fold,
@@ -310,6 +308,19 @@ def remove_stale_full_phase(out):
 # --- run records -----------------------------------------------------------------------
 
 
+def commit_phase_model(model, out, phase, config, data, probabilities):
+    """Save a phase's model (the commit point: a phase is finished when its model file
+    exists), then enter its validation probabilities in the prediction cache, keyed by
+    that file, so the ensemble reuses them (they equal its own no-TTA prediction)."""
+    from ripik_clf.predict.cache import store_model_predictions
+
+    path = wd.phase_model(out, phase)
+    save_model_atomically(model, path)
+    store_model_predictions(
+        wd.predictions_dir(config.workdir), path, "none", data.val_paths, probabilities
+    )
+
+
 def validation_metrics(data, probabilities):
     """Accuracy and F1 on validation, and the temperature that calibrates the model there
     (with the expected calibration error before and after it)."""
@@ -373,8 +384,8 @@ def trained_flips(config, model_name):
 def recorded_flips(workdir):
     """The flips the copies were made with (``augmented/settings.json``), in today's terms
     (true / false were the old names of all / none); None when there are no copies."""
-    flips = (wd.read_augment_settings(workdir) or {}).get("flips")
-    return FLIP_ALIASES.get(str(flips).lower(), flips) if isinstance(flips, bool) else flips
+    settings = wd.read_augment_settings(workdir)
+    return settings.flips if settings else None
 
 
 def on_the_fly_flips(config, made=None):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ripik_clf.atomic import atomic_write
-from ripik_clf.data.images import decoded_batches
+from ripik_clf.data.images import decoded_batches, file_sha1
 from ripik_clf.progress import progress
 
 
@@ -40,10 +40,8 @@ def cache_tag(backbone, weights, image_size, seed):
 def _entry(cache_root, path):
     """The cache entry of the image at ``path``, keyed by its content (None when the
     file cannot be read: the decoder names the failure)."""
-    try:
-        with open(path, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha1").hexdigest()
-    except OSError:
+    digest = file_sha1(path)
+    if digest is None:
         return None
     return cache_root / digest[:2] / f"{digest}.npy"
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
-from ripik_clf.locks import load_model_file, save_model_atomically
+from ripik_clf.locks import load_model_file
 from ripik_clf.models.classifier import (
     build_classifier,
     set_head_dropout,
@@ -33,6 +33,7 @@ from ripik_clf.train.common import (
     check_run,
     claim_run,
     class_weights,
+    commit_phase_model,
     compile_model,
     model_data,
     on_the_fly_flips,
@@ -154,7 +155,7 @@ def train_full(
         improved_on_start=improved,
     )
     save_run(out, config, data, size, "full", metrics, val_probabilities, workers=cluster.workers)
-    save_model_atomically(best, wd.phase_model(out, "full"))  # last: the commit point
+    commit_phase_model(best, out, "full", config, data, val_probabilities)  # last
     best_path.unlink(missing_ok=True)
     return metrics
 

@@ -9,7 +9,6 @@ import numpy as np
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
-from ripik_clf.locks import save_model_atomically
 from ripik_clf.models.classifier import (
     build_classifier,
     feature_extractor,
@@ -24,6 +23,7 @@ from ripik_clf.train.common import (
     accelerator_setup,
     claim_run,
     class_weights,
+    commit_phase_model,
     compile_model,
     drop_failures,
     model_data,
@@ -84,7 +84,7 @@ def train_head(config, model_name, *, fold=None, resplit=False, overwrite=False)
     save_run(out, config, data, size, "head", metrics, val_probabilities)
     # The model last: a phase is finished when its model file exists, so a kill at any
     # moment before leaves a phase the same command trains again.
-    save_model_atomically(model, wd.phase_model(out, "head"))
+    commit_phase_model(model, out, "head", config, data, val_probabilities)
     return metrics
 
 
@@ -196,7 +196,7 @@ def train_probe(config, model_name, *, fold=None, resplit=False, overwrite=False
         C=float(probe.best_params_["logisticregression__C"]),
     )
     save_run(out, config, data, size, "probe", metrics, val_probabilities)
-    save_model_atomically(model, wd.phase_model(out, "probe"))  # last: the commit point
+    commit_phase_model(model, out, "probe", config, data, val_probabilities)  # last
     return metrics
 
 

@@ -1,0 +1,157 @@
+"""The split records where each image is and what it held: only the stages that make the
+split (augmentation, the head and probe phases) and the audit walk the dataset; every
+later stage reads the split's own record and refuses images that changed or are gone."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import augment_offline
+import ensemble
+import train
+from conftest import make_folder_dataset, write_image
+from ripik_clf import workdir as wd
+from ripik_clf.cli.main import main as ripik_main
+from ripik_clf.config import load_config
+from ripik_clf.data.dataset import load_dataset
+from ripik_clf.data.splits import load_or_make_splits, recorded_split
+from ripik_clf.errors import UserError
+from ripik_clf.predict.members import predict_members
+
+ONE = ["--set", "train.models=original"]
+TRAIN = [*ONE, "--set", "train.image_size=32", "--set", "train.weights=none",
+         "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",
+         "--set", "train.full_min_steps=0", "--set", "train.full_warmup_epochs=0",
+         "--set", "train.batch_size=8"]  # fmt: skip
+
+
+def _split(tmp_path, counts=None):
+    data = make_folder_dataset(tmp_path / "data", counts or {"cat": 5, "dog": 5})
+    config = load_config(None, {"workdir": str(tmp_path / "w"), "data.path": str(data)})
+    table = load_or_make_splits(load_dataset(config.data)[0], config.split, config.workdir)
+    return data, config, table
+
+
+def test_the_split_records_each_image_path_and_content(tmp_path):
+    data, config, table = _split(tmp_path)
+    for column in wd.CHECK_COLUMNS:
+        assert column in table.columns
+    first = table.iloc[0]
+    assert os.path.samefile(first["path"], data / first["image"])
+    assert first["bytes"] == (data / first["image"]).stat().st_size
+    read, classes = recorded_split(config.workdir)
+    assert classes == ["cat", "dog"]
+    assert list(read["path"]) == list(table["path"])
+
+
+def _rewrite(path):  # other bytes
+    write_image(path, seed=999)
+
+
+def _touch(path):  # same bytes, another mtime (a copy without -p)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+def _remove(path):
+    path.unlink()
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:20])
+
+
+CHANGES = [(_rewrite, "other content"), (_touch, None), (_remove, "cannot be read"),
+           (_truncate, "other content")]  # fmt: skip
+
+
+@pytest.mark.parametrize("change, refusal", CHANGES, ids=[c.__name__ for c, _ in CHANGES])
+def test_a_later_stage_refuses_an_image_that_changed_and_accepts_one_only_touched(
+    tmp_path, change, refusal
+):
+    _, config, table = _split(tmp_path)
+    victim = table["path"].iloc[3]
+    change(Path(victim))
+    if refusal is None:
+        recorded_split(config.workdir)  # the sha1 still matches: accepted
+        return
+    with pytest.raises(UserError) as err:
+        recorded_split(config.workdir)
+    message = str(err.value)
+    assert "\n" not in message and refusal in message and victim in message
+    assert "--resplit" in message
+
+
+def test_a_split_of_an_older_version_is_refused_later_and_upgraded_by_the_split_stage(tmp_path):
+    _, config, table = _split(tmp_path)
+    old = table[list(wd.SPLIT_COLUMNS)]
+    wd.write_split_table(config.workdir, old)
+    with pytest.raises(UserError, match="no image paths .* augment_offline.py"):
+        recorded_split(config.workdir)
+    again = load_or_make_splits(load_dataset(config.data)[0], config.split, config.workdir)
+    assert list(again["sha1"]) == list(table["sha1"])
+    assert recorded_split(config.workdir)[0]["split"].tolist() == table["split"].tolist()
+
+
+@pytest.mark.parametrize("column, value", [("bytes", "many"), ("mtime_ns", ""), ("path", "")])
+def test_a_damaged_check_column_names_the_file(tmp_path, column, value):
+    _, config, table = _split(tmp_path)
+    wd.write_split_table(config.workdir, table.astype(str).assign(**{column: value}))
+    with pytest.raises(UserError, match="splits.csv is damaged"):
+        recorded_split(config.workdir)
+
+
+def test_a_moved_dataset_is_found_again_by_the_split_stage(tmp_path):
+    data, config, table = _split(tmp_path)
+    moved = data.rename(tmp_path / "moved")
+    with pytest.raises(UserError, match="cannot be read"):
+        recorded_split(config.workdir)
+    config.data.path = str(moved)
+    again = load_or_make_splits(load_dataset(config.data)[0], config.split, config.workdir)
+    assert all(str(p).startswith(str(moved.resolve())) for p in again["path"])
+    assert list(again["split"]) == list(table["split"])
+    recorded_split(config.workdir)
+
+
+def test_the_stages_after_the_split_never_walk_the_data_nor_predict_validation_again(
+    tmp_path, monkeypatch
+):
+    data = make_folder_dataset(tmp_path / "data", {"cat": 6, "dog": 6})
+    for i in range(3):
+        write_image(tmp_path / "test" / f"t{i}.png", seed=50 + i)
+    work = str(tmp_path / "work")
+    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
+                          "32", "--workers", "1", "--set", "split.val_fraction=0.34"])  # fmt: skip
+    train.main(["--phase", "head", "--workdir", work, *TRAIN])
+
+    def walked(*args, **kwargs):
+        raise AssertionError("a stage after the split walked the dataset")
+
+    import ripik_clf.data.dataset as dataset_module
+    import ripik_clf.train.common as common
+
+    for module in (dataset_module, common):
+        monkeypatch.setattr(module, "load_dataset", walked)
+    monkeypatch.setattr(dataset_module, "discover", walked)
+    train.main(["--phase", "full", "--workdir", work, *TRAIN])
+    import ripik_clf.predict.cache as cache_module
+
+    predicted = []  # (path, TTA) of every image the ensemble's models ran on
+
+    def counting(members, paths, tta, *args, **kwargs):
+        predicted.extend((str(p), tta) for p in paths)
+        return predict_members(members, paths, tta, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "predict_members", counting)
+    out = tmp_path / "s.csv"
+    ensemble.main(["--out", str(out), "--test", str(tmp_path / "test"), "--workdir", work,
+                   "--tta", "none", *ONE])  # fmt: skip
+    assert len(pd.read_csv(out)) == 3
+    val_paths = set(recorded_split(work)[0].query("split == 'val'")["path"])
+    assert val_paths and {(p, "flip") for p in val_paths} <= set(predicted)  # TTA: predicted
+    assert not {(p, "none") for p in val_paths} & set(predicted)  # the full phase's, reused
+    exported = tmp_path / "exported"
+    assert ripik_main(["export", "original", "--workdir", work, "--format",
+                       "savedmodel", "--out", str(exported)]) in (0, None)  # fmt: skip

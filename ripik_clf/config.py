@@ -98,6 +98,10 @@ ON_THE_FLY = ("none", "flip", "mixup", "cutmix")
 EPOCH_MODES = ("sources", "all")
 OPTIMIZERS = ("adam", "adamw")
 FULL_STARTS = ("best", "head", "probe")
+ON_BAD_IMAGE = ("fail", "skip")  # an unreadable test image: name it and stop | list it
+TRAIN_PHASES = ("head", "full", "probe", "features")  # train.py --phase
+EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "float16", "dynamic")  # tflite only
 FULL_MONITORS = ("val_loss", "val_macro_f1")
 SELECT_RULES = ("bagged", "greedy", "none")
 TTA_MODES = ("auto", "none", "flip", "d4")
@@ -290,7 +294,7 @@ class EnsembleConfig:
             "off when ensemble.tta is none (there is nothing to add)",
         )
         _require(
-            self.on_bad_image in ("fail", "skip"),
+            self.on_bad_image in ON_BAD_IMAGE,
             "ensemble.on_bad_image",
             self.on_bad_image,
             "fail | skip",

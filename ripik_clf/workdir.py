@@ -484,6 +484,22 @@ def export_dir(workdir):
     return Path(workdir) / "export"
 
 
+REEXPORT = "export the model again (python -m ripik_clf export)"
+
+
+def read_export_spec(path):
+    """An export's ``<stem>_preprocessing.json`` (what a consumer does to an image, the
+    classes, the exported files it describes), as a mapping."""
+    return load_json(path, REEXPORT)
+
+
+def write_export_spec(folder, stem, spec):
+    """The preprocessing spec and the class list that travel with an export."""
+    folder = Path(folder)
+    atomic_write_text(folder / f"{stem}_classes.json", json.dumps(spec["classes"]))
+    atomic_write_text(folder / f"{stem}_preprocessing.json", json.dumps(spec, indent=2))
+
+
 def audit_dir(workdir):
     return Path(workdir) / "audit"
 

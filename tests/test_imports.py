@@ -75,3 +75,59 @@ def test_low_layers_import_no_stage_package():
            ["progress"], ["config"], ["workdir"], ["data"], ["models"])]  # fmt: skip
     upward = {m: sorted(t for t in graph[m] if t.startswith(high)) for m in low}
     assert not {m: t for m, t in upward.items() if t}
+
+
+# The modules that parse or serialise files themselves, and why; every record handed
+# between stages is read and written by ripik_clf/workdir.py (issue: one reader per record).
+OWN_FORMATS = {
+    "ripik_clf.workdir": "the records",
+    "ripik_clf.atomic": "the atomic writer every record goes through",
+    "ripik_clf.data.dataset": "the user's dataset CSV (input, not a record)",
+    "ripik_clf.data.curation": "the user's exclude / relabel files (input)",
+    "ripik_clf.data.demo": "writes the demo data's answer key (data, not a record)",
+    "ripik_clf.locks": "a lock file names its holder",
+    "ripik_clf.train.distribute": "TF_CONFIG, from the environment",
+    "ripik_clf.train.callbacks": "Keras' BackupAndRestore metadata, in Keras' own layout",
+    "ripik_clf.train.features": "the feature cache's entries (derived, content-keyed)",
+    "ripik_clf.predict.cache": "the prediction cache's entries (derived, content-keyed)",
+    "ripik_clf.cli.main": "prints --json to stdout",
+}
+SERIALISERS = {("json", "load"), ("json", "loads"), ("json", "dump"), ("json", "dumps"),
+               ("pd", "read_csv"), ("np", "load"), ("np", "save"), ("np", "savez")}  # fmt: skip
+
+
+def test_records_are_read_and_written_only_by_workdir():
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    found = {}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value.id if isinstance(node.value, ast.Name) else None
+            if (owner, node.attr) in SERIALISERS or node.attr == "to_csv":
+                found.setdefault(name, set()).add(f"{owner}.{node.attr}")
+    assert {m: sorted(calls) for m, calls in found.items() if m not in OWN_FORMATS} == {}
+    assert set(OWN_FORMATS) <= set(modules)  # no stale entry
+
+
+# Who walks the dataset (load_dataset): the stages that make the split, and the audit,
+# whose subject is the data. Every other stage reads the split's record of the images
+# (data/splits.recorded_split); tests/test_split_record.py runs them with it forbidden.
+WALKERS = {
+    "ripik_clf.data.dataset": "defines it",
+    "ripik_clf.stages": "run_augment makes the split",
+    "ripik_clf.train.common": "model_data, for the head and probe phases, makes the split",
+    "ripik_clf.audit.runner": "audits the data itself",
+}
+
+
+def test_only_the_split_making_stages_walk_the_data():
+    users = {
+        module_name(path)
+        for path in ROOT.rglob("*.py")
+        if "load_dataset"
+        in {
+            n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)
+        }  # fmt: skip
+    }
+    assert users <= set(WALKERS) - {"ripik_clf.data.dataset"}

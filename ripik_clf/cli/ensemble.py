@@ -5,7 +5,7 @@ import sys
 
 from ripik_clf import stages
 from ripik_clf.cli.common import make_parser, resolve_config
-from ripik_clf.config import SELECT_RULES, TTA_MODES
+from ripik_clf.config import ON_BAD_IMAGE, SELECT_RULES, TTA_MODES
 from ripik_clf.report.markdown import metrics_table
 from ripik_clf.shards import WHOLE, Shard
 
@@ -61,7 +61,7 @@ def _add_voting_flags(parser):
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (auto)")
     parser.add_argument(
         "--on-bad-image",
-        choices=["fail", "skip"],
+        choices=ON_BAD_IMAGE,
         help="an unreadable test image: fail (default) or skip and list it",
     )
     parser.add_argument(

@@ -17,7 +17,7 @@ import sys
 
 from ripik_clf import stages
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
-from ripik_clf.config import TTA_MODES
+from ripik_clf.config import EXPORT_FORMATS, QUANTIZATIONS, TTA_MODES
 from ripik_clf.errors import UserError, exit_on_user_error
 
 
@@ -59,8 +59,10 @@ def parse_args(argv):
         help="export the ensemble ensemble.py submitted (every member, its TTA, weights and "
         "temperatures) as one model, instead of RUN",
     )
-    export.add_argument("--format", required=True, help="savedmodel | tflite | onnx")
-    export.add_argument("--quantize", default="none", help="tflite only: none | float16 | dynamic")
+    export.add_argument("--format", required=True, help=" | ".join(EXPORT_FORMATS))
+    export.add_argument(
+        "--quantize", default="none", help=f"tflite only: {' | '.join(QUANTIZATIONS)}"
+    )
     export.add_argument("--out", metavar="DIR", help="output folder (default: WORKDIR/export)")
     export.add_argument(
         "--check-images",

@@ -2,6 +2,7 @@
 
 from ripik_clf import stages
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
+from ripik_clf.config import TRAIN_PHASES
 from ripik_clf.errors import UserError
 
 # --epochs and --lr set the epochs / learning rate of the phase being run.
@@ -20,7 +21,7 @@ def build_parser(description, epilog, with_phase):
     if with_phase:
         group.add_argument(
             "--phase",
-            choices=["head", "full", "probe", "features"],
+            choices=TRAIN_PHASES,
             default="head",
             help="head: backbone frozen, cached features (default); "
             "full: everything but BatchNorm unfrozen, low LR; "

@@ -1,6 +1,5 @@
 """Exporting a trained model (SavedModel, TFLite, ONNX), checked against the Keras model."""
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -8,12 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ripik_clf import workdir as wd
-from ripik_clf.atomic import atomic_write_text
+from ripik_clf.config import EXPORT_FORMATS as FORMATS
+from ripik_clf.config import QUANTIZATIONS
 from ripik_clf.errors import UserError
 from ripik_clf.locks import load_model_file
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS = ("none", "float16", "dynamic")
 MIN_AGREEMENT = 0.995  # arg-max agreement with the Keras model on the check images
 
 
@@ -73,18 +71,18 @@ def write_export(model, fmt, out_dir, stem, quantize, record):
         model.predict(np.zeros((1, *size), "float32"), verbose=0)
         model.export(str(target), format="onnx", verbose=False)
     if record is not None:  # the class list travels with the export
-        atomic_write_text(out_dir / f"{stem}_classes.json", json.dumps(record.classes))
-        write_preprocessing_spec(out_dir / f"{stem}_preprocessing.json", target, fmt, record)
+        write_preprocessing_spec(out_dir, stem, target, fmt, record)
     return target
 
 
-def write_preprocessing_spec(path, target, fmt, record):
+def write_preprocessing_spec(out_dir, stem, target, fmt, record):
     """What a consumer must do to an image before the exported model sees it: exactly
     what :func:`ripik_clf.data.images.load_for_model` does (resizing another way moves the
     probabilities; e.g. bilinear without antialiasing on a large photo)."""
     size = int(record.image_size)
+    path = Path(out_dir) / f"{stem}_preprocessing.json"
     try:  # the formats exported before (a damaged spec is written anew)
-        earlier = wd.load_json(path, "") if path.exists() else {}
+        earlier = wd.read_export_spec(path) if path.exists() else {}
     except UserError:
         earlier = {}
     spec = {
@@ -101,15 +99,14 @@ def write_preprocessing_spec(path, target, fmt, record):
         "files": sorted({*earlier.get("files", {}), target.name}),
         "formats": sorted({*earlier.get("formats", []), fmt}),
     }
-    atomic_write_text(path, json.dumps(spec, indent=2))
+    wd.write_export_spec(out_dir, stem, spec)
 
 
 def find_preprocessing_spec(exported):
     """The spec written beside an exported file by :func:`write_preprocessing_spec`."""
     exported = Path(exported)
-    repair = "export the model again (python -m ripik_clf export)"
     for candidate in sorted(exported.parent.glob("*_preprocessing.json")):
-        spec = wd.load_json(candidate, repair)
+        spec = wd.read_export_spec(candidate)
         if exported.name not in spec.get("files", []):
             continue
         try:
@@ -118,7 +115,7 @@ def find_preprocessing_spec(exported):
         except (KeyError, IndexError, TypeError):
             ok = False
         if not ok or not spec["classes"]:
-            raise wd.damaged(candidate, "no input size or class list", repair)
+            raise wd.damaged(candidate, "no input size or class list", wd.REEXPORT)
         return spec
     raise UserError(
         f"no *_preprocessing.json beside {exported} names it: export it with "

@@ -16,7 +16,7 @@ from ripik_clf import workdir as wd
 from ripik_clf.cli.main import main as ripik_main
 from ripik_clf.config import load_config
 from ripik_clf.data.dataset import load_dataset
-from ripik_clf.data.splits import load_or_make_splits, recorded_split
+from ripik_clf.data.splits import load_or_make_splits, recorded_settings, recorded_split
 from ripik_clf.errors import UserError
 from ripik_clf.predict.members import predict_members
 
@@ -113,6 +113,7 @@ def test_a_moved_dataset_is_found_again_by_the_split_stage(tmp_path):
     assert all(str(p).startswith(str(moved.resolve())) for p in again["path"])
     assert list(again["split"]) == list(table["split"])
     recorded_split(config.workdir)
+    assert recorded_settings(config.workdir)["data.path"] == str(moved.resolve())
 
 
 def test_the_stages_after_the_split_never_walk_the_data_nor_predict_validation_again(

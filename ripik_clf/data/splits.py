@@ -226,11 +226,15 @@ def _content_check(path):
 def _refresh_checks(table, dataset, workdir):
     """The saved table with the paths and content checks of the data as discovered now
     (the split itself unchanged): a split made by an older version gains them, a dataset
-    moved or copied elsewhere is found at its new place. Saved only when they differ."""
+    moved or copied elsewhere is found at its new place (and the record's data settings,
+    which later stages start from, follow it). Saved only when something differs."""
     paths = dict(zip(dataset["image"], dataset["path"]))
     current = table[list(wd.SPLIT_COLUMNS)].copy()
     current["path"] = [paths[image] for image in current["image"]]
-    if all(c in table.columns for c in wd.CHECK_COLUMNS):
+    record = wd.read_split_record(workdir)
+    settings = dataset.attrs.get("settings")
+    moved = settings is not None and record.data != settings  # e.g. data.path: the new place
+    if all(c in table.columns for c in wd.CHECK_COLUMNS) and not moved:
         same_paths = list(table["path"]) == list(current["path"])
         if same_paths and not _changed_images(table):
             return table
@@ -238,7 +242,11 @@ def _refresh_checks(table, dataset, workdir):
     for column, values in zip(wd.CHECK_COLUMNS, zip(*rows)):
         current[column] = list(values)
     current = current.astype({"bytes": "int64", "mtime_ns": "int64"})
-    wd.write_split_table(workdir, current)
+    if moved:  # later stages start from the recorded settings: point them at the new place
+        record.data = settings
+        wd.write_split(workdir, current, record)
+    else:
+        wd.write_split_table(workdir, current)
     return current
 
 

@@ -12,6 +12,14 @@ from PIL import Image
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
+# Script flags for the fast way through a pipeline: one data variant, 32 px, random
+# weights, 2 head epochs, 1 full epoch without warm-up or a step floor.
+ONE_VARIANT = ["--set", "train.models=original"]
+TINY_TRAIN = [*ONE_VARIANT, "--set", "train.image_size=32", "--set", "train.weights=none",
+              "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",
+              "--set", "train.full_min_steps=0", "--set", "train.full_warmup_epochs=0",
+              "--set", "train.batch_size=8"]  # fmt: skip
+
 
 def write_image(path, size=32, seed=0, fmt=None):
     """A small deterministic RGB image with some structure (not pure noise)."""

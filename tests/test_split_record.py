@@ -11,7 +11,7 @@ import pytest
 import augment_offline
 import ensemble
 import train
-from conftest import make_folder_dataset, write_image
+from conftest import ONE_VARIANT, TINY_TRAIN, make_folder_dataset, write_image
 from ripik_clf import workdir as wd
 from ripik_clf.cli.main import main as ripik_main
 from ripik_clf.config import load_config
@@ -20,11 +20,7 @@ from ripik_clf.data.splits import load_or_make_splits, recorded_settings, record
 from ripik_clf.errors import UserError
 from ripik_clf.predict.members import predict_members
 
-ONE = ["--set", "train.models=original"]
-TRAIN = [*ONE, "--set", "train.image_size=32", "--set", "train.weights=none",
-         "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",
-         "--set", "train.full_min_steps=0", "--set", "train.full_warmup_epochs=0",
-         "--set", "train.batch_size=8"]  # fmt: skip
+ONE, TRAIN = ONE_VARIANT, TINY_TRAIN
 
 
 def _split(tmp_path, counts=None):
@@ -156,3 +152,17 @@ def test_the_stages_after_the_split_never_walk_the_data_nor_predict_validation_a
     exported = tmp_path / "exported"
     assert ripik_main(["export", "original", "--workdir", work, "--format",
                        "savedmodel", "--out", str(exported)]) in (0, None)  # fmt: skip
+
+
+def test_finetune_has_no_resplit_and_the_full_phase_refuses_one(tmp_path, capsys):
+    import finetune
+
+    with pytest.raises(SystemExit) as stop:
+        finetune.main(["--workdir", str(tmp_path / "w"), "--resplit"])
+    assert stop.value.code == 2 and "--resplit" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--phase", "full", "--workdir", str(tmp_path / "w"), "--resplit"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "never makes a split" in err[0]
+    assert not (tmp_path / "w" / "splits.csv").exists()

@@ -9,14 +9,10 @@ import pytest
 import augment_offline
 import ensemble
 import train
-from conftest import make_folder_dataset, write_image
+from conftest import ONE_VARIANT, TINY_TRAIN, make_folder_dataset, write_image
 from ripik_clf.data.splits import recorded_settings
 
-ONE = ["--set", "train.models=original"]  # one data variant: the fast way through
-TRAIN = [*ONE, "--set", "train.image_size=32", "--set", "train.weights=none",
-         "--set", "train.head_epochs=2", "--set", "train.full_epochs=1",
-         "--set", "train.full_min_steps=0", "--set", "train.full_warmup_epochs=0",
-         "--set", "train.batch_size=8"]  # fmt: skip
+ONE, TRAIN = ONE_VARIANT, TINY_TRAIN
 
 
 def test_train_and_ensemble_need_no_data_after_augment(tmp_path):

@@ -67,11 +67,12 @@ def build_parser(description, epilog, with_phase):
     group.add_argument("--image-size", type=int, metavar="N", help="model input in pixels")
     group.add_argument("--batch-size", type=int, metavar="N")
     group.add_argument("--lr", type=float, metavar="X", help="learning rate of this phase")
-    group.add_argument(
-        "--resplit",
-        action="store_true",
-        help="replace a saved split that no longer matches the data",
-    )
+    if with_phase:  # finetune.py is the full phase, which never makes a split
+        group.add_argument(
+            "--resplit",
+            action="store_true",
+            help="head / probe phase: replace a saved split that no longer matches the data",
+        )
     group.add_argument(
         "--mlflow", action="store_true", help="log to a local MLflow file store (./mlruns)"
     )
@@ -134,7 +135,11 @@ def run_phase(args, phase):
             print(f"{run}: {r['images']} images ({r['unreadable']} unreadable) -> {r['cache']}")
         return
     results = stages.run_train(
-        config, phase, fold=args.fold, resplit=args.resplit, overwrite=args.overwrite
+        config,
+        phase,
+        fold=args.fold,
+        resplit=getattr(args, "resplit", False),  # finetune.py has no such flag
+        overwrite=args.overwrite,
     )
     print_summary(phase, results)
 

@@ -43,6 +43,23 @@ def make_folder_dataset(root, counts, size=32, ext=".png"):
     return root
 
 
+def augmented_workdir(tmp_path, counts=None, tests=3):
+    """A work directory after ``augment_offline.py`` (one 32 px copy per image, a third
+    held out) of a folder dataset, and ``tmp_path/test`` with ``tests`` unlabelled images.
+
+    Returns:
+        (the data folder, the work directory as a string)."""
+    import augment_offline
+
+    data = make_folder_dataset(tmp_path / "data", counts or {"cat": 6, "dog": 6})
+    for i in range(tests):
+        write_image(tmp_path / "test" / f"t{i}.png", seed=50 + i)
+    work = str(tmp_path / "work")
+    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
+                          "32", "--workers", "1", "--set", "split.val_fraction=0.34"])  # fmt: skip
+    return data, work
+
+
 def png_bomb_header(path, width=30_000, height=30_000):
     """A valid-looking PNG whose header claims width x height pixels (tiny file)."""
 

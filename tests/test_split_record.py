@@ -8,10 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import augment_offline
 import ensemble
 import train
-from conftest import ONE_VARIANT, TINY_TRAIN, make_folder_dataset, write_image
+from conftest import (
+    ONE_VARIANT,
+    TINY_TRAIN,
+    augmented_workdir,
+    make_folder_dataset,
+    write_image,
+)
 from ripik_clf import workdir as wd
 from ripik_clf.cli.main import main as ripik_main
 from ripik_clf.config import load_config
@@ -115,12 +120,7 @@ def test_a_moved_dataset_is_found_again_by_the_split_stage(tmp_path):
 def test_the_stages_after_the_split_never_walk_the_data_nor_predict_validation_again(
     tmp_path, monkeypatch
 ):
-    data = make_folder_dataset(tmp_path / "data", {"cat": 6, "dog": 6})
-    for i in range(3):
-        write_image(tmp_path / "test" / f"t{i}.png", seed=50 + i)
-    work = str(tmp_path / "work")
-    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
-                          "32", "--workers", "1", "--set", "split.val_fraction=0.34"])  # fmt: skip
+    data, work = augmented_workdir(tmp_path)
     train.main(["--phase", "head", "--workdir", work, *TRAIN])
 
     def walked(*args, **kwargs):

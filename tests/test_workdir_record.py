@@ -9,19 +9,19 @@ import pytest
 import augment_offline
 import ensemble
 import train
-from conftest import ONE_VARIANT, TINY_TRAIN, make_folder_dataset, write_image
+from conftest import (
+    ONE_VARIANT,
+    TINY_TRAIN,
+    augmented_workdir,
+    make_folder_dataset,
+)
 from ripik_clf.data.splits import recorded_settings
 
 ONE, TRAIN = ONE_VARIANT, TINY_TRAIN
 
 
 def test_train_and_ensemble_need_no_data_after_augment(tmp_path):
-    data = make_folder_dataset(tmp_path / "data", {"cat": 6, "dog": 6})
-    for i in range(3):
-        write_image(tmp_path / "test" / f"t{i}.png", seed=50 + i)
-    work = str(tmp_path / "work")
-    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
-                          "32", "--workers", "1", "--set", "split.val_fraction=0.34"])  # fmt: skip
+    data, work = augmented_workdir(tmp_path)
     train.main(["--phase", "head", "--workdir", work, *TRAIN])
     train.main(["--phase", "full", "--workdir", work, *TRAIN])
     ensemble.main(["--out", str(tmp_path / "s.csv"), "--test", str(tmp_path / "test"),

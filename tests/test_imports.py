@@ -110,14 +110,16 @@ def test_records_are_read_and_written_only_by_workdir():
     assert set(OWN_FORMATS) <= set(modules)  # no stale entry
 
 
-# Who walks the dataset (load_dataset): the stages that make the split, and the audit,
-# whose subject is the data. Every other stage reads the split's record of the images
-# (data/splits.recorded_split); tests/test_split_record.py runs them with it forbidden.
+# Who walks the dataset (load_dataset): the stages that make the split, the audit, whose
+# subject is the data, and the one-time upgrade of a split made by an older version.
+# Every other stage reads the split's record of the images (data/splits.recorded_split);
+# tests/test_split_record.py runs them with it forbidden.
 WALKERS = {
     "ripik_clf.data.dataset": "defines it",
     "ripik_clf.stages": "run_augment makes the split",
     "ripik_clf.train.common": "model_data, for the head and probe phases, makes the split",
     "ripik_clf.audit.runner": "audits the data itself",
+    "ripik_clf.data.splits": "gives a split of an older version its image paths, once",
 }
 
 

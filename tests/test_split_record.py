@@ -42,7 +42,7 @@ def test_the_split_records_each_image_path_and_content(tmp_path):
     first = table.iloc[0]
     assert os.path.samefile(first["path"], data / first["image"])
     assert first["bytes"] == (data / first["image"]).stat().st_size
-    read, classes = recorded_split(config.workdir)
+    read, classes = recorded_split(config)
     assert classes == ["cat", "dog"]
     assert list(read["path"]) == list(table["path"])
 
@@ -76,24 +76,26 @@ def test_a_later_stage_refuses_an_image_that_changed_and_accepts_one_only_touche
     victim = table["path"].iloc[3]
     change(Path(victim))
     if refusal is None:
-        recorded_split(config.workdir)  # the sha1 still matches: accepted
+        recorded_split(config)  # the sha1 still matches: accepted
         return
     with pytest.raises(UserError) as err:
-        recorded_split(config.workdir)
+        recorded_split(config)
     message = str(err.value)
     assert "\n" not in message and refusal in message and victim in message
     assert "--resplit" in message
 
 
-def test_a_split_of_an_older_version_is_refused_later_and_upgraded_by_the_split_stage(tmp_path):
+def test_a_split_of_an_older_version_gains_its_paths_once(tmp_path, capsys):
     _, config, table = _split(tmp_path)
     old = table[list(wd.SPLIT_COLUMNS)]
     wd.write_split_table(config.workdir, old)
-    with pytest.raises(UserError, match="no image paths .* augment_offline.py"):
-        recorded_split(config.workdir)
-    again = load_or_make_splits(load_dataset(config.data)[0], config.split, config.workdir)
+    again, _ = recorded_split(config)
+    assert "older version" in capsys.readouterr().err
     assert list(again["sha1"]) == list(table["sha1"])
-    assert recorded_split(config.workdir)[0]["split"].tolist() == table["split"].tolist()
+    assert list(again["split"]) == list(table["split"])
+    assert wd.CHECK_COLUMNS[0] in wd.read_split_table(config.workdir).columns  # saved
+    recorded_split(config)
+    assert "older version" not in capsys.readouterr().err  # once
 
 
 @pytest.mark.parametrize("column, value", [("bytes", "many"), ("mtime_ns", ""), ("path", "")])
@@ -101,19 +103,19 @@ def test_a_damaged_check_column_names_the_file(tmp_path, column, value):
     _, config, table = _split(tmp_path)
     wd.write_split_table(config.workdir, table.astype(str).assign(**{column: value}))
     with pytest.raises(UserError, match="splits.csv is damaged"):
-        recorded_split(config.workdir)
+        recorded_split(config)
 
 
 def test_a_moved_dataset_is_found_again_by_the_split_stage(tmp_path):
     data, config, table = _split(tmp_path)
     moved = data.rename(tmp_path / "moved")
     with pytest.raises(UserError, match="cannot be read"):
-        recorded_split(config.workdir)
+        recorded_split(config)
     config.data.path = str(moved)
     again = load_or_make_splits(load_dataset(config.data)[0], config.split, config.workdir)
     assert all(str(p).startswith(str(moved.resolve())) for p in again["path"])
     assert list(again["split"]) == list(table["split"])
-    recorded_split(config.workdir)
+    recorded_split(config)
     assert recorded_settings(config.workdir)["data.path"] == str(moved.resolve())
 
 
@@ -146,7 +148,7 @@ def test_the_stages_after_the_split_never_walk_the_data_nor_predict_validation_a
     ensemble.main(["--out", str(out), "--test", str(tmp_path / "test"), "--workdir", work,
                    "--tta", "none", *ONE])  # fmt: skip
     assert len(pd.read_csv(out)) == 3
-    val_paths = set(recorded_split(work)[0].query("split == 'val'")["path"])
+    val_paths = set(wd.read_split_table(work).query("split == 'val'")["path"])
     assert val_paths and {(p, "flip") for p in val_paths} <= set(predicted)  # TTA: predicted
     assert not {(p, "none") for p in val_paths} & set(predicted)  # the full phase's, reused
     exported = tmp_path / "exported"

@@ -9,6 +9,7 @@ changed under it.
 
 import hashlib
 import os
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -145,30 +146,28 @@ def load_splits(dataset, split_config, workdir):
     return wd.read_split_table(workdir)
 
 
-def recorded_split(workdir, split_config=None, *, check=True):
-    """The saved split for a stage after the split: its images found through the split's
-    own paths and checked against their recorded content, so the dataset is never walked
-    again (images added since are not seen; an image changed or gone is refused, unless
-    ``check`` is False: a use that only needs some images, which reads what it can).
+def recorded_split(config, *, check=True):
+    """The saved split of ``config.workdir`` for a stage after the split: its images found
+    through the split's own paths and checked against their recorded content, so the
+    dataset is never walked again (images added since are not seen; an image changed or
+    gone is refused, unless ``check`` is False: a use that only needs some images, which
+    reads what it can). A split made by an older version (no paths) gains them once, from
+    the data its record names (``config.data``: later stages start from it).
 
     Returns:
         (the split table with ``path``, the classes in model-output order).
 
     Raises:
-        UserError: no split; one made by an older version (no paths); other split
-            settings than ``split_config``; images changed or gone since.
+        UserError: no split; other split settings than ``config.split``; images changed
+            or gone since.
     """
+    workdir = config.workdir
     csv_path = wd.split_paths(workdir)[0]
     record = _saved_record(workdir)
-    if split_config is not None:
-        _check_same_settings(record, split_config, csv_path)
+    _check_same_settings(record, config.split, csv_path)
     table = wd.read_split_table(workdir)
     if not all(c in table.columns for c in wd.CHECK_COLUMNS):
-        raise UserError(
-            f"{csv_path} has no image paths (made by an older version): run "
-            "augment_offline.py or train.py --phase head on this work directory once to "
-            "record them"
-        )
+        table = _add_paths_to_an_older_split(config, csv_path)
     changed = _changed_images(table) if check else []
     if changed:
         path, why = changed[0]
@@ -178,6 +177,17 @@ def recorded_split(workdir, split_config=None, *, check=True):
             "(train.py --phase head --resplit --overwrite)"
         )
     return table, record.classes
+
+
+def _add_paths_to_an_older_split(config, csv_path):
+    """The one walk of the data after the split: a split of an older version has no
+    paths; the data it was made of (checked by its fingerprint) gives them, once."""
+    from ripik_clf.data.dataset import load_dataset
+
+    print(f"note: {csv_path} was made by an older version: recording each image's path and "
+          "content in it (once)", file=sys.stderr)  # fmt: skip
+    dataset, _ = load_dataset(config.data)
+    return load_or_make_splits(dataset, config.split, config.workdir)
 
 
 def _saved_record(workdir):

@@ -264,7 +264,7 @@ def _held_out_images(config, record, model_path, count):
     from ripik_clf.data.images import BadImage, load_for_model
     from ripik_clf.data.splits import recorded_split
 
-    table, _ = recorded_split(config.workdir, check=False)  # any of them will do
+    table, _ = recorded_split(config, check=False)  # any of them will do
     held_out = table[table["image"].isin(set(record.held_out or []))]
     images, unreadable = [], []
     for path in held_out["path"]:

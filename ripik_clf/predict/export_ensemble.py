@@ -156,5 +156,5 @@ def _held_out_paths(config, ensemble):
     for member in ensemble.members:
         images = set(member.record.held_out or [])
         held = images if held is None else held & images
-    table, _ = recorded_split(config.workdir, check=False)  # any of them will do
+    table, _ = recorded_split(config, check=False)  # any of them will do
     return sorted(table[table["image"].isin(held or set())]["path"].astype(str))

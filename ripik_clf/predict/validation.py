@@ -90,7 +90,7 @@ def validation_probabilities(config, members, names, modes, cache=None):
 def _scored_images(config, members, names):
     """The images every family can be scored on, the images each member held out, and
     a report note when that is fewer than the split's validation images."""
-    splits, split_classes = recorded_split(config.workdir, config.split)
+    splits, split_classes = recorded_split(config)
     classes = members[0].classes
     if split_classes != classes:
         raise UserError(

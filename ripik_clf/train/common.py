@@ -165,7 +165,7 @@ def model_data(config, model_name, *, fold=None, resplit=False, make_split=True)
         table = load_or_make_splits(dataset, config.split, config.workdir, resplit=resplit)
         classes = class_names(dataset)
     else:  # a later stage: reads the split's own record of the images, never the data
-        table, classes = recorded_split(config.workdir, config.split)
+        table, classes = recorded_split(config)
     folds = int(table["fold"].max()) + 1 if (table["split"] == "fold").all() else 0
     if folds and not (fold is not None and 0 <= fold < folds):
         raise UserError(f"fold {fold} is out of range: the split has folds 0..{folds - 1}")

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo.yaml
 
-.PHONY: demo test test-slow lint format bench bench-accuracy accurate clean venv
+.PHONY: demo test test-slow lint format bench bench-accuracy accurate kfold clean venv
 
 venv: $(VENV)/.installed
 
@@ -36,6 +36,16 @@ accurate: venv
 	  done; \
 	done
 	$(PY) ensemble.py $(ACCURATE) --test $(TEST) --out $(WORKDIR)/submission.csv
+
+# configs/kfold.yaml: five Lite0 models of the original images, one per fold, averaged.
+#   make kfold DATA=photos/train TEST=photos/test [KFOLD_WORKDIR=work/kfold]
+KFOLD_WORKDIR ?= work/kfold
+KFOLD := --config configs/kfold.yaml --workdir $(KFOLD_WORKDIR)
+kfold: venv
+	$(PY) train.py $(KFOLD) --phase head --data $(DATA)
+	$(PY) train.py $(KFOLD) --phase probe
+	$(PY) train.py $(KFOLD) --phase full
+	$(PY) ensemble.py $(KFOLD) --test $(TEST) --out $(KFOLD_WORKDIR)/submission.csv
 
 lint: venv
 	$(VENV)/bin/ruff format --check .

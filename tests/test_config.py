@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from conftest import REPO
 from ripik_clf.config import Config, load_config
@@ -148,3 +149,16 @@ def test_a_section_that_is_not_a_mapping_says_so(tmp_path, body):
     path.write_text(f"train: {body}\n")
     with pytest.raises(UserError, match=r"section 'train' must be a mapping of keys"):
         load_config(path)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_preset_loads_and_differs_from_the_default_only_where_it_says(preset):
+    config = load_config(REPO / "configs" / preset).to_dict()
+    default = Config().to_dict()
+    written = yaml.safe_load((REPO / "configs" / preset).read_text()) or {}
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if value != default[section][key]:  # a change the file must name
+                assert key in (written.get(section) or {}), f"{section}.{key}"

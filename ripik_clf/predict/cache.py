@@ -86,6 +86,8 @@ def store_model_predictions(root, model_path, tta, image_paths, probabilities):
     instead of predicting validation again. Keyed like every entry (the model file's and
     each image's sha1), so they are only ever found for that very model and image.
     Derived data: a failed write is a warning and the ensemble predicts those images."""
+    if len(image_paths) != len(probabilities):  # not one row per image: nothing to trust
+        return
     model_key = file_sha1(model_path)
     folder = Path(root) / f"{model_key[:16]}-{tta}"
     try:

@@ -37,8 +37,6 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     from ripik_clf.train.phases import PHASES
 
     train = PHASES[phase]
-    if resplit and phase == "full":
-        raise UserError("the full phase never makes a split: --resplit belongs to the head phase")
     if fold is not None and not config.split.folds:
         raise UserError(f"--fold {fold} needs a k-fold split (set split.folds: K >= 2)")
     if config.train.run and len(config.train.models) > 1:

@@ -168,3 +168,13 @@ def test_finetune_has_no_resplit_and_the_full_phase_refuses_one(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "never makes a split" in err[0]
     assert not (tmp_path / "w" / "splits.csv").exists()
+
+
+def test_the_split_stage_records_a_touched_image_s_new_mtime(tmp_path):
+    _, config, table = _split(tmp_path)
+    victim = Path(table["path"].iloc[2])
+    _touch(victim)
+    again = load_or_make_splits(load_dataset(config.data)[0], config.split, config.workdir)
+    assert again["mtime_ns"].iloc[2] == victim.stat().st_mtime_ns  # later stages: a stat
+    assert list(again["sha1"]) == list(table["sha1"])
+    assert wd.read_split_table(config.workdir)["mtime_ns"].iloc[2] == victim.stat().st_mtime_ns

@@ -103,8 +103,8 @@ def load_or_make_splits(dataset, split_config, workdir, *, resplit=False):
             settings (pass ``resplit=True`` to replace it).
     """
     if wd.has_split(workdir) and not resplit:
-        table = load_splits(dataset, split_config, workdir)
-        return _refresh_checks(table, dataset, workdir)
+        record, table = _saved_split_of(dataset, split_config, workdir)
+        return _refresh_checks(table, record, dataset, workdir)
     checks, unreadable = _read_every_image(dataset)
     bad = {image for image, _ in unreadable}
     usable = dataset[~dataset["image"].isin(bad)]
@@ -139,11 +139,16 @@ def load_splits(dataset, split_config, workdir):
     Raises:
         UserError: no split, or one of other data or settings.
     """
+    return _saved_split_of(dataset, split_config, workdir)[1]
+
+
+def _saved_split_of(dataset, split_config, workdir):
+    """(record, table) of the saved split, checked against the data and the settings."""
     csv_path = wd.split_paths(workdir)[0]
     record = _saved_record(workdir)
     _check_same_dataset(record, dataset, csv_path)
     _check_same_settings(record, split_config, csv_path)
-    return wd.read_split_table(workdir)
+    return record, wd.read_split_table(workdir)
 
 
 def recorded_split(config, *, check=True):
@@ -215,16 +220,27 @@ def _changed_images(table):
     (a copy of the dataset keeps the bytes, not the mtimes)."""
     changed = []
     for path, size, mtime, sha1 in zip(*(table[c] for c in wd.CHECK_COLUMNS)):
-        try:
-            stat = os.stat(path)
-        except OSError as err:
-            changed.append((path, f"cannot be read ({err.strerror})"))
-            continue
-        if (stat.st_size, stat.st_mtime_ns) == (size, mtime):
-            continue
-        if file_sha1(path) != sha1:
+        unread, moved = _stat_differs(path, size, mtime)
+        if unread:
+            changed.append((path, unread))
+        elif moved and file_sha1(path) != sha1:
             changed.append((path, "other content"))
     return changed
+
+
+def _stats_match(table):
+    """Every image of the table has the size and mtime the split recorded (a stat each)."""
+    rows = zip(table["path"], table["bytes"], table["mtime_ns"])
+    return not any(any(_stat_differs(*row)) for row in rows)
+
+
+def _stat_differs(path, size, mtime):
+    """``(why it cannot be read or None, whether size or mtime moved)``."""
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})", True
+    return None, (stat.st_size, stat.st_mtime_ns) != (size, mtime)
 
 
 def _content_check(path):
@@ -233,20 +249,20 @@ def _content_check(path):
     return path, stat.st_size, stat.st_mtime_ns, file_sha1(path)
 
 
-def _refresh_checks(table, dataset, workdir):
+def _refresh_checks(table, record, dataset, workdir):
     """The saved table with the paths and content checks of the data as discovered now
     (the split itself unchanged): a split made by an older version gains them, a dataset
     moved or copied elsewhere is found at its new place (and the record's data settings,
-    which later stages start from, follow it). Saved only when something differs."""
+    which later stages start from, follow it), a file touched since gets its new mtime
+    (so later stages need no sha1 of it). Saved only when something differs."""
     paths = dict(zip(dataset["image"], dataset["path"]))
     current = table[list(wd.SPLIT_COLUMNS)].copy()
     current["path"] = [paths[image] for image in current["image"]]
-    record = wd.read_split_record(workdir)
     settings = dataset.attrs.get("settings")
     moved = settings is not None and record.data != settings  # e.g. data.path: the new place
     if all(c in table.columns for c in wd.CHECK_COLUMNS) and not moved:
         same_paths = list(table["path"]) == list(current["path"])
-        if same_paths and not _changed_images(table):
+        if same_paths and _stats_match(table):
             return table
     rows = [_content_check(path) for path in current["path"]]
     for column, values in zip(wd.CHECK_COLUMNS, zip(*rows)):

@@ -40,8 +40,8 @@ class PredictionCache:
         stat = path.stat()
         stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if stamp not in self._model_keys:
-            self._model_keys[stamp] = file_sha1(path)[:16]
-        return self.root / f"{self._model_keys[stamp]}-{member_tta(member, tta)}"
+            self._model_keys[stamp] = file_sha1(path)
+        return _model_folder(self.root, self._model_keys[stamp], member_tta(member, tta))
 
     def predict(self, members, paths, tta, batch_size=32, progress=None, calibrated=True):
         keys = [file_sha1(p) for p in paths]
@@ -88,8 +88,7 @@ def store_model_predictions(root, model_path, tta, image_paths, probabilities):
     Derived data: a failed write is a warning and the ensemble predicts those images."""
     if len(image_paths) != len(probabilities):  # not one row per image: nothing to trust
         return
-    model_key = file_sha1(model_path)
-    folder = Path(root) / f"{model_key[:16]}-{tta}"
+    folder = _model_folder(root, file_sha1(model_path), tta)
     try:
         for path, vector in zip(image_paths, probabilities):
             key = file_sha1(path)
@@ -97,6 +96,11 @@ def store_model_predictions(root, model_path, tta, image_paths, probabilities):
                 _save(_entry(folder, key), vector)
     except OSError as err:
         print(f"warning: validation predictions not cached ({err})", file=sys.stderr)
+
+
+def _model_folder(root, model_key, views):
+    """The entries of one model file (by its sha1) under one set of TTA views."""
+    return Path(root) / f"{model_key[:16]}-{views}"
 
 
 def _entry(folder, image_key):

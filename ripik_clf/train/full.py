@@ -62,7 +62,9 @@ def train_full(
     original or a copy: a different one each epoch), unless ``train.epoch: all``.
     Interrupted runs resume from the last finished epoch (``backup_full/``).
     """
-    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    if resplit:  # before any work: the flag is refused, whatever else is missing
+        raise UserError("the full phase never makes a split: --resplit belongs to the head phase")
+    # Then: a multi-worker strategy must exist before TensorFlow runs anything.
     strategy, cluster = training_strategy(config.train.distribute)
     out = run_dir(config, run_of(config, model_name, fold))
     if not wd.phase_model(out, "head").exists():
@@ -70,8 +72,6 @@ def train_full(
     config = _with_run_settings(config, wd.read_run_record(out, for_model=out / "head.keras"))
     tc = config.train
     keras.utils.set_random_seed(tc.seed)
-    if resplit:
-        raise UserError("the full phase never makes a split: --resplit belongs to the head phase")
     data = model_data(config, model_name, fold=fold, make_split=False)
     size = check_run(out, data, tc)  # another split or class list: that is the news
     refuse_a_batch_that_cannot_fit(size, tc.batch_size, training=True)

@@ -367,9 +367,12 @@ def _sections(obj):
 
 def _coerce(value, hint, key):
     """Convert ``value`` to the field type ``hint``; strings (from --set) are parsed."""
-    if typing.get_origin(hint) is list:  # "a,b" from the command line, or a YAML list
+    if typing.get_origin(hint) is list:  # "a,b" or "[a, b]" from the command line, or YAML
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):  # a YAML flow list; "[]" = none
+                text = text[1:-1]
+            value = [part.strip().strip("'\"") for part in text.split(",") if part.strip()]
         if not isinstance(value, list):
             raise UserError(f"invalid config value {key}={value!r}: expected a list")
         return [_coerce(item, typing.get_args(hint)[0], key) for item in value]

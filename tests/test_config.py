@@ -32,6 +32,21 @@ def test_strings_from_the_command_line_are_typed():
     assert config.split.val_fraction == 0.25
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("original,augmented", ["original", "augmented"]),
+        ("[original, augmented]", ["original", "augmented"]),
+        ("['original','augmented']", ["original", "augmented"]),
+        (" augmented ", ["augmented"]),
+    ],
+)
+def test_lists_from_the_command_line(text, expected):
+    """As a user types them: comma-separated, or YAML's own [a, b]; [] empties a list."""
+    assert load_config(None, {"train.models": text}).train.models == expected
+    assert load_config(None, {"ensemble.members": "[]"}).ensemble.members == []
+
+
 @pytest.mark.parametrize("text", ["1e-7", "1E-7", "5e-05"])
 def test_exponents_without_a_dot_are_numbers(text, tmp_path):
     """YAML 1.1 (PyYAML) reads 1e-7 as a string: from --set and from a file alike."""

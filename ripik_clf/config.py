@@ -257,7 +257,7 @@ RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 @dataclass
 class EnsembleConfig:
     members: list[str] = field(default_factory=list)  # run names or .keras files; [] = train.models
-    # Soft-voting weight per member family (fold runs of one variant share theirs), in
+    # Soft-voting weight per member family (the fold runs of one k-fold run share one), in
     # `members` order; [] = chosen by `select`
     member_weights: list[float] = field(default_factory=list)
     # Test-time augmentation: auto (flip for members trained on mirrored images, none for

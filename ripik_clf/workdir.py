@@ -18,6 +18,7 @@ A run is a data variant (``original`` / ``augmented``) trained on the split, or 
 fold of it (``augmented_fold3``); its phases (head, probe, full) are its model files.
 """
 
+import glob
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -260,6 +261,24 @@ def write_manifest(workdir, manifest):
 def run_name(variant, fold=None):
     """``augmented`` for a single split, ``augmented_fold3`` for fold 3 of a k-fold split."""
     return variant if fold is None else f"{variant}_fold{fold}"
+
+
+def family_of(run, fold):
+    """The run a fold run belongs to: ``lite1`` for ``lite1_fold3`` (fold 3), the run
+    itself for a single split's run."""
+    suffix = f"_fold{fold}"
+    return run[: -len(suffix)] if fold is not None and run.endswith(suffix) else run
+
+
+def fold_runs(workdir, run):
+    """The fold runs of a k-fold run named without its fold (``lite1`` ->
+    ``lite1_fold0`` ...), in fold order; [] when ``run`` is not one."""
+    found = {}
+    for folder in (Path(workdir) / RUNS).glob(f"{glob.escape(run)}_fold*"):
+        tail = folder.name[len(run) + len("_fold") :]
+        if tail.isdigit() and folder.is_dir():
+            found[int(tail)] = folder.name
+    return [found[k] for k in sorted(found)]
 
 
 def run_dir(workdir, run):

@@ -91,6 +91,25 @@ def test_mixing_fold_and_plain_models_needs_allow_mixed(folded, capsys):
     assert "every member held out" in (root / "work" / "report" / "report.md").read_text()
 
 
+def test_two_kfold_runs_of_one_variant_vote_as_two_families(folded):
+    """A second k-fold run of the same data variant (another backbone, say: ``--run
+    second``) is its own family, named on the command line without its folds."""
+    root, _ = folded
+    runs = root / "work" / "runs"
+    for fold in range(FOLDS):
+        shutil.copytree(runs / f"augmented_fold{fold}", runs / f"second_fold{fold}",
+                        dirs_exist_ok=True)  # fmt: skip
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                   "--set", "split.folds=3", "--test", str(root / "test"),
+                   "--out", str(root / "two.csv"), "--tta", "none", "--select", "none",
+                   "--members", "augmented", "second"])  # fmt: skip
+    metrics = json.loads((root / "work" / "report" / "metrics.json").read_text())
+    assert metrics["augmented | none"]["n"] == metrics["second | none"]["n"] == 18
+    definition = json.loads((root / "work" / "report" / "ensemble.json").read_text())
+    assert definition["families"] == ["augmented", "second"]
+    assert len(definition["members"]) == 2 * FOLDS
+
+
 def test_members_with_no_common_held_out_image_are_refused(folded, capsys):
     root, _ = folded
     runs = root / "work" / "runs"

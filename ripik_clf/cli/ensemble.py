@@ -45,14 +45,15 @@ def _add_voting_flags(parser):
         nargs="+",
         metavar="NAME_OR_PATH",
         help="run names under WORKDIR/runs/ (NAME:probe or NAME:head for that phase's "
-        "model) or .keras files (default: train.models)",
+        "model; a k-fold run's name without _foldK means all its folds) or .keras files "
+        "(default: train.models)",
     )
     parser.add_argument(
         "--member-weights",
         nargs="+",
         type=float,
         metavar="W",
-        help="soft-voting weight per member family (fold runs of one data variant share "
+        help="soft-voting weight per member family (the fold runs of one k-fold run share "
         "one), in --members order (default: chosen by --select on validation)",
     )
     parser.add_argument(  # the old name; train.py's --weights means ImageNet weights

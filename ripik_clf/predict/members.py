@@ -58,7 +58,9 @@ def resolve_members(workdir, names, default_names):
         UserError: no trained model, a missing or non-Keras file, or members that
             disagree on the class list or input size.
     """
-    members = [_member(workdir, name) for name in names or default_names]
+    members = [
+        _member(workdir, n) for name in names or default_names for n in _expand(workdir, name)
+    ]
     if not members:
         raise UserError("no ensemble members: train models first or pass --members")
     first = members[0]
@@ -70,6 +72,15 @@ def resolve_members(workdir, names, default_names):
                 f"{', '.join(map(str, diff[:5]))}"
             )
     return members  # input sizes may differ: each member predicts at its own
+
+
+def _expand(workdir, name):
+    """A k-fold run named without its fold (``--members lite1``) is its fold runs; any
+    other name is itself."""
+    run, colon, phase = name.partition(":")
+    if Path(name).suffix == ".keras" or wd.run_dir(workdir, run).exists():
+        return [name]
+    return [f"{fold_run}{colon}{phase}" for fold_run in wd.fold_runs(workdir, run)] or [name]
 
 
 def _member(workdir, name):
@@ -86,8 +97,10 @@ def _member(workdir, name):
         path,
         record.classes,
         record.image_size,
-        # fold runs of one variant (and phase) are one family: validated out of fold
-        family=record.variant + (f":{phase}" if phase else "") if record.fold is not None else name,
+        # a k-fold run's fold runs (per phase) are one family: validated out of fold
+        family=wd.family_of(path.parent.name, record.fold) + (f":{phase}" if phase else "")
+        if record.fold is not None
+        else name,
         fold=record.fold,
         record=record,
     )

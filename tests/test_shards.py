@@ -124,3 +124,28 @@ def test_the_prediction_cache_is_keyed_by_content_and_a_damaged_entry_is_redone(
     calls.clear()
     cache.predict([_Member(model)], images, "none", calibrated=False)
     assert calls == [3]
+
+
+def test_a_model_file_that_cannot_be_read_is_predicted_but_never_cached(tmp_path, monkeypatch):
+    """No digest of the model file (gone or unreadable since it was loaded): its
+    predictions are computed and returned, and nothing is entered under a missing key."""
+    import numpy as np
+
+    import ripik_clf.predict.cache as cache_module
+    from conftest import write_image
+
+    def fake_predict(members, paths, tta, batch_size, progress, calibrated):
+        return np.ones((len(members), len(paths), 3)) / 3, []
+
+    monkeypatch.setattr(cache_module, "predict_members", fake_predict)
+    monkeypatch.setattr(
+        cache_module, "file_sha1", lambda p: None if "m.keras" in str(p) else "ab" * 20
+    )
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"model")
+    images = [str(write_image(tmp_path / f"{i}.png", seed=i)) for i in range(2)]
+    cache = cache_module.PredictionCache(tmp_path / "predictions")
+    out, _ = cache.predict([_Member(model)], images, "none", calibrated=False)
+    assert out.shape == (1, 2, 3) and np.allclose(out, 1 / 3)
+    cache_module.store_model_predictions(tmp_path / "predictions", model, "none", images, out[0])
+    assert not list((tmp_path / "predictions").rglob("*.npz"))

@@ -41,7 +41,8 @@ class PredictionCache:
         stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if stamp not in self._model_keys:
             self._model_keys[stamp] = file_sha1(path)
-        return _model_folder(self.root, self._model_keys[stamp], member_tta(member, tta))
+        key = self._model_keys[stamp]  # None: the file cannot be read now; nothing cached
+        return _model_folder(self.root, key, member_tta(member, tta)) if key else None
 
     def predict(self, members, paths, tta, batch_size=32, progress=None, calibrated=True):
         keys = [file_sha1(p) for p in paths]
@@ -51,7 +52,7 @@ class PredictionCache:
         missing = set()
         for m, folder in enumerate(folders):
             for i, key in enumerate(keys):
-                vector = _load(_entry(folder, key), n_classes) if key else None
+                vector = _load(_entry(folder, key), n_classes) if key and folder else None
                 if vector is None:
                     missing.add(i)
                 else:
@@ -67,7 +68,7 @@ class PredictionCache:
                     continue
                 out[:, i] = computed[:, k]
                 for m, folder in enumerate(folders):
-                    if keys[i]:
+                    if keys[i] and folder:
                         _save(_entry(folder, keys[i]), computed[m, k])
         if progress is not None:
             progress.update(len(paths) - len(todo))
@@ -86,9 +87,10 @@ def store_model_predictions(root, model_path, tta, image_paths, probabilities):
     instead of predicting validation again. Keyed like every entry (the model file's and
     each image's sha1), so they are only ever found for that very model and image.
     Derived data: a failed write is a warning and the ensemble predicts those images."""
-    if len(image_paths) != len(probabilities):  # not one row per image: nothing to trust
+    model_key = file_sha1(model_path)
+    if len(image_paths) != len(probabilities) or not model_key:  # nothing to trust or key
         return
-    folder = _model_folder(root, file_sha1(model_path), tta)
+    folder = _model_folder(root, model_key, tta)
     try:
         for path, vector in zip(image_paths, probabilities):
             key = file_sha1(path)

@@ -21,19 +21,15 @@ demo: venv
 	$(PY) train.py --config $(DEMO_CONFIG) --phase full --overwrite
 	$(PY) ensemble.py --config $(DEMO_CONFIG) --out work/demo/submission.csv
 
-# configs/accurate.yaml: the default Lite0 runs plus Lite2 runs at 260 px, four members.
+# configs/accurate.yaml: the k-fold preset's Lite0 fold runs plus Lite1 fold runs, ensembled.
 #   make accurate DATA=photos/train TEST=photos/test [WORKDIR=work/accurate]
 WORKDIR ?= work/accurate
 ACCURATE := --config configs/accurate.yaml --workdir $(WORKDIR)
-LITE2 := --backbone efficientnet_lite2
+LITE1 := --run lite1 --backbone efficientnet_lite1
 accurate: venv
-	$(PY) augment_offline.py $(ACCURATE) --data $(DATA)
 	for phase in head probe full; do \
-	  $(PY) train.py $(ACCURATE) --phase $$phase || exit 1; \
-	  for variant in original augmented; do \
-	    $(PY) train.py $(ACCURATE) --phase $$phase --run lite2_$$variant --model $$variant \
-	      $(LITE2) || exit 1; \
-	  done; \
+	  $(PY) train.py $(ACCURATE) --phase $$phase --data $(DATA) || exit 1; \
+	  $(PY) train.py $(ACCURATE) --phase $$phase $(LITE1) || exit 1; \
 	done
 	$(PY) ensemble.py $(ACCURATE) --test $(TEST) --out $(WORKDIR)/submission.csv
 

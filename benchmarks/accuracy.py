@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "clothing8"
 TIME_LIMIT_MIN = 45  # the whole default pipeline must fit in this on a 2-core CPU
+# configs/accurate.yaml's second k-fold run: its name and backbone (as `make accurate`)
+ACCURATE_RUN = ("lite1", "efficientnet_lite1")
 
 
 def run_stage(name, argv, log):
@@ -79,10 +81,16 @@ def main():
         help="score the artefacts of an earlier run in --workdir again (no training)",
     )
     parser.add_argument(
+        "--kfold",
+        action="store_true",
+        help="then configs/kfold.yaml (`make kfold`) in WORKDIR_kfold: five Lite0 fold runs "
+        "of the original images, averaged",
+    )
+    parser.add_argument(
         "--accurate",
         action="store_true",
-        help="then configs/accurate.yaml on the same work directory (`make accurate`): "
-        "Lite2 runs at 260 px for both variants, and the four-member ensemble",
+        help="then configs/accurate.yaml (`make accurate`, implies --kfold): the k-fold "
+        "preset's runs plus five fold runs of a second backbone, ensembled",
     )
     args = parser.parse_args()
     if not (args.data / "train").is_dir() or not (args.data / "test_labels.csv").exists():
@@ -112,8 +120,8 @@ def main():
         wall_record.write_text(json.dumps(wall))
     print(f"pipeline: {wall['pipeline'] / 60:.1f} min; scoring", flush=True)
     rows = score_everything(args, submission, wall)
-    if args.accurate:  # after scoring: its ensemble.py rewrites the report
-        rows += accurate_rows(args, common, log, wall)
+    if args.kfold or args.accurate:
+        rows += preset_rows(args, log, wall)
         wall_record.write_text(json.dumps(wall))
     if args.epoch_all:
         rows += epoch_all_rows(args, common, log, wall)
@@ -121,50 +129,66 @@ def main():
     write_table(args, rows, wall["pipeline"])
 
 
-def accurate_rows(args, common, log, wall):
-    """configs/accurate.yaml: the Lite2 runs (the commands of `make accurate`) added to
-    this work directory's Lite0 runs, then its ensemble; rows for each Lite2 full model
-    and its submission. Its time = the default pipeline's + these stages'."""
-    import keras
+def preset_rows(args, log, wall):
+    """The k-fold presets, each in the commands of its make target, in one work directory
+    of their own: configs/kfold.yaml (`make kfold`: five Lite0 fold runs of the original
+    images), then with ``--accurate`` configs/accurate.yaml (`make accurate`: the same
+    fold runs plus five of a second backbone, ensembled). Rows: each k-fold run alone
+    (its folds averaged; out-of-fold validation) and each preset's submission, with its
+    time. The per-run rows are ensembles of that run only, read from the prediction cache
+    (no image is predicted twice); the preset's own submission is made last."""
+    workdir = args.workdir.with_name(args.workdir.name + "_kfold")
+    place = ["--workdir", str(workdir), "--data", str(args.data / "train")]
+    place += [item for pair in args.set for item in ("--set", pair)]
+    presets = [("kfold", ["original"], [])]
+    if args.accurate:
+        run, backbone = ACCURATE_RUN
+        presets.append(("accurate", ["original", run], ["--run", run, "--backbone", backbone]))
+    if not wall.get("presets_done"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = []
+    for i, (name, members, extra) in enumerate(presets):
+        config = ["--config", f"configs/{name}.yaml", *place]
+        if f"{name}_preset" not in wall:
+            started = time.perf_counter()
+            for phase in ("head", "probe", "full"):
+                argv = ["train.py", *config, "--phase", phase, *extra]
+                run_stage(f"{name} {phase} {' '.join(extra)}", argv, log)
+            wall[f"{name}_training"] = time.perf_counter() - started
+        for run in members[1:]:  # the first run alone is the kfold preset's submission
+            out = workdir / f"submission_{run}.csv"
+            argv = ["ensemble.py", *config, "--members", run, "--test", str(args.data / "test"),
+                    "--out", str(out)]  # fmt: skip
+            run_stage(f"{name} ensemble of {run} alone", argv, log)
+            rows.append(_submission_row(args, workdir, out, f"k-fold run {run} alone"))
+        out = workdir / f"submission_{name}.csv"
+        argv = ["ensemble.py", *config, "--test", str(args.data / "test"), "--out", str(out)]
+        seconds = run_stage(f"{name} ensemble", argv, log)
+        wall.setdefault(f"{name}_preset", wall[f"{name}_training"] + seconds)
+        # accurate.yaml trains the kfold preset's runs too: its time includes theirs
+        minutes = sum(wall[f"{n}_preset"] for n, _, _ in presets[: i + 1]) / 60
+        rows.append(_submission_row(args, workdir, out, f"configs/{name}.yaml submission "
+                                    f"(whole preset {minutes:.1f} min)", seconds))  # fmt: skip
+    wall["presets_done"] = True
+    return rows
+
+
+def _submission_row(args, workdir, submission, name, seconds=None):
+    """A submission scored on test, beside the validation macro-F1 its ensemble reported."""
     import pandas as pd
 
-    from ripik_clf.predict.members import Member, predict_members
-    from ripik_clf.workdir import read_run_metrics, read_run_record
+    from ripik_clf.workdir import read_ensemble_definition, read_report_metrics
 
-    preset = ["--config", "configs/accurate.yaml", *common]
-    if "accurate" not in wall:
-        started = time.perf_counter()
-        for phase in ("head", "probe", "full"):
-            for variant in ("original", "augmented"):
-                argv = ["train.py", "--phase", phase, "--run", f"lite2_{variant}", "--model",
-                        variant, "--backbone", "efficientnet_lite2", *preset]  # fmt: skip
-                wall[f"lite2_{variant}_{phase}"] = run_stage(f"lite2 {variant} {phase}", argv, log)
-        out = args.workdir / "submission_accurate.csv"
-        argv = ["ensemble.py", *preset, "--test", str(args.data / "test"), "--out", str(out)]
-        wall["accurate_ensemble"] = run_stage("accurate ensemble", argv, log)
-        wall["accurate"] = wall["pipeline"] + time.perf_counter() - started
     answers = pd.read_csv(args.data / "test_labels.csv", dtype=str)
-    paths = [str(args.data / "test" / i) for i in answers["image_id"]]
-    rows = []
-    for variant in ("original", "augmented"):
-        run = args.workdir / "runs" / f"lite2_{variant}"
-        record, metrics = read_run_record(run), read_run_metrics(run)["full"]
-        member = Member(variant, run / "full.keras", record.classes, record.image_size)
-        member.model = keras.models.load_model(member.path)
-        y = np.array([record.classes.index(label) for label in answers["label"]])
-        p = predict_members([member], paths, "none")[0][0]
-        rate = metrics["train_images"] * metrics["epochs"] / metrics["seconds"]
-        name = f"lite2 260 px {variant}, full phase ({metrics['epochs']} epochs), no TTA"
-        rows.append(_row(name, score(y, p), metrics["macro_f1"], metrics["seconds"], rate))
-    submitted = pd.read_csv(args.workdir / "submission_accurate.csv", dtype=str)
     truth = dict(zip(answers["image_id"], answers["label"]))
+    submitted = pd.read_csv(submission, dtype=str)
     classes = sorted(set(truth.values()))
     y = np.array([classes.index(truth[i]) for i in submitted["image_id"]])
     onehot = np.eye(len(classes))[[classes.index(c) for c in submitted["label"]]]
-    rows.append(_row(f"configs/accurate.yaml submission (4 members; whole preset "
-                     f"{wall['accurate'] / 60:.1f} min)", score(y, onehot), None,
-                     wall["accurate_ensemble"], None))  # fmt: skip
-    return rows
+    definition = read_ensemble_definition(workdir)
+    val = read_report_metrics(workdir)[f"soft ensemble | {definition.tta}"]["macro_f1"]
+    weights = ", ".join(f"{f} x{w:.2f}" for f, w in zip(definition.families, definition.weights))
+    return _row(f"{name}; weights {weights}", score(y, onehot), val, seconds, None)
 
 
 def epoch_all_rows(args, common, log, wall):

@@ -93,6 +93,8 @@ def main():
         "preset's runs plus five fold runs of a second backbone, ensembled",
     )
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.set):
+        sys.exit("--set takes KEY=VALUE")
     if not (args.data / "train").is_dir() or not (args.data / "test_labels.csv").exists():
         sys.exit(f"{args.data} needs train/<class>/, test/ and test_labels.csv")
     log = args.workdir / "pipeline.log"
@@ -261,9 +263,9 @@ def score_everything(args, submission, wall):
         read_run_record,
     )
 
-    config = load_config(
-        None, {"workdir": str(args.workdir), "data.path": str(args.data / "train")}
-    )
+    overrides = dict(pair.split("=", 1) for pair in args.set)  # as every stage saw them
+    overrides.update({"workdir": str(args.workdir), "data.path": str(args.data / "train")})
+    config = load_config(None, overrides)
     answers = pd.read_csv(args.data / "test_labels.csv", dtype=str)
     ids, truth = list(answers["image_id"]), list(answers["label"])
     test_paths = [str(args.data / "test" / i) for i in ids]
@@ -372,8 +374,8 @@ def score_everything(args, submission, wall):
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
     rows += choice_rows(args.workdir, config.train.models)
-    rows.insert(0, _row("augment_offline.py (14 copies per training image)", None, None,
-                        wall["augment"], None))  # fmt: skip
+    rows.insert(0, _row(f"augment_offline.py ({config.augment.copies} copies per training "
+                        "image)", None, None, wall["augment"], None))  # fmt: skip
     return rows
 
 

@@ -182,15 +182,21 @@ def _submission_row(args, workdir, submission, name, seconds=None):
     from ripik_clf.workdir import read_ensemble_definition, read_report_metrics
 
     answers = pd.read_csv(args.data / "test_labels.csv", dtype=str)
-    truth = dict(zip(answers["image_id"], answers["label"]))
-    submitted = pd.read_csv(submission, dtype=str)
-    classes = sorted(set(truth.values()))
-    y = np.array([classes.index(truth[i]) for i in submitted["image_id"]])
-    onehot = np.eye(len(classes))[[classes.index(c) for c in submitted["label"]]]
+    ids, classes = list(answers["image_id"]), sorted(set(answers["label"]))
+    y = np.array([classes.index(label) for label in answers["label"]])
     definition = read_ensemble_definition(workdir)
     val = read_report_metrics(workdir)[f"soft ensemble | {definition.tta}"]["macro_f1"]
     weights = ", ".join(f"{f} x{w:.2f}" for f, w in zip(definition.families, definition.weights))
-    return _row(f"{name}; weights {weights}", score(y, onehot), val, seconds, None)
+    test = score(y, submission_onehot(submission, ids, classes))
+    return _row(f"{name}; weights {weights}", test, val, seconds, None)
+
+
+def submission_onehot(submission, ids, classes):
+    """A submission's labels, in ``ids`` order, as one-hot rows over ``classes``."""
+    import pandas as pd
+
+    submitted = pd.read_csv(submission, dtype=str).set_index("image_id")["label"]
+    return np.eye(len(classes))[[classes.index(submitted[i]) for i in ids]]
 
 
 def epoch_all_rows(args, common, log, wall):
@@ -322,12 +328,10 @@ def score_everything(args, submission, wall):
     definition = read_ensemble_definition(args.workdir)
     weights = [definition.weights[definition.families.index(n)] for n in names]
     tta = config.ensemble.tta
-    submitted = pd.read_csv(submission, dtype=str).set_index("image_id")["label"]
-    submitted_p = np.eye(len(classes))[[classes.index(submitted[i]) for i in ids]]
     rows.append(
         _row(
             f"soft ensemble, TTA {tta} = submission.csv",
-            score(y_test, submitted_p),
+            score(y_test, submission_onehot(submission, ids, classes)),
             report[f"soft ensemble | {tta}"]["macro_f1"],
             wall["ensemble"],
             len(ids) / max(wall["ensemble"], 1e-9),

@@ -258,24 +258,28 @@ def write_manifest(workdir, manifest):
 # --- runs -----------------------------------------------------------------------------
 
 
+FOLD_SUFFIX = "_fold"  # a fold run's name: its k-fold run's name, this, the fold number
+
+
 def run_name(variant, fold=None):
     """``augmented`` for a single split, ``augmented_fold3`` for fold 3 of a k-fold split."""
-    return variant if fold is None else f"{variant}_fold{fold}"
+    return variant if fold is None else f"{variant}{FOLD_SUFFIX}{fold}"
 
 
 def family_of(run, fold):
     """The run a fold run belongs to: ``lite1`` for ``lite1_fold3`` (fold 3), the run
     itself for a single split's run."""
-    suffix = f"_fold{fold}"
-    return run[: -len(suffix)] if fold is not None and run.endswith(suffix) else run
+    suffix = run_name("", fold) if fold is not None else None
+    return run[: -len(suffix)] if suffix and run.endswith(suffix) else run
 
 
 def fold_runs(workdir, run):
     """The fold runs of a k-fold run named without its fold (``lite1`` ->
     ``lite1_fold0`` ...), in fold order; [] when ``run`` is not one."""
+    prefix = run + FOLD_SUFFIX
     found = {}
-    for folder in (Path(workdir) / RUNS).glob(f"{glob.escape(run)}_fold*"):
-        tail = folder.name[len(run) + len("_fold") :]
+    for folder in (Path(workdir) / RUNS).glob(f"{glob.escape(prefix)}*"):
+        tail = folder.name[len(prefix) :]
         if tail.isdigit() and folder.is_dir():
             found[int(tail)] = folder.name
     return [found[k] for k in sorted(found)]

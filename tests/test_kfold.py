@@ -110,6 +110,24 @@ def test_two_kfold_runs_of_one_variant_vote_as_two_families(folded):
     assert len(definition["members"]) == 2 * FOLDS
 
 
+def test_a_run_name_that_is_both_a_run_and_a_kfold_run_is_refused(folded, capsys):
+    """``--members augmented`` with runs/augmented/ beside augmented_fold0.. is never
+    resolved by guessing (a stale single-split run used to win silently)."""
+    root, _ = folded
+    runs = root / "work" / "runs"
+    shutil.copytree(runs / "augmented_fold0", runs / "augmented", dirs_exist_ok=True)
+    try:
+        with pytest.raises(SystemExit):
+            ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+                           "--set", "split.folds=3", "--test", str(root / "test"),
+                           "--out", str(root / "amb.csv"), "--tta", "none",
+                           "--members", "augmented"])  # fmt: skip
+    finally:
+        shutil.rmtree(runs / "augmented")  # the module's other tests share this workdir
+    assert "member 'augmented' is ambiguous" in capsys.readouterr().err
+    assert not (root / "amb.csv").exists()
+
+
 def test_members_with_no_common_held_out_image_are_refused(folded, capsys):
     root, _ = folded
     runs = root / "work" / "runs"

@@ -78,9 +78,15 @@ def _expand(workdir, name):
     """A k-fold run named without its fold (``--members lite1``) is its fold runs; any
     other name is itself."""
     run, colon, phase = name.partition(":")
-    if Path(name).suffix == ".keras" or wd.run_dir(workdir, run).exists():
+    if Path(name).suffix == ".keras":
         return [name]
-    return [f"{fold_run}{colon}{phase}" for fold_run in wd.fold_runs(workdir, run)] or [name]
+    folds = wd.fold_runs(workdir, run)
+    if folds and wd.run_dir(workdir, run).exists():  # never guess which one was meant
+        raise UserError(
+            f"member {name!r} is ambiguous: runs/{run}/ and its fold runs "
+            f"({', '.join(folds)}) both exist; name one fold run each, or move runs/{run}/ away"
+        )
+    return [f"{fold_run}{colon}{phase}" for fold_run in folds] or [name]
 
 
 def _member(workdir, name):

@@ -1,5 +1,6 @@
 """``ensemble.py``: predict the test folder, write the submission and the report."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from ripik_clf.predict.members import (
     load_members,
     resolve_members,
 )
+from ripik_clf.predict.tta import member_tta
 from ripik_clf.predict.validation import validation_probabilities, validation_work
 from ripik_clf.predict.voting import (
     bagged_greedy_selection,
     choose_threshold,
+    choose_tta,
     greedy_selection,
     soft_vote,
 )
@@ -86,6 +89,7 @@ def _run_ensemble(config, out_path, answers, shard):
     if not shard.whole:
         return _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache)
     val = validation_probabilities(config, members, names, modes, cache)
+    ens, tta_choice = _validated_tta(ens, members, val)
     weights, notes = _choose_weights(ens, val.calibrated[ens.tta], val.y, names)
     # The ensemble's own temperature, on top of its members': averaging softmaxes makes
     # an ensemble under-confident, which one more temperature fixes.
@@ -120,7 +124,7 @@ def _run_ensemble(config, out_path, answers, shard):
         val_probabilities=val.calibrated[ens.tta], val_y=val.y, val_paths=val.paths,
         n_test=len(ids), seconds=seconds, temperature=temperature,
         member_temperatures={m.name: m.fitted for m in members},
-        notes=val.notes + notes + tta_note + _calibration(val, ensemble, ens.tta),
+        notes=val.notes + tta_choice + notes + tta_note + _calibration(val, ensemble, ens.tta),
     )  # fmt: skip
     write_report(config.workdir, report)
     # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
@@ -162,6 +166,22 @@ def _write_submission(out_path, ids, probabilities, classes, ens):
     table = pd.DataFrame(probabilities, columns=[str(c) for c in classes])
     table.insert(0, ens.id_col, ids)
     atomic_write_csv(table, wd.beside_submission(out_path, "probabilities"))
+
+
+def _validated_tta(ens, members, val):
+    """``tta: auto`` keeps the flip views its members' training allows only when they
+    lower the ensemble's validation log loss; else none (one view, cheaper). Returns the
+    ensemble settings with the TTA used and the report's note on the choice."""
+    if ens.tta != "auto" or all(member_tta(m, "auto") == "none" for m in members):
+        return ens, []
+    chosen, scores = choose_tta({"none": val.calibrated["none"], "auto": val.calibrated["auto"]},
+                                val.y)  # fmt: skip
+    table = ", ".join(f"{mode} {score:.4f}" for mode, score in scores.items())
+    print(f"tta auto: {chosen} (validation log loss: {table})")
+    note = (f"TTA auto: the members' flip views (`auto`) against none, validation log loss "
+            f"of the equal-weight soft vote: {table}; used: `{chosen}`.")  # fmt: skip
+    threshold = ens.tta_threshold if chosen != "none" else "off"  # nothing to re-predict
+    return dataclasses.replace(ens, tta=chosen, tta_threshold=threshold), [note, ""]
 
 
 def _choose_weights(ens, val_probabilities, val_y, names):

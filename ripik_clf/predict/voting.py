@@ -158,3 +158,19 @@ def choose_threshold(plain, augmented, y_true):
         if f1(adaptive_merge(plain, augmented, threshold)[0]) >= target:
             return float(threshold)
     return 1.0
+
+
+def choose_tta(candidates, y_true):
+    """The TTA whose soft vote (equal weights) has the lowest validation log loss.
+
+    ``candidates``: mode -> per-member probabilities ``(M, N, C)``, cheapest mode first;
+    a tie keeps the cheaper one. Log loss rather than accuracy: on ~100 validation images
+    accuracy moves in steps of one image. Returns (mode, {mode: log loss})."""
+    from sklearn.metrics import log_loss
+
+    scores = {}
+    for mode, probabilities in candidates.items():
+        voted = soft_vote(probabilities)
+        scores[mode] = float(log_loss(y_true, voted, labels=list(range(voted.shape[1]))))
+    best = min(scores.values())
+    return next(mode for mode, score in scores.items() if score <= best), scores

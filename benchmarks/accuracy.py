@@ -327,12 +327,12 @@ def score_everything(args, submission, wall):
     report = read_report_metrics(args.workdir)
     definition = read_ensemble_definition(args.workdir)
     weights = [definition.weights[definition.families.index(n)] for n in names]
-    tta = config.ensemble.tta
+    tta = config.ensemble.tta  # the views offered; the submission used definition.tta
     rows.append(
         _row(
-            f"soft ensemble, TTA {tta} = submission.csv",
+            f"soft ensemble, TTA {definition.tta} = submission.csv",
             score(y_test, submission_onehot(submission, ids, classes)),
-            report[f"soft ensemble | {tta}"]["macro_f1"],
+            report[f"soft ensemble | {definition.tta}"]["macro_f1"],
             wall["ensemble"],
             len(ids) / max(wall["ensemble"], 1e-9),
         )  # fmt: skip
@@ -378,9 +378,24 @@ def score_everything(args, submission, wall):
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
     rows += choice_rows(args.workdir, config.train.models)
+    rows += tta_choice_rows(args.workdir)
     rows.insert(0, _row(f"augment_offline.py ({config.augment.copies} copies per training "
                         "image)", None, None, wall["augment"], None))  # fmt: skip
     return rows
+
+
+def tta_choice_rows(workdir):
+    """ensemble.tta auto's validation log losses, as the ensemble's report states them."""
+    import re
+
+    text = (Path(workdir) / "report" / "report.md").read_text()
+    found = re.search(
+        r"validation log loss of the equal-weight soft vote: ([^;]+); used: `(\w+)`", text
+    )
+    if not found:
+        return []
+    return [_row(f"(ensemble.tta auto used {found[2]}; validation log loss {found[1]})",
+                 None, None, None, None)]  # fmt: skip
 
 
 def choice_rows(workdir, variants):

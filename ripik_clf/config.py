@@ -261,7 +261,8 @@ class EnsembleConfig:
     # `members` order; [] = chosen by `select`
     member_weights: list[float] = field(default_factory=list)
     # Test-time augmentation: auto (flip for members trained on mirrored images, none for
-    # the others) | none | flip | d4 (the 8 dihedral views)
+    # the others; the flip views kept only if they lower validation log loss) | none |
+    # flip | d4 (the 8 dihedral views)
     tta: str = "auto"
     on_bad_image: str = "fail"  # an unreadable test image: fail (name it) | skip (list it)
     id_col: str = "image_id"  # submission column: path relative to the test folder

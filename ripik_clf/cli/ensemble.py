@@ -59,7 +59,13 @@ def _add_voting_flags(parser):
     parser.add_argument(  # the old name; train.py's --weights means ImageNet weights
         "--weights", nargs="+", type=float, metavar="W", help=argparse.SUPPRESS
     )
-    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (auto)")
+    parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help="test-time augmentation (default auto: the flip views "
+        "the members' training allows, kept only if they lower validation "
+        "log loss)",
+    )
     parser.add_argument(
         "--on-bad-image",
         choices=ON_BAD_IMAGE,

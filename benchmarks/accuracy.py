@@ -389,9 +389,7 @@ def tta_choice_rows(workdir):
     import re
 
     text = (Path(workdir) / "report" / "report.md").read_text()
-    found = re.search(
-        r"validation log loss of the equal-weight soft vote: ([^;]+); used: `(\w+)`", text
-    )
+    found = re.search(r"validation log loss of the [^:]* soft vote: ([^;]+); used: `(\w+)`", text)
     if not found:
         return []
     return [_row(f"(ensemble.tta auto used {found[2]}; validation log loss {found[1]})",

@@ -23,6 +23,10 @@ def test_the_lower_log_loss_wins_and_a_tie_keeps_no_tta():
     assert choose_tta({"none": sure, "auto": unsure}, y)[0] == "none"
     mode, scores = choose_tta({"none": sure, "auto": sure.copy()}, y)
     assert mode == "none" and scores["none"] == scores["auto"]
+    # Given weights: the vote they make is judged (the second member has weight 0).
+    pair_none, pair_auto = np.concatenate([sure, unsure]), np.concatenate([unsure, sure])
+    assert choose_tta({"none": pair_none, "auto": pair_auto}, y, [1.0, 0.0])[0] == "none"
+    assert choose_tta({"none": pair_none, "auto": pair_auto}, y, [0.0, 1.0])[0] == "auto"
 
 
 def _tta_used(tmp_path, kind):

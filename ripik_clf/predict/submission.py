@@ -174,12 +174,14 @@ def _validated_tta(ens, members, val):
     ensemble settings with the TTA used and the report's note on the choice."""
     if ens.tta != "auto" or all(member_tta(m, "auto") == "none" for m in members):
         return ens, []
+    given = [float(w) for w in ens.member_weights] or None  # else weights come after
     chosen, scores = choose_tta({"none": val.calibrated["none"], "auto": val.calibrated["auto"]},
-                                val.y)  # fmt: skip
+                                val.y, given)  # fmt: skip
     table = ", ".join(f"{mode} {score:.4f}" for mode, score in scores.items())
     print(f"tta auto: {chosen} (validation log loss: {table})")
+    vote = "the given weights'" if given else "the equal-weight"
     note = (f"TTA auto: the members' flip views (`auto`) against none, validation log loss "
-            f"of the equal-weight soft vote: {table}; used: `{chosen}`.")  # fmt: skip
+            f"of {vote} soft vote: {table}; used: `{chosen}`.")  # fmt: skip
     threshold = ens.tta_threshold if chosen != "none" else "off"  # nothing to re-predict
     return dataclasses.replace(ens, tta=chosen, tta_threshold=threshold), [note, ""]
 

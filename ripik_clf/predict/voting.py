@@ -160,8 +160,8 @@ def choose_threshold(plain, augmented, y_true):
     return 1.0
 
 
-def choose_tta(candidates, y_true):
-    """The TTA whose soft vote (equal weights) has the lowest validation log loss.
+def choose_tta(candidates, y_true, weights=None):
+    """The TTA whose soft vote (``weights``; None = equal) has the lowest validation log loss.
 
     ``candidates``: mode -> per-member probabilities ``(M, N, C)``, cheapest mode first;
     a tie keeps the cheaper one. Log loss rather than accuracy: on ~100 validation images
@@ -170,7 +170,7 @@ def choose_tta(candidates, y_true):
 
     scores = {}
     for mode, probabilities in candidates.items():
-        voted = soft_vote(probabilities)
+        voted = soft_vote(probabilities, weights)
         scores[mode] = float(log_loss(y_true, voted, labels=list(range(voted.shape[1]))))
     best = min(scores.values())
     return next(mode for mode, score in scores.items() if score <= best), scores

@@ -378,21 +378,18 @@ def score_everything(args, submission, wall):
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
     rows += choice_rows(args.workdir, config.train.models)
-    rows += tta_choice_rows(args.workdir)
+    rows += tta_choice_rows(definition)
     rows.insert(0, _row(f"augment_offline.py ({config.augment.copies} copies per training "
                         "image)", None, None, wall["augment"], None))  # fmt: skip
     return rows
 
 
-def tta_choice_rows(workdir):
-    """ensemble.tta auto's validation log losses, as the ensemble's report states them."""
-    import re
-
-    text = (Path(workdir) / "report" / "report.md").read_text()
-    found = re.search(r"validation log loss of the [^:]* soft vote: ([^;]+); used: `(\w+)`", text)
-    if not found:
+def tta_choice_rows(definition):
+    """ensemble.tta auto's validation log losses, as the ensemble recorded them."""
+    if not definition.tta_log_loss:
         return []
-    return [_row(f"(ensemble.tta auto used {found[2]}; validation log loss {found[1]})",
+    losses = ", ".join(f"{mode} {loss:.4f}" for mode, loss in definition.tta_log_loss.items())
+    return [_row(f"(ensemble.tta auto used {definition.tta}; validation log loss {losses})",
                  None, None, None, None)]  # fmt: skip
 
 

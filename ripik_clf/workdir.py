@@ -569,12 +569,14 @@ class EnsembleDefinition:
     members: list  # [EnsembleMember]
     families: list  # family names, in weight order
     weights: list  # one per family, for the weighted soft vote of family means
-    tta: str  # the ensemble.tta asked for (members hold the resolved views)
+    tta: str  # the ensemble.tta used: auto may fall back to none (members hold the views)
     temperature: float  # on top of the weighted soft vote
     classes: list
     tta_threshold: float | None = None  # two-stage TTA: below this confidence only
     split: dict | None = None  # the split record the members were validated on
     validation_macro_f1: float | None = None
+    # tta auto's check: validation log loss of the vote per TTA considered (None: no check)
+    tta_log_loss: dict | None = None
 
     def to_json(self):
         return asdict(self)

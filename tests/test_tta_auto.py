@@ -51,6 +51,8 @@ def _tta_used(tmp_path, kind):
                    "--members", "original"])  # fmt: skip
     definition = json.loads((work / "report" / "ensemble.json").read_text())
     assert "TTA auto" in (work / "report" / "report.md").read_text()
+    losses = definition["tta_log_loss"]  # recorded: the choice is the lower of the two
+    assert set(losses) == {"none", "auto"} and definition["tta"] == min(losses, key=losses.get)
     return definition["tta"], definition["members"][0]["tta"]
 
 

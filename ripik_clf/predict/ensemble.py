@@ -208,7 +208,10 @@ def _recorded_member(workdir, spec, definition):
     return member
 
 
-def definition_of(workdir, members, families, weights, tta, temperature, threshold, split, score):
+def definition_of(
+    workdir, members, families, weights, tta, temperature, threshold, split, score,
+    tta_log_loss=None,
+):  # fmt: skip
     """The record of an ensemble ``ensemble.py`` is about to predict the test set with."""
     return wd.EnsembleDefinition(
         members=[_member_spec(workdir, m, tta) for m in members],
@@ -220,6 +223,7 @@ def definition_of(workdir, members, families, weights, tta, temperature, thresho
         tta_threshold=None if threshold is None else float(threshold),
         split=split,
         validation_macro_f1=None if score is None else float(score),
+        tta_log_loss=tta_log_loss,
     )
 
 

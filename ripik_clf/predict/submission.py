@@ -89,7 +89,7 @@ def _run_ensemble(config, out_path, answers, shard):
     if not shard.whole:
         return _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache)
     val = validation_probabilities(config, members, names, modes, cache)
-    ens, tta_choice = _validated_tta(ens, members, val)
+    ens, tta_log_loss, tta_choice = _validated_tta(ens, members, val)
     weights, notes = _choose_weights(ens, val.calibrated[ens.tta], val.y, names)
     # The ensemble's own temperature, on top of its members': averaging softmaxes makes
     # an ensemble under-confident, which one more temperature fixes.
@@ -98,7 +98,7 @@ def _run_ensemble(config, out_path, answers, shard):
     ensemble = Ensemble(
         definition_of(
             config.workdir, members, names, weights, ens.tta, temperature, threshold,
-            saved_split_record(config.workdir), _macro_f1(val, weights, ens.tta),
+            saved_split_record(config.workdir), _macro_f1(val, weights, ens.tta), tta_log_loss,
         ),
         members,
     )  # fmt: skip
@@ -171,9 +171,10 @@ def _write_submission(out_path, ids, probabilities, classes, ens):
 def _validated_tta(ens, members, val):
     """``tta: auto`` keeps the flip views its members' training allows only when they
     lower the ensemble's validation log loss; else none (one view, cheaper). Returns the
-    ensemble settings with the TTA used and the report's note on the choice."""
+    ensemble settings with the TTA used, the log loss per TTA considered (None: no
+    check) and the report's note on the choice."""
     if ens.tta != "auto" or all(member_tta(m, "auto") == "none" for m in members):
-        return ens, []
+        return ens, None, []
     given = [float(w) for w in ens.member_weights] or None  # else weights come after
     chosen, scores = choose_tta({"none": val.calibrated["none"], "auto": val.calibrated["auto"]},
                                 val.y, given)  # fmt: skip
@@ -183,7 +184,7 @@ def _validated_tta(ens, members, val):
     note = (f"TTA auto: the members' flip views (`auto`) against none, validation log loss "
             f"of {vote} soft vote: {table}; used: `{chosen}`.")  # fmt: skip
     threshold = ens.tta_threshold if chosen != "none" else "off"  # nothing to re-predict
-    return dataclasses.replace(ens, tta=chosen, tta_threshold=threshold), [note, ""]
+    return dataclasses.replace(ens, tta=chosen, tta_threshold=threshold), scores, [note, ""]
 
 
 def _choose_weights(ens, val_probabilities, val_y, names):

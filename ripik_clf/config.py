@@ -7,7 +7,6 @@ that names the key and what is allowed.
 
 import dataclasses
 import math
-import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import yaml
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.errors import UserError
 from ripik_clf.models.registry import DEFAULT_BACKBONE, get_spec, resolve_image_size
+from ripik_clf.workdir import RUN_NAME, RUN_NAME_RULE
 
 DEFAULT_MAX_PIXELS = 100_000_000  # larger images are refused (decompression bombs)
 
@@ -48,7 +48,7 @@ class DataConfig:
             _require(path is None or Path(path).is_file(), f"data.{key}", path, "an existing file")
         _require(self.max_pixels > 0, "data.max_pixels", self.max_pixels, "a positive integer")
         for key in ("image_col", "label_col"):
-            _require(bool(getattr(self, key)), f"data.{key}", "''", "a non-empty column name")
+            _require_column_name(f"data.{key}", getattr(self, key))
 
 
 @dataclass
@@ -244,14 +244,11 @@ class TrainConfig:
         resolve_image_size(self.backbone, self.image_size)
         if self.run is not None:
             _require(
-                RUN_NAME.fullmatch(self.run) is not None and ":" not in self.run,
+                RUN_NAME.fullmatch(str(self.run)) is not None,
                 "train.run",
                 self.run,
-                "a name of letters, digits, '.', '_', '-' (not starting with '.'), up to 64",
+                f"a name of {RUN_NAME_RULE}",
             )
-
-
-RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass
@@ -308,6 +305,8 @@ class EnsembleConfig:
             "non-negative numbers, not all zero",
         )
         _require(self.batch_size >= 1, "ensemble.batch_size", self.batch_size, "1 or more")
+        for key in ("id_col", "label_col"):
+            _require_column_name(f"ensemble.{key}", getattr(self, key))
         _require(
             self.id_col != self.label_col,
             "ensemble.label_col",
@@ -360,6 +359,17 @@ def _is_fraction(text):
 def _require(ok, key, value, allowed):
     if not ok:
         raise UserError(f"invalid config value {key}={value!r}: expected {allowed}")
+
+
+def _require_column_name(key, name):
+    """A CSV column name: printable text with something to see (an empty or invisible
+    header cell is a column nobody can name back)."""
+    _require(
+        isinstance(name, str) and name.strip() != "" and name.isprintable(),
+        key,
+        name,
+        "a column name of printable characters, not empty",
+    )
 
 
 def _sections(obj):

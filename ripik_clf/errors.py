@@ -4,11 +4,20 @@ import errno
 import functools
 import sys
 
-WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+# Errors only a write meets: named as such. Others (permission denied, a missing folder,
+# a file where a folder must be) may come from a read too: the path and the reason.
+WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2, no traceback."""
+
+
+def os_error_line(err):
+    """An OSError as one line: what failed (a write, when the error says so) and where."""
+    where = f"{err.filename}: " if err.filename else ""
+    verb = "cannot write " if err.errno in WRITE_ERRORS else ""
+    return f"{verb}{where}{err.strerror or err}"
 
 
 def exit_on_user_error(main):
@@ -22,12 +31,10 @@ def exit_on_user_error(main):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except OSError as err:
-            if err.errno not in WRITE_ERRORS:
-                raise
-            # A full disk or a read-only folder is the machine's state, not a bug: one
-            # line naming the file (atomic writes leave no partial file behind).
-            where = f"{err.filename}: " if err.filename else ""
-            print(f"error: cannot write {where}{err.strerror}", file=sys.stderr)
+            # A full disk, a read-only folder, a path the system refuses (/proc, a file
+            # where a folder must be): the machine's state or the user's path, not a bug.
+            # One line naming the file (atomic writes leave no partial file behind).
+            print(f"error: {os_error_line(err)}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

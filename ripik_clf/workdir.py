@@ -20,6 +20,7 @@ fold of it (``augmented_fold3``); its phases (head, probe, full) are its model f
 
 import glob
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -37,6 +38,10 @@ RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 REPORT = "report"
 MEMBER_PHASES = ("full", "head", "probe")  # a member RUN:PHASE; no phase = full
+# A run's name is one folder under runs/: no separators, no leading dot (never '.', '..'
+# or a hidden folder), so no name reaches outside WORKDIR/runs/.
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+RUN_NAME_RULE = "letters, digits, '.', '_', '-' (not starting with '.'), up to 64 characters"
 
 # --- reading records that may be damaged ----------------------------------------------
 # Every record is read here, and none is trusted: a kill under an older version, a full
@@ -276,7 +281,7 @@ def family_of(run, fold):
 def fold_runs(workdir, run):
     """The fold runs of a k-fold run named without its fold (``lite1`` ->
     ``lite1_fold0`` ...), in fold order; [] when ``run`` is not one."""
-    prefix = run + FOLD_SUFFIX
+    prefix = check_run_name(run) + FOLD_SUFFIX
     found = {}
     for folder in (Path(workdir) / RUNS).glob(f"{glob.escape(prefix)}*"):
         tail = folder.name[len(prefix) :]
@@ -285,14 +290,29 @@ def fold_runs(workdir, run):
     return [found[k] for k in sorted(found)]
 
 
+def check_run_name(run):
+    """``run``, refused unless it is a run name (every name that becomes a folder under
+    runs/ passes here: train.py's --run, ensemble and predict members, export's RUN).
+
+    Raises:
+        UserError: anything else (a path, an empty name, a name with a ':').
+    """
+    if not isinstance(run, str) or RUN_NAME.fullmatch(run) is None:
+        raise UserError(
+            f"run name {run!r}: expected {RUN_NAME_RULE}; a model file is named by a path "
+            "ending in .keras"
+        )
+    return run
+
+
 def run_dir(workdir, run):
-    return Path(workdir) / RUNS / run
+    return Path(workdir) / RUNS / check_run_name(run)
 
 
 def model_file(workdir, member):
     """The model file of a member name: ``RUN`` (its full phase) or ``RUN:PHASE``."""
-    run, _, phase = member.partition(":")
-    if phase not in ("", *MEMBER_PHASES):
+    run, colon, phase = member.partition(":")
+    if colon and phase not in MEMBER_PHASES:
         raise UserError(
             f"member {member!r}: a run's model is RUN:PHASE, PHASE one of "
             f"{', '.join(MEMBER_PHASES)} (default full)"

@@ -156,6 +156,8 @@ def image_files(inputs):
     from ripik_clf.data.dataset import find_image_files
 
     files = []
+    if any(not str(item).strip() for item in inputs):  # Path("") is the current folder
+        raise UserError("an empty path among the inputs: name image files or folders")
     for item in map(Path, inputs):
         if item.is_dir():
             files += [item / name for name in find_image_files(item)]

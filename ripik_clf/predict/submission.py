@@ -1,6 +1,7 @@
 """``ensemble.py``: predict the test folder, write the submission and the report."""
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -68,6 +69,9 @@ def run_ensemble(config, out_path, answers=None, shard=WHOLE):
     With ``shard`` I/N it only fills it with its share of the validation and test images
     (every TTA the ensemble may use) and writes nothing else: shards run at once on N
     machines; the run without ``shard`` afterwards (the merge) predicts nothing again."""
+    if str(out_path).endswith(("/", os.sep)):  # Path() drops it: "out/" would be a file
+        raise UserError(f"--out {out_path} names a folder: name the submission file, e.g. "
+                        f"{Path(out_path) / 'submission.csv'}")  # fmt: skip
     if not shard.whole:
         return _run_ensemble(config, Path(out_path), answers, shard)
     with exclusive(wd.report_dir(config.workdir), "ensemble.py"):

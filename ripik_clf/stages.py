@@ -112,7 +112,7 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
             "--exported runs the exported model as it is: --members and --tta belong to "
             "predicting with the work directory's models (drop one or the other)"
         )
-    files = image_files(inputs)
+    files, unusable = image_files(inputs)
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
     elif (
@@ -127,7 +127,7 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
         classes, probabilities, failures = predict_with_members(
             config, files, members, tta or config.ensemble.tta
         )
-    return classes, files, probabilities, failures
+    return classes, files, probabilities, unusable + failures
 
 
 def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256):

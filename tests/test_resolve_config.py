@@ -9,11 +9,11 @@ from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.errors import UserError
 
 
-def _resolve(argv):
+def _resolve(argv, may_resplit=True):
     parser = make_parser("test")
     add_data_args(parser)
     parser.add_argument("--seed", type=int)  # a dedicated flag (augment.seed)
-    return resolve_config(parser.parse_args(argv))
+    return resolve_config(parser.parse_args(argv), may_resplit=may_resplit)
 
 
 @pytest.fixture
@@ -61,6 +61,13 @@ def test_another_dataset_ignores_the_record(recorded, tmp_path):
     config = _resolve(["--workdir", str(work), "--data", str(other)])
     assert config.data.path == str(other)
     assert config.split.seed == 42  # the default: the record was of another dataset
+
+
+def test_a_stage_after_the_split_refuses_another_dataset(recorded, tmp_path):
+    _, work, _ = recorded
+    (tmp_path / "other").mkdir()
+    with pytest.raises(UserError, match=r"--data .*other is not the data the split in"):
+        _resolve(["--workdir", str(work), "--data", str(tmp_path / "other")], may_resplit=False)
 
 
 def test_a_bad_set_is_one_error():

@@ -106,3 +106,44 @@ def test_full_phase_without_a_split_exits_and_makes_none(resplit, capsys, tmp_pa
     )
     assert line.startswith("error:")
     assert not (work / "splits.csv").exists()
+
+
+def other_data(root):
+    """Data other than the split's, in the spellings a user might type."""
+    make_folder_dataset(root / "other", {"a": 2, "b": 2}, size=32)
+    yield root / "other"
+    yield root / "missing"
+    yield root / "data" / ".."  # its parent
+    yield root / "data" / "a"  # one of its class folders
+
+
+def _later_stage(stage, root, data):
+    work = ["--workdir", str(root / "work")]
+    if stage == "full":
+        return train.main, ["--data", str(data), *work, "--phase", "full"]
+    if stage == "ensemble":
+        out = ["--test", str(root / "test"), "--out", str(root / "s.csv")]
+        return ensemble.main, ["--data", str(data), *work, *out]
+    return cli_main, ["export", "original", "--format", "tflite", "--set", f"data.path={data}",
+                      *work]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["full", "ensemble", "export"])
+def test_a_later_stage_refuses_other_data_than_the_split_was_made_from(resplit, capsys, stage):
+    root, _ = resplit
+    for data in other_data(root):
+        main, argv = _later_stage(stage, root, data)
+        line = _one_line_error(capsys, lambda: main(argv))  # noqa: B023 - called at once
+        assert line.startswith(f"error: --data {data} is not the data the split in "), line
+        assert "drop --data, or pass another --workdir" in line
+
+
+def test_the_same_data_by_another_spelling_is_the_same(resplit, tmp_path, capsys):
+    """A link to the data, or a path through one of its folders: the split's data, so the
+    stage goes on (to the refusal of its stale models: the split changed since)."""
+    root, _ = resplit
+    (tmp_path / "link").symlink_to(root / "data")
+    for spelling in (tmp_path / "link", root / "data" / "a" / ".."):
+        main, argv = _later_stage("ensemble", root, spelling)
+        line = _one_line_error(capsys, lambda: main(argv))  # noqa: B023 - called at once
+        assert "is not the data" not in line and "another split" in line, line

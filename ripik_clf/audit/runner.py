@@ -120,7 +120,7 @@ def _image_table(dataset, sides, test_dir):
         return table.reset_index(drop=True)
     from ripik_clf.predict.submission import test_images
 
-    ids = test_images(test_dir)
+    ids, _ = test_images(test_dir)  # the unusable ones: ensemble.py names them
     test = pd.DataFrame(
         {
             "image": [f"test/{i}" for i in ids],

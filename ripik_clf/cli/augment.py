@@ -37,7 +37,7 @@ def parse_args(argv, doc):
 def main(argv, doc):
     args = parse_args(argv, doc)
     shard = Shard.parse(args.shard)
-    config = resolve_config(args)
+    config = resolve_config(args, may_resplit=True)
     print(config.dump(), end="\n\n")
     dataset, splits, skipped, s = stages.run_augment(
         config, shard=shard, resplit=args.resplit, overwrite=args.overwrite

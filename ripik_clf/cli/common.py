@@ -53,7 +53,7 @@ FLAG_TO_KEY = {
 }
 
 
-def resolve_config(args, flags=None):
+def resolve_config(args, flags=None, *, may_resplit=False):
     """Defaults < the workdir's recorded data and split settings < --config file <
     --set KEY=VALUE < dedicated flags; validated. The recorded settings (saved with the
     split by the first stage) are used unless another dataset is named: after
@@ -62,6 +62,10 @@ def resolve_config(args, flags=None):
     Args:
         flags: this script's own ``{argparse dest: config key}``, on top of FLAG_TO_KEY.
             A flag left unset (None, False, empty list) changes nothing.
+        may_resplit: the stage makes the split (augment, the head and probe phases, the
+            audit): another dataset is its to check (same data, or --resplit). A later
+            stage uses the saved split's images: other data named there is refused, not
+            ignored unsaid.
     """
     overrides = {}
     for item in args.set:
@@ -77,5 +81,12 @@ def resolve_config(args, flags=None):
     recorded = recorded_settings(config.workdir)
     named = config.data.path
     if named is not None and str(Path(named).resolve()) != recorded.get("data.path"):
+        if recorded and not may_resplit:
+            made_from = recorded.get("data.path") or "the built-in demo digits"
+            raise UserError(
+                f"--data {named} is not the data the split in {config.workdir} was made "
+                f"from ({made_from}): this stage uses that split; drop --data, or pass "
+                "another --workdir for other data"
+            )
         return config  # another dataset than the recorded one: its split checks decide
     return load_config(args.config, overrides, recorded) if recorded else config

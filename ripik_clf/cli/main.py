@@ -172,6 +172,6 @@ def main(argv=None):
             setattr(args, name, None)
     if args.command == "export" and args.run and args.workdir is None:
         args.workdir, args.run = _workdir_of_run_path(args.run)
-    config = resolve_config(args, {"test": "data.test"})
+    config = resolve_config(args, {"test": "data.test"}, may_resplit=args.command == "audit")
     commands = {"predict": predict, "export": export, "audit": audit, "runs": runs}
     commands[args.command](args, config)

@@ -79,6 +79,11 @@ def build_parser(description, epilog, with_phase):
     return parser
 
 
+# Phases that make the split when there is none (or --resplit): other --data is theirs
+# to check; the features (sharded) and full phases use the saved split.
+SPLIT_MAKING_PHASES = ("head", "probe")
+
+
 def config_from_args(args, phase):
     epochs_key, lr_key = PHASE_KEYS[phase]
     flags = {
@@ -91,7 +96,7 @@ def config_from_args(args, phase):
         "mlflow": "train.mlflow",
         "run": "train.run",
     }
-    config = resolve_config(args, flags)
+    config = resolve_config(args, flags, may_resplit=phase in SPLIT_MAKING_PHASES)
     if args.model is not None:
         if args.model not in config.train.models:
             raise UserError(

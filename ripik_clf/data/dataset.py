@@ -124,8 +124,8 @@ def _class_files(class_dir, inside, allow_outside_root):
         if _hidden(path, class_dir) or path.is_dir():
             continue
         shown = str(path).encode("utf-8", "backslashreplace").decode()
-        if name_problem(str(path.relative_to(class_dir))):
-            unusable.append((shown, "file name is not valid UTF-8 text (rename it)"))
+        if problem := name_problem(str(path.relative_to(class_dir))):
+            unusable.append((shown, f"file name {problem} (rename it)"))
         elif not path.exists():
             unusable.append((shown, "broken symbolic link"))
         elif not allow_outside_root and not path.resolve().is_relative_to(inside):
@@ -181,6 +181,21 @@ def visible_files(folder):
     training data, the test folder and ``predict`` alike."""
     folder = Path(folder)
     return [p for p in sorted(folder.rglob("*")) if p.is_file() and not _hidden(p, folder)]
+
+
+def scan_image_folder(folder, allow_outside_root=False):
+    """The image files below ``folder`` (sorted relative POSIX paths) and ``(path,
+    reason)`` for the image files there that cannot be used by name or place: the training
+    data's rule (a name that is not UTF-8 text, a broken link, a link resolving outside
+    ``folder``) for a test folder or a folder given to ``predict``, so none is dropped
+    unsaid and none is read from outside."""
+    folder = Path(folder)
+    files, unusable = _class_files(folder, folder.resolve(), allow_outside_root)
+    images = [
+        p.relative_to(folder).as_posix() for p in files if p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    unusable = [(p, why) for p, why in unusable if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(images), unusable
 
 
 def find_image_files(folder):

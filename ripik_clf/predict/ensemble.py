@@ -142,8 +142,9 @@ class Ensemble:
 
             probabilities, failures, retried = self.member_probabilities(predict)
         else:
-            files = image_files(inputs)
+            files, unusable = image_files(inputs)
             probabilities, failures, retried = self.predict_files(files, batch_size)
+            failures = unusable + failures
         voted = self.vote(self.families(probabilities))
         failed = np.isnan(probabilities[0, :, 0])
         voted[failed] = np.nan
@@ -152,22 +153,29 @@ class Ensemble:
 
 
 def image_files(inputs):
-    """Image files of ``inputs`` (files, and every image below a folder, sorted)."""
-    from ripik_clf.data.dataset import find_image_files
+    """Image files of ``inputs`` (files, and every image below a folder, sorted), and
+    ``(path, reason)`` for a folder's image files unusable by name or place (see
+    :func:`~ripik_clf.data.dataset.scan_image_folder`; a file named by itself is read)."""
+    from ripik_clf.data.dataset import scan_image_folder
 
-    files = []
+    files, unusable = [], []
     if any(not str(item).strip() for item in inputs):  # Path("") is the current folder
         raise UserError("an empty path among the inputs: name image files or folders")
     for item in map(Path, inputs):
         if item.is_dir():
-            files += [item / name for name in find_image_files(item)]
+            found, bad = scan_image_folder(item)
+            files += [item / name for name in found]
+            unusable += bad
         elif item.is_file():
             files.append(item)
         else:
             raise UserError(f"not found: {item}")
     if not files:
-        raise UserError(f"no image files in {', '.join(map(str, inputs))}")
-    return files
+        first = f" ({len(unusable)} unusable, first {unusable[0][0]}: {unusable[0][1]})"
+        raise UserError(
+            f"no usable image files in {', '.join(map(str, inputs))}{first if unusable else ''}"
+        )
+    return files, unusable
 
 
 def _checked_array(array, position):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import atomic_write_csv
-from ripik_clf.data.dataset import find_image_files
+from ripik_clf.data.dataset import scan_image_folder
 from ripik_clf.data.images import IMAGE_EXTENSIONS
 from ripik_clf.data.splits import saved_split_record
 from ripik_clf.errors import UserError
@@ -37,17 +37,26 @@ from ripik_clf.report.markdown import EnsembleReport, calibration_section, write
 from ripik_clf.shards import WHOLE
 
 
-def test_images(test_dir):
-    """Every image file below ``test_dir`` (any depth), sorted by relative path."""
+def test_images(test_dir, allow_outside_root=False):
+    """Every image file below ``test_dir`` (any depth), sorted by relative path, and
+    ``(path, reason)`` for those unusable by name or place (see
+    :func:`~ripik_clf.data.dataset.scan_image_folder`): the submission treats them as
+    unreadable images (``ensemble.on_bad_image``)."""
     test_dir = Path(test_dir)
     if not test_dir.is_dir():
         raise UserError(f"test folder not found: {test_dir}")
-    files = find_image_files(test_dir)
-    if not files:
+    files, unusable = scan_image_folder(test_dir, allow_outside_root)
+    if not files and not unusable:
         raise UserError(
             f"test folder {test_dir} holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
         )
-    return files
+    if not files:
+        path, why = unusable[0]
+        raise UserError(
+            f"test folder {test_dir} holds no usable image files ({len(unusable)} unusable, "
+            f"first {path}: {why})"
+        )
+    return files, unusable
 
 
 def resolve_test_dir(config):
@@ -86,7 +95,7 @@ def _run_ensemble(config, out_path, answers, shard):
         raise UserError(f"--out {out_path} is a folder: name the submission file, e.g. "
                         f"{out_path / 'submission.csv'}")  # fmt: skip
     test_dir, demo_answers = resolve_test_dir(config)
-    test_ids = test_images(test_dir)
+    test_ids, unusable = test_images(test_dir, config.data.allow_outside_root)
     members, names = _members(config)
     modes = list(dict.fromkeys(("none", ens.tta if ens.tta != "none" else "flip")))
     cache = PredictionCache(wd.predictions_dir(config.workdir))
@@ -111,7 +120,7 @@ def _run_ensemble(config, out_path, answers, shard):
     paths = [str(test_dir / i) for i in test_ids]
     probabilities, failures, seconds, tta_note = _predict_test(ensemble, paths, ens)
     tta_note += _cache_note(cache)
-    keep = _handle_failures(failures, test_dir, test_ids, ens.on_bad_image, out_path)
+    keep = _handle_failures(unusable, failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids, probabilities = [test_ids[i] for i in keep], probabilities[:, keep]
     families = ensemble.families(probabilities)
     _write_submission(out_path, ids, ensemble.vote(families), members[0].classes, ens)
@@ -295,14 +304,17 @@ def _check_fold_mix(members, allow_mixed):
         )
 
 
-def _handle_failures(failures, test_dir, test_ids, policy, out_path):
+def _handle_failures(unusable, unreadable, test_dir, test_ids, policy, out_path):
+    """The test images kept (indices of ``test_ids``): all, or (``skip``) all but the
+    unreadable ones, the unusable and unreadable listed beside the submission."""
+    failures = unusable + unreadable
     if failures and policy == "fail":
         path, reason = failures[0]
         raise UserError(
             f"test image {path} cannot be read ({reason}); a submission needs every "
             f"row: fix it, or pass --on-bad-image skip ({len(failures)} unreadable)"
         )
-    failed = {Path(p).relative_to(test_dir).as_posix() for p, _ in failures}
+    failed = {Path(p).relative_to(test_dir).as_posix() for p, _ in unreadable}
     if failures:
         skipped = wd.beside_submission(out_path, "skipped")
         wd.write_skipped(skipped.parent, failures, name=skipped.name)

@@ -332,6 +332,8 @@ class Config:
             self.workdir,
             "a folder (this is a file)",
         )
+        for key in ("path", "test"):
+            _require_outside(self.workdir, getattr(self.data, key), f"data.{key}")
         for section in _sections(self):
             getattr(self, section).validate()
         return self
@@ -359,6 +361,19 @@ def _is_fraction(text):
 def _require(ok, key, value, allowed):
     if not ok:
         raise UserError(f"invalid config value {key}={value!r}: expected {allowed}")
+
+
+def _require_outside(workdir, folder, key):
+    """The work directory may not lie inside a data or test folder: its copies, caches
+    and models would be read back as images (a class named after it, or test rows)."""
+    if folder is None or not Path(folder).is_dir():
+        return
+    inside = Path(folder).resolve()
+    if Path(workdir).resolve().is_relative_to(inside):
+        raise UserError(
+            f"the work directory {workdir} is inside {key} {folder}: its files would be read "
+            "as images; pass a --workdir outside it"
+        )
 
 
 def _require_column_name(key, name):

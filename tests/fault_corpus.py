@@ -128,8 +128,28 @@ def _second_writer(root):
             "--workdir", str(root / "w"), "--image-size", "32"], f"pid {holder.pid}"  # fmt: skip
 
 
+def _member_path_outside_runs(root):
+    write_image(root / "test" / "t0.png")
+    return ["ensemble.py", "--workdir", str(root / "w"), "--test", str(root / "test"), "--out",
+            str(root / "s.csv"), "--members", "../../secret"], "../../secret"  # fmt: skip
+
+
+def _workdir_below_a_file(root):
+    (root / "plain.txt").write_text("a file, not a folder")
+    return ["augment_offline.py", "--data", str(_data(root)), "--workdir",
+            str(root / "plain.txt" / "w")], "plain.txt"  # fmt: skip
+
+
+def _workdir_inside_the_data(root):
+    data = _data(root)
+    return ["augment_offline.py", "--data", str(data), "--workdir", str(data / "work")], str(data)
+
+
 CASES = [
     Case("second training run on one run folder", _second_writer),
+    Case("--members naming a path outside runs/", _member_path_outside_runs),
+    Case("work directory below a plain file", _workdir_below_a_file),
+    Case("work directory inside the data folder", _workdir_inside_the_data),
     Case("CSV row ../ outside the image root", _outside_dotdot),
     Case("CSV row: absolute path elsewhere", _outside_absolute),
     Case("CSV row: symlink leading outside", _outside_symlink),

@@ -169,3 +169,23 @@ def test_a_column_name_must_be_visible_text(key, name):
     setattr(getattr(config, section), field, name)
     with pytest.raises(UserError, match=rf"invalid config value {key}="):
         config.validate()
+
+
+def workdirs_inside(root):
+    """A work directory inside the folder ``root``, in the spellings a user might type."""
+    yield root / "work"
+    yield root / "a" / "deeper" / "work"
+    yield root
+    yield root / "a" / ".." / "work"
+    (root.parent / "link_to_root").symlink_to(root)
+    yield root.parent / "link_to_root" / "work"
+
+
+@pytest.mark.parametrize("key", ["data.path", "data.test"])
+def test_a_work_directory_inside_the_data_or_test_folder_is_refused(key, tmp_path):
+    folder = make_folder_dataset(tmp_path / "photos", {"a": 1, "b": 1})
+    for work in workdirs_inside(folder):
+        with pytest.raises(UserError, match=rf"is inside {key} {folder}: .*--workdir outside"):
+            load_config(overrides={"workdir": str(work), key: str(folder)})
+    for outside in (tmp_path / "work", tmp_path / "photos_work", tmp_path / "photos" / ".."):
+        load_config(overrides={"workdir": str(outside), key: str(folder)})  # no error

@@ -5,7 +5,7 @@ import pytest
 
 from fault_corpus import CASES, run_case
 
-pytestmark = pytest.mark.slow  # 14 child processes, ~2 min: `make test-slow` (and CI) run it
+pytestmark = pytest.mark.slow  # 17 child processes, ~2 min: `make test-slow` (and CI) run it
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

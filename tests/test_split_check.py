@@ -113,7 +113,7 @@ def other_data(root):
     make_folder_dataset(root / "other", {"a": 2, "b": 2}, size=32)
     yield root / "other"
     yield root / "missing"
-    yield root / "data" / ".."  # its parent
+    yield root / "test"  # the test folder
     yield root / "data" / "a"  # one of its class folders
 
 

@@ -112,7 +112,7 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
             "--exported runs the exported model as it is: --members and --tta belong to "
             "predicting with the work directory's models (drop one or the other)"
         )
-    files, unusable = image_files(inputs)
+    files, unusable = image_files(inputs, config.data.allow_outside_root)
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
     elif (

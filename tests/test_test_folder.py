@@ -126,3 +126,17 @@ def test_predict_lists_every_unusable_image_of_a_folder(setup, bad_test_folder, 
     predicted = {Path(p["image"]).name for p in result["predictions"]}
     assert "outside.png" not in predicted and "outside.jpg" not in predicted
     assert len(result["unreadable"]) == len(CASES)
+
+
+def test_predict_names_a_folder_without_a_usable_image(tmp_path):
+    from ripik_clf.predict.ensemble import image_files
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match=r"^no usable image files in .*empty$"):
+        image_files([tmp_path / "empty"])
+    folder, outside = _folders(tmp_path)
+    for name in ("good.png", "inside_link.png"):
+        (folder / name).unlink()
+    (folder / "broken.png").symlink_to(outside / "missing.png")
+    with pytest.raises(Exception, match=r"\(1 unusable, first .*broken\.png: broken symbolic"):
+        image_files([folder])

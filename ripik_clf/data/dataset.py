@@ -175,20 +175,13 @@ def _hidden(path, base):
     return any(part.startswith(".") for part in path.relative_to(base).parts)
 
 
-def visible_files(folder):
-    """Every file below ``folder`` (any depth), sorted, except hidden ones (a name or a
-    folder on the way starting with "."): the one rule for what a folder holds, for the
-    training data, the test folder and ``predict`` alike."""
-    folder = Path(folder)
-    return [p for p in sorted(folder.rglob("*")) if p.is_file() and not _hidden(p, folder)]
-
-
 def scan_image_folder(folder, allow_outside_root=False):
-    """The image files below ``folder`` (sorted relative POSIX paths) and ``(path,
-    reason)`` for the image files there that cannot be used by name or place: the training
-    data's rule (a name that is not UTF-8 text, a broken link, a link resolving outside
-    ``folder``) for a test folder or a folder given to ``predict``, so none is dropped
-    unsaid and none is read from outside."""
+    """The image files below ``folder`` at any depth, hidden ones excepted (a name or a
+    folder on the way starting with "."), as sorted relative POSIX paths; and ``(path,
+    reason)`` for the image files there that cannot be used by name or place. The one
+    rule for what a folder holds: a class folder's (the training data), the test folder's
+    and ``predict``'s alike (a name that is not UTF-8 text, a broken link, a link
+    resolving outside ``folder``: never read, never dropped unsaid)."""
     folder = Path(folder)
     files, unusable = _class_files(folder, folder.resolve(), allow_outside_root)
     images = [
@@ -196,16 +189,6 @@ def scan_image_folder(folder, allow_outside_root=False):
     ]
     unusable = [(p, why) for p, why in unusable if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(images), unusable
-
-
-def find_image_files(folder):
-    """The image files below ``folder`` (see :func:`visible_files`), as sorted relative
-    POSIX paths."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in visible_files(folder)
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-    )
 
 
 def _read_csv(csv_path, image_col, label_col, image_root, allow_outside_root=False):

@@ -152,7 +152,7 @@ class Ensemble:
         return Predictions(labels, voted, self.classes, failures, retried)
 
 
-def image_files(inputs):
+def image_files(inputs, allow_outside_root=False):
     """Image files of ``inputs`` (files, and every image below a folder, sorted), and
     ``(path, reason)`` for a folder's image files unusable by name or place (see
     :func:`~ripik_clf.data.dataset.scan_image_folder`; a file named by itself is read)."""
@@ -163,7 +163,7 @@ def image_files(inputs):
         raise UserError("an empty path among the inputs: name image files or folders")
     for item in map(Path, inputs):
         if item.is_dir():
-            found, bad = scan_image_folder(item)
+            found, bad = scan_image_folder(item, allow_outside_root)
             files += [item / name for name in found]
             unusable += bad
         elif item.is_file():
@@ -171,10 +171,10 @@ def image_files(inputs):
         else:
             raise UserError(f"not found: {item}")
     if not files:
-        first = f" ({len(unusable)} unusable, first {unusable[0][0]}: {unusable[0][1]})"
-        raise UserError(
-            f"no usable image files in {', '.join(map(str, inputs))}{first if unusable else ''}"
-        )
+        first = ""
+        if unusable:
+            first = f" ({len(unusable)} unusable, first {unusable[0][0]}: {unusable[0][1]})"
+        raise UserError(f"no usable image files in {', '.join(map(str, inputs))}{first}")
     return files, unusable
 
 

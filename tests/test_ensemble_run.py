@@ -93,6 +93,24 @@ def _fails(setup, capsys, *extra, out="sub.csv"):
     return capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def one_model_twice(setup):
+    """Two member names for one model file, in every spelling a member has."""
+    model = setup / "work" / "runs" / "original" / "full.keras"
+    yield ["original", "original"]
+    yield ["original", "original:full"]
+    yield ["original:head", "second", "original:head"]
+    yield ["original", str(model)]
+    yield [str(model), str(model.parent / ".." / "original" / "full.keras")]
+
+
+def test_one_model_named_twice_is_refused(setup, capsys):
+    for members in one_model_twice(setup):
+        line = _fails(setup, capsys, "--members", *members, out="twice.csv")
+        assert line.startswith("error: members ") and "are one model" in line, (members, line)
+        assert "name it once" in line
+    assert not (setup / "twice.csv").exists()
+
+
 def test_bad_inputs(setup, capsys, tmp_path):
     assert "output folder does not exist" in _fails(setup, capsys, out="nowhere/sub.csv")
     (setup / "a_folder").mkdir(exist_ok=True)

@@ -63,15 +63,15 @@ def resolve_members(workdir, names, default_names):
     ]
     if not members:
         raise UserError("no ensemble members: train models first or pass --members")
-    seen = {}
+    seen = {}  # model file (resolved) -> the member name that brought it
     for member in members:  # one model named twice would vote twice, unasked
-        earlier = seen.get(member.path.resolve())
-        seen[member.path.resolve()] = member.name
-        if earlier is not None:
+        model = member.path.resolve()
+        if model in seen:
             raise UserError(
-                f"members {earlier} and {member.name} are one model ({member.path}): "
+                f"members {seen[model]} and {member.name} are one model ({member.path}): "
                 "name it once (--member-weights gives a member more say)"
             )
+        seen[model] = member.name
     first = members[0]
     for other in members[1:]:
         if other.classes != first.classes:

@@ -1,23 +1,27 @@
 """Accuracy on real photos: the default pipeline, run as a user runs it, scored on test.
 
-    python benchmarks/accuracy.py [--data ../shared/datasets/clothing8] [--workdir DIR]
-    make bench-accuracy
+    make bench-accuracy                                  # clothing8, flowers5, aerial21
+    python benchmarks/accuracy.py --sets flowers5 aerial21 [--workdir DIR] [--set K=V]
+    python benchmarks/accuracy.py --data PHOTOS --detail # one set, a row per model
 
 Runs ``augment_offline.py``, ``train.py --phase head``, ``--phase probe``, ``--phase full``
-and ``ensemble.py --out`` with the default configuration on a photo dataset laid out as
-``train/<class>/``, ``test/`` and ``test_labels.csv`` (clothing8 by default), in a fresh
-work directory. Training and every selection (early stopping, C of the probe) use the
-training folder only; the test answer key is read only to score. Prints and writes
-``benchmarks/results_accuracy.md``: one row per model and ensemble, with a
-logistic-regression probe member (``probe.keras``) as the baseline.
+and ``ensemble.py --out`` with the default configuration on each photo dataset laid out
+as ``train/<class>/``, ``test/`` and ``test_labels.csv`` (the sets of
+``../shared/datasets/``), each in a fresh work directory ``WORKDIR/<set>``. Training and
+every selection use the training folder only; the test answer key is read only to score.
 
-Columns: test accuracy and macro-F1 (the headline), validation macro-F1 (what selection
-saw), wall time of the stage and its images/s.
+Writes ``--out`` (``benchmarks/results_accuracy.md``): per set, the submission's test
+accuracy and macro-F1 with 95% bootstrap intervals (test images resampled), the seconds
+of each stage and what the automatic choices chose; ``WORKDIR/<set>/submission.csv``
+stays for paired comparisons (``benchmarks/compare.py``). ``--detail`` adds, per set, a
+table with a row per model and phase (every model predicts the test set again: slow on
+the large sets) in ``results_accuracy_<set>.md``.
 """
 
 import argparse
 import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +32,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "clothing8"
+DATASETS = REPO.parent / "shared" / "datasets"
+DEFAULT_SETS = ("clothing8", "flowers5", "aerial21")
+STAGES = ("augment", "head", "probe", "full", "ensemble")
 TIME_LIMIT_MIN = 45  # the whole default pipeline must fit in this on a 2-core CPU
 # configs/accurate.yaml's second k-fold run: its name and backbone (as `make accurate`)
 ACCURATE_RUN = ("lite1", "efficientnet_lite1")
@@ -60,20 +66,43 @@ def score(y_true, probabilities):
 
 
 def main():
+    args = parse_args()
+    summary = []
+    for data in args.data or [DATASETS / name for name in args.sets]:
+        if not (data / "train").is_dir() or not (data / "test_labels.csv").exists():
+            sys.exit(f"{data} needs train/<class>/, test/ and test_labels.csv")
+        workdir = args.workdir / data.name
+        wall = run_pipeline(args, data, workdir)
+        summary.append(summary_row(data, workdir, wall))
+        if args.detail or args.kfold or args.accurate or args.epoch_all:
+            detail(args, data, workdir, wall)
+    write_summary(args, summary)
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    sets = " ".join(DEFAULT_SETS)
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), metavar="NAME",
+                        help=f"data sets of {DATASETS} (default: {sets})")  # fmt: skip
+    parser.add_argument("--data", type=Path, action="append", metavar="DIR",
+                        help="a data set folder instead of --sets (repeatable)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=REPO / "work" / "bench_accuracy")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_accuracy.md")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every stage"
     )
     parser.add_argument(
+        "--detail",
+        action="store_true",
+        help="a row per model and phase too (predicts the test set again)",
+    )
+    parser.add_argument(
         "--epoch-all",
         type=int,
-        default=1,
+        default=0,
         metavar="N",
         help="also train the augmented model's full phase with train.epoch=all for N "
-        "epochs, for comparison (0 = skip; default 1)",
+        "epochs, for comparison (0 = skip, the default)",
     )
     parser.add_argument(
         "--score-only",
@@ -95,40 +124,125 @@ def main():
     args = parser.parse_args()
     if any("=" not in pair for pair in args.set):
         sys.exit("--set takes KEY=VALUE")
-    if not (args.data / "train").is_dir() or not (args.data / "test_labels.csv").exists():
-        sys.exit(f"{args.data} needs train/<class>/, test/ and test_labels.csv")
-    log = args.workdir / "pipeline.log"
-    common = ["--data", str(args.data / "train"), "--workdir", str(args.workdir)]
-    common += [item for pair in args.set for item in ("--set", pair)]
-    submission = args.workdir / "submission.csv"
-    wall_record = args.workdir / "wall_seconds.json"
+    unknown = [name for name in args.sets if not (DATASETS / name).is_dir()]
+    if unknown and not args.data:
+        sys.exit(f"no data set {unknown[0]} in {DATASETS}")
+    return args
+
+
+def _common(args, data, workdir):
+    common = ["--data", str(data / "train"), "--workdir", str(workdir)]
+    return common + [item for pair in args.set for item in ("--set", pair)]
+
+
+def run_pipeline(args, data, workdir):
+    """The five stages as a user types them, in a fresh ``workdir``; their wall times
+    (read back with ``--score-only``)."""
+    wall_record = workdir / "wall_seconds.json"
     if args.score_only:  # the artefacts and wall times of an earlier run of this script
-        wall = json.loads(wall_record.read_text())
-    else:
-        shutil.rmtree(args.workdir, ignore_errors=True)
-        args.workdir.mkdir(parents=True)
-        wall = {}
-        started = time.perf_counter()
-        wall["augment"] = run_stage("augment", ["augment_offline.py", *common], log)
-        wall["head"] = run_stage("head phase", ["train.py", "--phase", "head", *common], log)
-        wall["probe"] = run_stage("probe phase", ["train.py", "--phase", "probe", *common], log)
-        wall["full"] = run_stage("full phase", ["train.py", "--phase", "full", *common], log)
-        wall["ensemble"] = run_stage(
-            "ensemble",
-            ["ensemble.py", *common, "--test", str(args.data / "test"), "--out", str(submission)],
-            log,
-        )
-        wall["pipeline"] = time.perf_counter() - started
-        wall_record.write_text(json.dumps(wall))
-    print(f"pipeline: {wall['pipeline'] / 60:.1f} min; scoring", flush=True)
-    rows = score_everything(args, submission, wall)
+        return json.loads(wall_record.read_text())
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    log, common = workdir / "pipeline.log", _common(args, data, workdir)
+    submission = ["--test", str(data / "test"), "--out", str(workdir / "submission.csv")]
+    argv = {
+        "augment": ["augment_offline.py", *common],
+        "head": ["train.py", "--phase", "head", *common],
+        "probe": ["train.py", "--phase", "probe", *common],
+        "full": ["train.py", "--phase", "full", *common],
+        "ensemble": ["ensemble.py", *common, *submission],
+    }
+    wall = {}
+    started = time.perf_counter()
+    for stage in STAGES:
+        wall[stage] = run_stage(f"{data.name} {stage}", argv[stage], log)
+    wall["pipeline"] = time.perf_counter() - started
+    wall_record.write_text(json.dumps(wall))
+    return wall
+
+
+def detail(args, data, workdir, wall):
+    """The per-model table of one set (and the presets), as this script wrote before."""
+    out = args.out.with_name(f"results_accuracy_{data.name}.md")
+    args = argparse.Namespace(**{**vars(args), "data": data, "workdir": workdir, "out": out})
+    rows = score_everything(args, workdir / "submission.csv", wall)
+    log, common = workdir / "pipeline.log", _common(args, data, workdir)
     if args.kfold or args.accurate:
         rows += preset_rows(args, log, wall)
-        wall_record.write_text(json.dumps(wall))
     if args.epoch_all:
         rows += epoch_all_rows(args, common, log, wall)
-        wall_record.write_text(json.dumps(wall))
+    (workdir / "wall_seconds.json").write_text(json.dumps(wall))
     write_table(args, rows, wall["pipeline"])
+
+
+def bootstrap_scores(truth, predicted, n_classes, boots=2000, seed=0):
+    """Accuracy and macro-F1 (scikit-learn) with 95% percentile intervals over test
+    images resampled with replacement: ``{metric: (value, low, high)}``."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from ripik_clf.predict.voting import macro_f1
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(truth), (boots, len(truth)))
+    right = truth == predicted
+    accuracy = right[rows].mean(axis=1)
+    f1 = [macro_f1(truth[r], predicted[r], n_classes) for r in rows]  # = scikit-learn's
+    labels = list(range(n_classes))
+    return {
+        "accuracy": (accuracy_score(truth, predicted), *np.percentile(accuracy, [2.5, 97.5])),
+        "macro_f1": (
+            f1_score(truth, predicted, labels=labels, average="macro", zero_division=0),
+            *np.percentile(f1, [2.5, 97.5]),
+        ),
+    }
+
+
+def summary_row(data, workdir, wall):
+    """One set's line: the submission's scores with intervals, stage times, choices."""
+    import pandas as pd
+
+    from ripik_clf.workdir import read_augment_settings, read_ensemble_definition
+
+    answers = pd.read_csv(data / "test_labels.csv", dtype=str)
+    ids, classes = list(answers["image_id"]), sorted(set(answers["label"]))
+    truth = np.array([classes.index(label) for label in answers["label"]])
+    predicted = submission_onehot(workdir / "submission.csv", ids, classes).argmax(1)
+    scores = bootstrap_scores(truth, predicted, len(classes))
+    settings, definition = read_augment_settings(workdir), read_ensemble_definition(workdir)
+    chosen = [f"flips {settings.flips}" if settings else "no copies"]
+    chosen += [f"TTA {definition.tta}", f"T {definition.temperature:.2f}"]
+    chosen += ["weights " + "/".join(f"{w:.2f}" for w in definition.weights)]
+    train = sum(1 for p in (data / "train").rglob("*") if p.is_file())
+    return {"set": data.name, "classes": len(classes), "train": train, "test": len(ids),
+            "scores": scores, "wall": wall, "choices": ", ".join(chosen)}  # fmt: skip
+
+
+def write_summary(args, rows):
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "ripik_clf", "*.py"],
+                           cwd=REPO, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    lines = [
+        f"Default pipeline on real photos, {datetime.date.today()}, commit {commit}"
+        f"{' + local changes' if dirty else ''}, {os.cpu_count()} CPU cores, "
+        f"{', '.join(args.set) or 'default configuration'}. Test answer keys used only to "
+        "score; [95% bootstrap interval over test images].",
+        "",
+        "| set | classes | train / test | test accuracy | test macro-F1 | "
+        + " | ".join(f"{s} s" for s in STAGES)
+        + " | total min | chosen on validation |",
+        "|---|---:|---:|---|---|" + "---:|" * (len(STAGES) + 1) + "---|",
+    ]
+    for r in rows:
+        cells = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in r["scores"].values()]
+        times = [f"{r['wall'][s]:.0f}" for s in STAGES]
+        lines.append(f"| {r['set']} | {r['classes']} | {r['train']} / {r['test']} | "
+                     + " | ".join(cells + times) + f" | {r['wall']['pipeline'] / 60:.1f} | "
+                     f"{r['choices']} |")  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
 
 
 def preset_rows(args, log, wall):

@@ -597,6 +597,9 @@ class EnsembleDefinition:
     validation_macro_f1: float | None = None
     # tta auto's check: validation log loss of the vote per TTA considered (None: no check)
     tta_log_loss: dict | None = None
+    # every automatic choice with its evidence (evidence.Choice.to_record: the default,
+    # the chosen, each candidate's estimate and interval, n)
+    choices: list | None = None
 
     def to_json(self):
         return asdict(self)

@@ -32,10 +32,7 @@ def _noisy(path, colour, seed):
 @pytest.fixture(scope="module")
 def two_members(tmp_path_factory):
     """A head model that tells colours apart, and two confident constant ones ("always
-    blue"): equal weights follow the constant members, greedy selection does not.
-
-    Two of them, because each member is calibrated first: the good member (perfect on
-    validation) is sharpened, and one constant member alone no longer outvotes it."""
+    blue"): equal weights follow the constant members, greedy selection does not."""
     root = tmp_path_factory.mktemp("definition")
     answers = []
     for k, (label, colour) in enumerate(COLOURS.items()):
@@ -101,24 +98,39 @@ def test_report_and_submission_use_the_chosen_weights(two_members, capsys):
     np.testing.assert_allclose(written.loc[[f.name for f in files]].to_numpy(), expected, atol=1e-5)
 
 
-def test_member_temperatures_are_fitted_under_the_tta_they_are_used_with(two_members, tmp_path):
+def test_member_temperatures_are_shown_not_voted(two_members, tmp_path):
+    """Each member's temperature is fitted under the TTA it is used with and shown in the
+    report's calibration table; the vote uses the softmaxes as they are (recorded T = 1),
+    so a member perfect on validation is not sharpened into a hard vote."""
     root = two_members
-    ensemble.main(["--data", str(root / "data"), "--workdir", str(root / "work"),
+    work = tmp_path / "work"
+    shutil.copytree(root / "work", work)
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(work),
                    "--test", str(root / "test"), "--out", str(tmp_path / "sub.csv"),
-                   "--members", "original", "--tta", "flip"])  # fmt: skip
-    (member,) = wd.read_ensemble_definition(root / "work").members
+                   "--members", "original", "constant", "--member-weights", "1", "1",
+                   "--tta", "flip"])  # fmt: skip
+    definition = wd.read_ensemble_definition(work)
+    for member in definition.members:
+        assert member.temperatures == {"none": 1.0, "flip": 1.0}
     # By hand: the mean softmax of each validation image and its mirror image.
-    splits = pd.read_csv(root / "work" / "splits.csv")
+    splits = pd.read_csv(work / "splits.csv")
     val = splits[splits["split"] == "val"]
     images = np.stack([load_for_model(root / "data" / i, 32) for i in val["image"]])
-    model = keras.models.load_model(root / "work" / "runs" / "original" / "full.keras")
+    model = keras.models.load_model(work / "runs" / "original" / "full.keras")
     flipped = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
     labels = [list(COLOURS).index(label) for label in val["label"]]
-    expected = fit_temperature(flipped, labels)
-    assert member.tta == "flip"
-    assert member.temperatures["flip"] == pytest.approx(expected, rel=1e-3)
-    # The temperature without TTA is fitted apart (two-stage TTA predicts without first).
-    assert set(member.temperatures) == {"none", "flip"}
+    shown = f"| original | {fit_temperature(flipped, labels):.2f} |"
+    assert shown in (work / "report" / "report.md").read_text()
+    # The submission is the plain weighted mean of the softmaxes (its own T on top).
+    files = sorted((root / "test").iterdir())
+    test = np.stack([load_for_model(f, 32) for f in files]).astype("float32")
+    members = []
+    for name in ("original", "constant"):
+        m = keras.models.load_model(work / "runs" / name / "full.keras")
+        members.append((m.predict(test, verbose=0) + m.predict(test[:, :, ::-1], verbose=0)) / 2)
+    submitted = pd.read_csv(tmp_path / "sub.csv").set_index("image_id")["label"]
+    expected = [list(COLOURS)[k] for k in soft_vote(members).argmax(1)]
+    assert [submitted[f.name] for f in files] == expected
 
 
 @pytest.mark.slow

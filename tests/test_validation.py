@@ -84,12 +84,16 @@ def test_weights_given_win_and_each_rule_returns_one_weight_per_family(select, c
     y = rng.integers(0, 3, 200)
     stacked = np.stack([_probabilities(y, 0.9, rng), _probabilities(y, 0.4, rng)])
     ens = EnsembleConfig(select=select)
-    weights, notes = submission._choose_weights(ens, stacked, y, ["good", "poor"])
+    weights, choice, notes = submission._choose_weights(ens, stacked, y, ["good", "poor"])
     assert len(weights) == 2
     if select == "none":
-        assert weights == [1.0, 1.0] and notes == []
+        assert weights == [1.0, 1.0] and notes == [] and choice is None
     else:
         assert weights[0] > weights[1]  # the good member outweighs the poor one
         assert "good" in capsys.readouterr().out
+        # bagged: its out-of-bag evidence, beyond noise here (200 images, 0.9 vs 0.4)
+        assert (choice is None) == (select == "greedy")
+        if choice:
+            assert choice.chosen == "selected" and choice.candidates["selected"]["interval"][0] > 0
     given = EnsembleConfig(select=select, member_weights=[0.25, 0.75])
     assert submission._choose_weights(given, stacked, y, ["good", "poor"])[0] == [0.25, 0.75]

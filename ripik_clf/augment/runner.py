@@ -22,6 +22,7 @@ from ripik_clf.augment import recipe as augment
 from ripik_clf.data.images import BadImage, read_rgb, resize_square
 from ripik_clf.data.splits import training_images
 from ripik_clf.errors import UserError
+from ripik_clf.evidence import Choice
 from ripik_clf.locks import exclusive
 from ripik_clf.progress import progress
 from ripik_clf.shards import WHOLE, Shard  # noqa: F401  (Shard: the old import path)
@@ -279,7 +280,7 @@ def resolve_auto_flips(config, dataset, splits, overwrite=False):
 def flips_table(auto):
     lines = [
         f"flips: auto on {auto['train_images']} training / {auto['val_images']} validation "
-        f"images ({auto['backbone']}, {auto['image_size']} px); lowest log loss wins",
+        f"images ({auto['backbone']}, {auto['image_size']} px)",
         "| flips | val log loss | val macro-F1 | val accuracy |",
         "|---|---:|---:|---:|",
     ]
@@ -288,6 +289,8 @@ def flips_table(auto):
         lines.append(
             f"| {name}{mark} | {s['log_loss']:.4f} | {s['macro_f1']:.4f} | {s['accuracy']:.4f} |"
         )
+    if "choice" in auto:  # recorded by this version: the evidence behind the choice
+        lines.append(Choice(**auto["choice"]).line())
     return "\n".join(lines)
 
 

@@ -63,7 +63,11 @@ def build_parser(description, epilog, with_phase):
         help="e.g. efficientnet_lite0 (default), efficientnetb0, efficientnetv2-s",
     )
     group.add_argument("--weights", metavar="W", help="imagenet (default) | none | PATH")
-    group.add_argument("--epochs", type=int, metavar="N", help="epochs of this phase")
+    group.add_argument(
+        "--epochs", type=int, metavar="N",
+        help="epochs of this phase (full: exactly N; without it, train.full_min_steps may "
+        "add epochs)",
+    )  # fmt: skip
     group.add_argument("--image-size", type=int, metavar="N", help="model input in pixels")
     group.add_argument("--batch-size", type=int, metavar="N")
     group.add_argument("--lr", type=float, metavar="X", help="learning rate of this phase")
@@ -97,6 +101,8 @@ def config_from_args(args, phase):
         "run": "train.run",
     }
     config = resolve_config(args, flags, may_resplit=phase in SPLIT_MAKING_PHASES)
+    if phase == "full" and args.epochs is not None:
+        config.train.full_min_steps = 0  # epochs asked for by name: the step floor yields
     if args.model is not None:
         if args.model not in config.train.models:
             raise UserError(

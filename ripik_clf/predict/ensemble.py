@@ -220,7 +220,7 @@ def _recorded_member(workdir, spec, definition):
 
 def definition_of(
     workdir, members, families, weights, tta, temperature, threshold, split, score,
-    tta_log_loss=None,
+    tta_log_loss=None, choices=None,
 ):  # fmt: skip
     """The record of an ensemble ``ensemble.py`` is about to predict the test set with."""
     return wd.EnsembleDefinition(
@@ -234,6 +234,7 @@ def definition_of(
         split=split,
         validation_macro_f1=None if score is None else float(score),
         tta_log_loss=tta_log_loss,
+        choices=choices,
     )
 
 

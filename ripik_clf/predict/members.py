@@ -27,8 +27,8 @@ class Member:
     family: str = ""  # the trained model it belongs to: fold runs of one model share it
     fold: int | None = None  # its validation fold, for a run of a k-fold split
     record: wd.RunRecord | None = None  # its run's record
-    # Temperatures fitted by the ensemble on this member's validation probabilities under
-    # the TTA it is used with (by TTA view set); they win over the run's, fitted without TTA.
+    # Temperatures the ensemble votes this member with, by TTA view set; they win over the
+    # run's. ensemble.py sets 1 (softmaxes vote as they are: see predict/validation.py).
     fitted: dict = field(default_factory=dict)
 
     @property
@@ -202,8 +202,9 @@ def _member_probabilities(member, images, tta, calibrated):
 
 
 def predict_with_members(config, files, names=None, tta="auto"):
-    """The members' soft vote (equal weights, each member calibrated) for image files;
-    members of another split than the workdir's are refused.
+    """The members' soft vote (equal weights, softmaxes as they are, so no temperature
+    moves a vote; one member alone: its run's temperature) for image files; members of
+    another split than the workdir's are refused.
 
     Returns:
         (classes, probabilities ``(N, C)``, failures ``[(path, reason)]``).
@@ -214,5 +215,8 @@ def predict_with_members(config, files, names=None, tta="auto"):
     members = resolve_members(config.workdir, names, default_member_names(config))
     check_member_splits(members, saved_split_record(config.workdir))
     load_members(members)
-    predicted, failures = predict_members(members, [str(f) for f in files], tta)
+    calibrated = len(members) == 1
+    predicted, failures = predict_members(
+        members, [str(f) for f in files], tta, calibrated=calibrated
+    )
     return members[0].classes, soft_vote(np.nan_to_num(predicted)), failures

@@ -13,9 +13,10 @@ from ripik_clf.data.dataset import scan_image_folder
 from ripik_clf.data.images import IMAGE_EXTENSIONS
 from ripik_clf.data.splits import saved_split_record
 from ripik_clf.errors import UserError
+from ripik_clf.evidence import Choice
 from ripik_clf.locks import exclusive
 from ripik_clf.predict.cache import PredictionCache
-from ripik_clf.predict.calibration import fit_temperature
+from ripik_clf.predict.calibration import choose_temperature
 from ripik_clf.predict.ensemble import Ensemble, definition_of
 from ripik_clf.predict.members import (
     default_member_names,
@@ -103,15 +104,16 @@ def _run_ensemble(config, out_path, answers, shard):
         return _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache)
     val = validation_probabilities(config, members, names, modes, cache)
     ens, tta_log_loss, tta_choice = _validated_tta(ens, members, val)
-    weights, notes = _choose_weights(ens, val.calibrated[ens.tta], val.y, names)
-    # The ensemble's own temperature, on top of its members': averaging softmaxes makes
-    # an ensemble under-confident, which one more temperature fixes.
-    temperature = fit_temperature(soft_vote(val.calibrated[ens.tta], weights), val.y)
+    weights, weights_choice, notes = _choose_weights(ens, val.raw[ens.tta], val.y, names)
+    temperature, temperature_choice = _ensemble_temperature(val.raw[ens.tta], val.y, weights,
+                                                            members)  # fmt: skip
     threshold = _tta_threshold(ens, val, weights)
+    choices = [c for c in (tta_choice, weights_choice, temperature_choice) if c]
     ensemble = Ensemble(
         definition_of(
             config.workdir, members, names, weights, ens.tta, temperature, threshold,
             saved_split_record(config.workdir), _macro_f1(val, weights, ens.tta), tta_log_loss,
+            [c.to_record() for c in choices],
         ),
         members,
     )  # fmt: skip
@@ -127,17 +129,18 @@ def _run_ensemble(config, out_path, answers, shard):
     report = EnsembleReport(
         names, weights, ens.tta, members[0].classes,
         rows=tables.validation_rows(
-            val.calibrated, val.y, names, members[0].classes, weights, {ens.tta: temperature}
+            val.raw, val.y, names, members[0].classes, weights, {ens.tta: temperature}
         ),
         test_rows=tables.test_rows(
             truth, ids,
             {m.name: p for m, p in zip(members, probabilities)}, dict(zip(names, families)),
             members[0].classes, weights, temperature,
         ),
-        val_probabilities=val.calibrated[ens.tta], val_y=val.y, val_paths=val.paths,
+        val_probabilities=val.raw[ens.tta], val_y=val.y, val_paths=val.paths,
         n_test=len(ids), seconds=seconds, temperature=temperature,
-        member_temperatures={m.name: m.fitted for m in members},
-        notes=val.notes + tta_choice + notes + tta_note + _calibration(val, ensemble, ens.tta),
+        member_temperatures=val.temperatures,
+        notes=val.notes + _choice_notes(choices) + notes + tta_note
+        + _calibration(val, ensemble, ens.tta),
     )  # fmt: skip
     write_report(config.workdir, report)
     # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
@@ -163,9 +166,10 @@ def _members(config):
 def _calibration(val, ensemble, tta):
     members = ensemble.members
     temperatures = {
-        name: ", ".join(f"{m.temperature_for(tta):.2f}" for m in members if m.family == name)
+        name: ", ".join(f"{val.temperatures[m.name][tta]:.2f}" for m in members
+                        if m.family == name)
         for name in ensemble.names
-    }
+    }  # fmt: skip
     return calibration_section(
         val.raw[tta], val.calibrated[tta], val.y, ensemble.names, ensemble.weights,
         temperatures, ensemble.definition.temperature,
@@ -183,44 +187,68 @@ def _write_submission(out_path, ids, probabilities, classes, ens):
 
 def _validated_tta(ens, members, val):
     """``tta: auto`` keeps the flip views its members' training allows only when they
-    lower the ensemble's validation log loss; else none (one view, cheaper). Returns the
-    ensemble settings with the TTA used, the log loss per TTA considered (None: no
-    check) and the report's note on the choice."""
+    lower the ensemble's validation log loss beyond noise (else none: one view, cheaper).
+    Returns the ensemble settings with the TTA used, the mean log loss per TTA considered
+    and the :class:`~ripik_clf.evidence.Choice` (None, None: no check)."""
     if ens.tta != "auto" or all(member_tta(m, "auto") == "none" for m in members):
-        return ens, None, []
+        return ens, None, None
     given = [float(w) for w in ens.member_weights] or None  # else weights come after
-    chosen, scores = choose_tta({"none": val.calibrated["none"], "auto": val.calibrated["auto"]},
-                                val.y, given)  # fmt: skip
-    table = ", ".join(f"{mode} {score:.4f}" for mode, score in scores.items())
-    print(f"tta auto: {chosen} (validation log loss: {table})")
-    vote = "the given weights'" if given else "the equal-weight"
-    note = (f"TTA auto: the members' flip views (`auto`) against none, validation log loss "
-            f"of {vote} soft vote: {table}; used: `{chosen}`.")  # fmt: skip
-    threshold = ens.tta_threshold if chosen != "none" else "off"  # nothing to re-predict
-    return dataclasses.replace(ens, tta=chosen, tta_threshold=threshold), scores, [note, ""]
+    choice, scores = choose_tta({"none": val.raw["none"], "auto": val.raw["auto"]}, val.y, given)
+    losses = ", ".join(f"{mode} {score:.4f}" for mode, score in scores.items())
+    vote = "given weights" if given else "equal-weight"
+    choice.note = "; ".join(filter(None, [f"the {vote} soft vote, mean log loss {losses}",
+                                          choice.note]))  # fmt: skip
+    print(choice.line())
+    threshold = ens.tta_threshold if choice.chosen != "none" else "off"  # nothing to redo
+    return dataclasses.replace(ens, tta=choice.chosen, tta_threshold=threshold), scores, choice
+
+
+def _ensemble_temperature(probabilities, y, weights, members):
+    """The ensemble's own temperature, on top of the weighted soft vote (it never moves
+    the arg-max): averaging softmaxes makes an ensemble under-confident, which one
+    temperature can fix, when the evidence is beyond noise. K-fold families keep T = 1:
+    their validation probabilities come from single fold models, the submission from the
+    mean of K, which is softer, so a temperature fitted on the one misfits the other."""
+    if any(m.fold is not None for m in members):
+        temperature = 1.0
+        choice = Choice("temperature", "1", "1", "held-out log loss", len(y),
+                        note="k-fold members: validation is one fold model, the submission "
+                        "the mean of the folds; not fitted")  # fmt: skip
+    else:
+        temperature, choice = choose_temperature(soft_vote(probabilities, weights), y)
+    print(choice.line())
+    return temperature, choice
+
+
+def _choice_notes(choices):
+    """Each automatic choice with its evidence, one line each, for the report."""
+    if not choices:
+        return []
+    return ["Automatic choices (a default is kept unless held-out evidence is beyond noise):",
+            "", *[f"- {c.line()}" for c in choices], ""]  # fmt: skip
 
 
 def _choose_weights(ens, val_probabilities, val_y, names):
     """The soft-voting weights: given, equal, or chosen on validation (bagged or plain
-    greedy selection)."""
+    greedy selection). Returns (weights, the bagged choice's evidence or None, notes)."""
     if ens.member_weights or ens.select == "none":  # weights given: the user's choice wins
         given = [float(w) for w in ens.member_weights]
-        return given or [1.0] * len(names), []
+        return given or [1.0] * len(names), None, []
+    choice = None
     if ens.select == "bagged":
-        weights, score, gain = bagged_greedy_selection(val_probabilities, val_y)
+        weights, score, choice = bagged_greedy_selection(val_probabilities, val_y)
         weights = [round(float(w), 4) for w in weights]
-        how = (
-            "Bagged greedy selection (30 bootstrap resamples of validation; out-of-bag "
-            f"gain over equal weights {gain * 100:+.2f} macro-F1 points: "
-            f"{'selected weights' if gain > 0 else 'equal weights kept'})"
-        )
+        how = "Bagged greedy selection (30 bootstrap resamples of validation)"
     else:
         counts, score = greedy_selection(val_probabilities, val_y)
         weights = [float(c) for c in counts]
-        how = "Greedy selection (Caruana et al., 2004)"
+        how = "Greedy selection (Caruana et al., 2004; no check against noise)"
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights) if w)
-    print(f"{ens.select} selection: {chosen} (validation macro-F1 {score:.4f})")
-    return weights, [f"{how} chose: {chosen}; validation macro-F1 {score:.4f}.", ""]
+    print(f"{ens.select} selection: {chosen} (validation macro-F1 {score:.4f}, in-sample)")
+    if choice:
+        print(choice.line())
+    return weights, choice, [f"{how} chose: {chosen}; validation macro-F1 {score:.4f} "
+                             "(in-sample: the images the weights were chosen on).", ""]  # fmt: skip
 
 
 def _tta_threshold(ens, val, weights):
@@ -231,8 +259,8 @@ def _tta_threshold(ens, val, weights):
     if ens.tta_threshold != "auto":
         return float(ens.tta_threshold)
     return choose_threshold(
-        soft_vote(val.calibrated["none"], weights),
-        soft_vote(val.calibrated[ens.tta], weights),
+        soft_vote(val.raw["none"], weights),
+        soft_vote(val.raw[ens.tta], weights),
         val.y,
     )
 
@@ -240,7 +268,7 @@ def _tta_threshold(ens, val, weights):
 def _macro_f1(val, weights, tta):
     from sklearn.metrics import f1_score
 
-    voted = soft_vote(val.calibrated[tta], weights)
+    voted = soft_vote(val.raw[tta], weights)
     return f1_score(val.y, voted.argmax(1), average="macro")  # T keeps the arg-max
 
 

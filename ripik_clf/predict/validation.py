@@ -17,11 +17,12 @@ from ripik_clf.progress import progress
 class Validation:
     """Per TTA mode, probabilities ``(families, images, classes)`` of the validation images."""
 
-    calibrated: dict  # mode -> member temperatures applied (what the ensemble votes with)
-    raw: dict  # mode -> before temperatures (for the calibration table)
+    raw: dict  # mode -> the members' softmaxes as they are: what the ensemble votes with
+    calibrated: dict  # mode -> each member's own temperature applied (calibration table)
     y: np.ndarray
     paths: list
     notes: list = field(default_factory=list)  # for the report
+    temperatures: dict = field(default_factory=dict)  # member -> {mode: T} (report only)
 
 
 def validation_work(config, members, names):
@@ -55,7 +56,9 @@ def validation_probabilities(config, members, names, modes, cache=None):
     record): with one split, the validation images; with K folds, its own fold, so each
     family is scored out-of-fold. With ``--allow-mixed`` members may come from different
     splits; the validation set is then the images every family held out. Each member's
-    temperature per mode is fitted here (``member.fitted``) on its own images.
+    temperature per mode is fitted here on its own images, for the calibration table only:
+    members vote with their softmaxes as they are (``member.fitted`` = 1), so a member
+    that happens to be perfect on a hundred images cannot become a hard vote.
     ``cache``: a :class:`~ripik_clf.predict.cache.PredictionCache` to read and fill.
     """
     table, held, notes = _scored_images(config, members, names)
@@ -65,6 +68,7 @@ def validation_probabilities(config, members, names, modes, cache=None):
     shape = (len(names), len(paths), len(index))
     calibrated = {mode: np.full(shape, np.nan) for mode in modes}
     raw = {mode: np.full(shape, np.nan) for mode in modes}
+    temperatures = {m.name: {} for m in members}
     groups = _groups(table, held, members)
     bar = progress(sum(len(rows) for _, rows in groups) * len(modes), "predict validation")
     for group, rows in groups:
@@ -75,16 +79,17 @@ def validation_probabilities(config, members, names, modes, cache=None):
             for member, probabilities in zip(group, predicted):
                 family = names.index(member.family)
                 raw[mode][family, rows] = probabilities
-                # Fitted on the probabilities it will be used on: TTA averages views,
+                # Fitted on the probabilities it is shown with: TTA averages views,
                 # which softens them, so the run's temperature (no TTA) would not fit.
                 temperature = fit_temperature(probabilities, y[rows])
-                member.fitted[member_tta(member, mode)] = temperature
+                temperatures[member.name][mode] = temperature
+                member.fitted[member_tta(member, mode)] = 1.0  # the vote: as they are
                 calibrated[mode][family, rows] = apply_temperature(probabilities, temperature)
     bar.close()
     missing = [n for n, family in zip(names, calibrated[modes[0]]) if np.isnan(family).any()]
     if missing:
         raise UserError(f"{missing[0]} could not score some validation images (unreadable)")
-    return Validation(calibrated, raw, y, paths, notes)
+    return Validation(raw, calibrated, y, paths, notes, temperatures)
 
 
 def _scored_images(config, members, names):

@@ -68,34 +68,30 @@ def macro_f1(y_true, y_pred, n_classes):
     return float(f1.mean())
 
 
-# Selected weights replace equal ones only when their mean out-of-bag gain exceeds this
-# many standard deviations of one bag's gain (0.25: chosen in the simulation of
-# benchmarks/ensemble_selection.py, where it loses ~nothing to equal weights between
-# equal members and keeps nearly all of greedy's gain when one member is better).
-MIN_GAIN_SPREADS = 0.25
-
-
 def bagged_greedy_selection(probabilities, y_true, bags=30, rounds=20, seed=0):
     """Greedy selection on bootstrap resamples of the validation images, weights averaged
     (Caruana et al., 2004, "bagged ensemble selection"), kept only where they beat equal
-    weights out of the bag.
+    weights out of the bag beyond noise.
 
     Plain greedy takes any strict gain, and on a hundred validation images one image is a
     gain: it fits the noise and often gives one of two equally good members all the
-    weight. Each bag's weights are fitted on its resample and scored against equal
-    weights on the images the resample left out (about a third), which is an honest
-    estimate of what selection gains. The averaged weights are used when that gain is
-    clearly positive (MIN_GAIN_SPREADS), else equal weights.
+    weight. Each bag's weights are fitted on its resample and compared with equal weights
+    on the images the resample left out (about a third): per image, the log loss of the
+    equal vote minus that of the bag's vote, averaged over the bags that left it out. The
+    averaged weights replace equal ones only when that per-image out-of-bag gain is beyond
+    noise (:func:`ripik_clf.evidence.choose_with_margin`: equal weights are the default).
 
     Returns:
         (weights per member summing to 1, validation macro-F1 of the weighted vote,
-        mean out-of-bag gain over equal weights in macro-F1 points / 100).
+        :class:`~ripik_clf.evidence.Choice` with the out-of-bag evidence).
     """
+    from ripik_clf.evidence import choose_with_margin, per_image_log_loss
+
     probabilities = np.asarray(probabilities, dtype=np.float64)
     y_true = np.asarray(y_true)
     n_members, n_images, n_classes = probabilities.shape
     rng = np.random.default_rng(seed)
-    total, gains = np.zeros(n_members), []
+    total, gain, times_out = np.zeros(n_members), np.zeros(n_images), np.zeros(n_images)
     equal = np.full(n_members, 1.0 / n_members)
     for _ in range(bags):
         rows = rng.integers(0, n_images, n_images)
@@ -103,19 +99,17 @@ def bagged_greedy_selection(probabilities, y_true, bags=30, rounds=20, seed=0):
         weights = counts / counts.sum()
         total += weights
         out = np.setdiff1d(np.arange(n_images), rows)
-        if len(out):
-            held = probabilities[:, out]
-            gains.append(
-                macro_f1(y_true[out], soft_vote(held, weights).argmax(1), n_classes)
-                - macro_f1(y_true[out], soft_vote(held, equal).argmax(1), n_classes)
-            )
-    gain = float(np.mean(gains)) if gains else 0.0
-    # Bags overlap, so their gains are not independent: the spread of one bag's gain is
-    # the yardstick, not a standard error.
-    spread = float(np.std(gains)) if len(gains) > 1 else 0.0
-    weights = total / bags if gain > MIN_GAIN_SPREADS * spread and gain > 0 else equal
+        held, y_out = probabilities[:, out], y_true[out]
+        gain[out] += per_image_log_loss(soft_vote(held, equal), y_out) - per_image_log_loss(
+            soft_vote(held, weights), y_out
+        )
+        times_out[out] += 1
+    seen = times_out > 0
+    choice = choose_with_margin("weights", "equal", {"selected": gain[seen] / times_out[seen]},
+                                "out-of-bag validation log loss")  # fmt: skip
+    weights = total / bags if choice.chosen == "selected" else equal
     score = macro_f1(y_true, soft_vote(probabilities, weights).argmax(1), n_classes)
-    return weights, score, gain
+    return weights, score, choice
 
 
 def needs_tta(confidence, threshold):
@@ -161,16 +155,20 @@ def choose_threshold(plain, augmented, y_true):
 
 
 def choose_tta(candidates, y_true, weights=None):
-    """The TTA whose soft vote (``weights``; None = equal) has the lowest validation log loss.
+    """The TTA of the soft vote (``weights``; None = equal): the first mode of
+    ``candidates`` (the cheapest, the default) unless another lowers the validation log
+    loss per image beyond noise (:func:`ripik_clf.evidence.choose_with_margin`).
 
-    ``candidates``: mode -> per-member probabilities ``(M, N, C)``, cheapest mode first;
-    a tie keeps the cheaper one. Log loss rather than accuracy: on ~100 validation images
-    accuracy moves in steps of one image. Returns (mode, {mode: log loss})."""
-    from sklearn.metrics import log_loss
+    ``candidates``: mode -> per-member probabilities ``(M, N, C)``, the default first.
+    Log loss rather than accuracy: on ~100 validation images accuracy moves in steps of
+    one image. Returns (:class:`~ripik_clf.evidence.Choice`, {mode: log loss})."""
+    from ripik_clf.evidence import choose_with_margin, per_image_log_loss
 
-    scores = {}
-    for mode, probabilities in candidates.items():
-        voted = soft_vote(probabilities, weights)
-        scores[mode] = float(log_loss(y_true, voted, labels=list(range(voted.shape[1]))))
-    best = min(scores.values())
-    return next(mode for mode, score in scores.items() if score <= best), scores
+    losses = {
+        mode: per_image_log_loss(soft_vote(probabilities, weights), y_true)
+        for mode, probabilities in candidates.items()
+    }
+    default, *others = losses
+    gains = {mode: losses[default] - losses[mode] for mode in others}
+    choice = choose_with_margin("tta", default, gains, "validation log loss")
+    return choice, {mode: float(loss.mean()) for mode, loss in losses.items()}

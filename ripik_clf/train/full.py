@@ -81,8 +81,13 @@ def train_full(
     versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
     global_batch = tc.batch_size * strategy.num_replicas_in_sync
     steps_per_epoch = int(np.ceil(len(versions) / global_batch))
-    tc.full_epochs = full_phase_epochs(tc, steps_per_epoch)  # saved in the run's config
-    start, start_phase, start_score = _start_model(out, tc.full_start)
+    epochs = full_phase_epochs(tc, steps_per_epoch)
+    if epochs != tc.full_epochs:
+        print(f"full phase: {epochs} epochs, not train.full_epochs {tc.full_epochs}: "
+              f"{tc.full_epochs} x {steps_per_epoch} steps is under train.full_min_steps "
+              f"{tc.full_min_steps} (--epochs N trains exactly N)")  # fmt: skip
+    tc.full_epochs = epochs  # saved in the run's config
+    start, start_phase, start_score, start_choice = _start_model(out, tc.full_start, data)
     xla = use_xla(tc.xla)
     print(
         f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps of "
@@ -152,6 +157,7 @@ def train_full(
         train_images=len(versions),
         train_versions=sum(map(len, versions)),
         started_from=start_phase,
+        start_choice=start_choice.to_record() if start_choice else None,
         improved_on_start=improved,
     )
     save_run(out, config, data, size, "full", metrics, val_probabilities, workers=cluster.workers)
@@ -287,12 +293,14 @@ def full_phase_epochs(tc, steps_per_epoch):
     return max(tc.full_epochs, -(-tc.full_min_steps // max(steps_per_epoch, 1)))
 
 
-def _start_model(folder, rule):
-    """The model fine-tuning starts from, its phase and its validation macro-F1: the head,
-    the probe, or (``best``) the better of the two on validation (ties: the head)."""
+def _start_model(folder, rule, data):
+    """The model fine-tuning starts from, its phase, its validation macro-F1 and the
+    evidence of the choice (None unless ``best`` had two to choose from): the head, the
+    probe, or (``best``) the head unless the probe's validation log loss is lower beyond
+    noise, image by image (:mod:`ripik_clf.evidence`; the head is the design's recipe)."""
     metrics = wd.read_run_metrics(folder)
     options = [
-        (phase, float(metrics.get(phase, {}).get("macro_f1", 0.0)))
+        phase
         for phase in ("head", "probe")
         if wd.phase_model(folder, phase).exists() and rule in ("best", phase)
     ]
@@ -301,8 +309,30 @@ def _start_model(folder, rule):
             f"no {rule}.keras in {folder}: run train.py --phase {rule} first (or set "
             "train.full_start: best)"
         )
-    phase, score = max(options, key=lambda option: option[1])  # max keeps the first tie
-    return wd.phase_model(folder, phase), phase, score
+    choice = _start_evidence(folder, data) if len(options) == 2 else None
+    phase = choice.chosen if choice else options[0]
+    score = float(metrics.get(phase, {}).get("macro_f1", 0.0))
+    return wd.phase_model(folder, phase), phase, score, choice
+
+
+def _start_evidence(folder, data):
+    """Head against probe on the validation probabilities each phase saved."""
+    from ripik_clf.evidence import Choice, choose_with_margin, per_image_log_loss
+
+    losses = {}
+    for phase in ("head", "probe"):
+        saved = wd.read_val_probabilities(folder, phase, data.classes) or {}
+        if not all(image in saved for image in data.val_images):
+            note = f"no {phase} validation probabilities"
+            return Choice("full_start", "head", "head", "validation log loss",
+                          len(data.val_images), note=note)  # fmt: skip
+        probabilities = np.stack([saved[image] for image in data.val_images])
+        losses[phase] = per_image_log_loss(probabilities, data.val_y)
+    choice = choose_with_margin(
+        "full_start", "head", {"probe": losses["head"] - losses["probe"]}, "validation log loss"
+    )
+    print(choice.line())
+    return choice
 
 
 def _with_run_settings(config, record):

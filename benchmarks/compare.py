@@ -1,0 +1,94 @@
+"""Two submissions on the same answer key: is A better than B, worse, or within noise?
+
+    python benchmarks/compare.py A.csv B.csv --answers test_labels.csv
+
+Both submissions as ``ensemble.py`` writes them (``image_id,label``); the key as a data
+set's ``test_labels.csv``. Prints both accuracies and macro-F1, the paired difference in
+accuracy (A - B) with its 95% paired-bootstrap interval, the exact McNemar p-value on the
+images exactly one of them gets right, and a last line starting with ``better``, ``worse``
+or ``within noise`` (A against B): better or worse when McNemar's p < 0.05.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ALPHA = 0.05
+
+
+def read_labels(path, ids, id_col="image_id", label_col="label"):
+    """A submission's labels in the order of ``ids``; every id must be there."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, ValueError) as err:
+        sys.exit(f"cannot read {path}: {err}")
+    if not {id_col, label_col} <= set(table.columns):
+        sys.exit(f"{path} needs columns {id_col},{label_col} (has {', '.join(table.columns)})")
+    labels = table.drop_duplicates(id_col).set_index(id_col)[label_col]
+    missing = [i for i in ids if i not in labels.index]
+    if missing:
+        sys.exit(f"{path} has no row for {len(missing)} answer-key images, e.g. {missing[0]}")
+    return labels.loc[ids].to_numpy()
+
+
+def compare(truth, a, b):
+    """Paired comparison of two label arrays against ``truth`` (pure): a dict with both
+    accuracies and macro-F1, the difference, its 95% interval, McNemar's p and the verdict."""
+    from scipy.stats import binomtest
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from ripik_clf.evidence import paired_interval
+
+    right_a, right_b = a == truth, b == truth
+    only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    diff, low, high = paired_interval(right_a.astype(float) - right_b, level=0.95)
+    labels = sorted(set(truth))
+    verdict = "within noise"
+    if p < ALPHA:
+        verdict = "better" if only_a > only_b else "worse"
+    return {
+        "n": len(truth),
+        "accuracy": (accuracy_score(truth, a), accuracy_score(truth, b)),
+        "macro_f1": tuple(
+            f1_score(truth, x, labels=labels, average="macro", zero_division=0) for x in (a, b)
+        ),
+        "difference": diff,
+        "interval": (low, high),
+        "only_a": only_a,
+        "only_b": only_b,
+        "mcnemar_p": float(p),
+        "verdict": verdict,
+    }
+
+
+def main():
+    import pandas as pd
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path, help="submission A (the change)")
+    parser.add_argument("b", type=Path, help="submission B (the baseline)")
+    parser.add_argument("--answers", type=Path, required=True, help="image_id,label answer key")
+    args = parser.parse_args()
+    key = pd.read_csv(args.answers, dtype=str)
+    ids, truth = list(key["image_id"]), key["label"].to_numpy()
+    r = compare(truth, read_labels(args.a, ids), read_labels(args.b, ids))
+    print(f"images: {r['n']}")
+    for name, acc, f1 in zip(("A", "B"), r["accuracy"], r["macro_f1"]):
+        print(f"{name}: accuracy {acc:.4f}  macro-F1 {f1:.4f}")
+    low, high = r["interval"]
+    print(
+        f"A - B accuracy: {r['difference']:+.4f} (95% paired bootstrap [{low:+.4f}, {high:+.4f}])"
+    )
+    print(f"only A right: {r['only_a']}, only B right: {r['only_b']}; "
+          f"exact McNemar p = {r['mcnemar_p']:.4f}")  # fmt: skip
+    print(f"{r['verdict']} (A against B, McNemar p {'<' if r['mcnemar_p'] < ALPHA else '>='} "
+          f"{ALPHA})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

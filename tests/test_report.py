@@ -52,7 +52,7 @@ def test_a_hard_vote_has_no_brier_or_ece_and_the_table_shows_a_dash():
     assert np.isnan(row["brier"]) and np.isnan(row["ece"])
     assert row["accuracy"] == pytest.approx(5 / 6)  # two of three votes say the last is "a"
     table = metrics_table({("hard ensemble", "none"): row})
-    assert "| hard ensemble | none | 0.8333 |" in table and "| - | - |" in table
+    assert "| hard ensemble | none | 6 | 0.8333 [" in table and "| - | - |" in table
     assert json.dumps(finite(row))  # strict JSON: NaN written as null
     assert finite(row)["brier"] is None
 
@@ -124,3 +124,29 @@ def test_the_figures_are_images_that_open(tmp_path):
     for figure in (confusion, hardest):
         with Image.open(figure) as image:
             assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_rows_show_n_and_a_95_interval_beside_each_score():
+    stacked = np.stack([RIGHT_BUT_LAST, RIGHT_BUT_FIRST])
+    rows = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, [1.0, 1.0])
+    m1 = rows[("m1", "none")]
+    low, high = m1["accuracy_interval"]
+    assert m1["n"] == len(Y) and low < m1["accuracy"] <= high <= 1.0
+    assert f"| m1 | none | {len(Y)} | {m1['accuracy']:.4f} [{low:.3f}, {high:.3f}] |" in (
+        metrics_table(rows)
+    )
+
+
+def test_an_ensemble_below_its_best_member_is_warned_about(capsys):
+    from ripik_clf.predict.submission import _below_best_member
+
+    def row(f1):
+        return {"macro_f1": f1, "n": 100}
+
+    rows = {("good", "none"): row(0.9), ("poor", "none"): row(0.5)}
+    assert _below_best_member(rows | {("soft ensemble", "none"): row(0.9)}, ["good", "poor"],
+                              "none") == []  # fmt: skip
+    notes = _below_best_member(rows | {("soft ensemble", "none"): row(0.8)}, ["good", "poor"],
+                               "none")  # fmt: skip
+    assert "below its best member" in notes[0] and "--members good" in notes[0]
+    assert "0.8000 vs good 0.9000" in capsys.readouterr().out

@@ -154,14 +154,15 @@ def audit(args, config):
 
 
 def runs(args, config):
-    from ripik_clf.report.leaderboard import format_table, write_leaderboard
+    from ripik_clf.report.leaderboard import USED_TO_CHOOSE, format_table, write_leaderboard
     from ripik_clf.workdir import leaderboard_path
 
     table = write_leaderboard(config.workdir, config.train.batch_size)
     if table.empty:
         raise UserError(f"no runs in {config.workdir}: train one with train.py --phase head")
     print(format_table(table))
-    print(f"\n{table['run'].nunique()} run(s); written to {leaderboard_path(config.workdir)}")
+    print(f"\n{USED_TO_CHOOSE}")
+    print(f"{table['run'].nunique()} run(s); written to {leaderboard_path(config.workdir)}")
 
 
 @exit_on_user_error

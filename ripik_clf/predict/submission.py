@@ -142,12 +142,28 @@ def _run_ensemble(config, out_path, answers, shard):
         notes=val.notes + _choice_notes(choices) + notes + tta_note
         + _calibration(val, ensemble, ens.tta),
     )  # fmt: skip
+    report.notes[:0] = _below_best_member(report.rows, names, ens.tta)
     write_report(config.workdir, report)
     # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
     wd.write_ensemble_definition(config.workdir, ensemble.definition)
     report_dir = wd.report_dir(config.workdir)
     return {"rows": report.rows, "test_rows": report.test_rows, "submission": out_path,
             "report": report_dir, "images": len(ids), "seconds": seconds}  # fmt: skip
+
+
+def _below_best_member(rows, names, tta):
+    """A warning (printed, and for the report) when the submitted ensemble's validation
+    macro-F1 is below its best member's: each member's validation is held out from its
+    training, so averaging made things worse there, or the weights chose badly."""
+    best = max(names, key=lambda n: rows[(n, tta)]["macro_f1"])
+    member, ensemble = rows[(best, tta)]["macro_f1"], rows[("soft ensemble", tta)]["macro_f1"]
+    if len(names) < 2 or ensemble >= member:
+        return []
+    warning = (f"warning: the submitted ensemble scores below its best member on validation "
+               f"(macro-F1 {ensemble:.4f} vs {best} {member:.4f}, {rows[(best, tta)]['n']} "
+               f"images): consider --members {best}")  # fmt: skip
+    print(warning)
+    return [f"**{warning}**", ""]
 
 
 def _members(config):

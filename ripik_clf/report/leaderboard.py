@@ -1,5 +1,9 @@
 """The runs table (``python -m ripik_clf runs``): one row per run and phase, read from
-each run's record and metrics, best validation macro-F1 first."""
+each run's record and metrics, best validation macro-F1 first.
+
+Its validation scores are the ones each phase chose with (early stopping, the best epoch):
+a maximum over epochs, optimistic by a little; ``val_n`` and the 95% interval say how far
+they can be trusted (``USED_TO_CHOOSE`` is printed with the table)."""
 
 import math
 
@@ -9,8 +13,13 @@ from ripik_clf import workdir as wd
 
 COLUMNS = [
     "run", "phase", "variant", "backbone", "image_size", "seed", "epochs", "steps",
-    "val_accuracy", "val_macro_f1", "val_nll", "seconds", "images_per_s",
+    "val_n", "val_accuracy", "val_accuracy_95", "val_macro_f1", "val_nll", "seconds",
+    "images_per_s",
 ]  # fmt: skip
+USED_TO_CHOOSE = (
+    "val_*: the validation images each phase chose its best epoch on (a maximum: "
+    "optimistic); val_accuracy_95: 95% bootstrap interval over those val_n images."
+)
 PHASE_ORDER = ("head", "probe", "full")
 
 
@@ -31,12 +40,23 @@ def leaderboard_rows(runs, batch_size):
                 "run": name, "phase": phase, "variant": record.variant,
                 "backbone": record.backbone, "image_size": record.image_size,
                 "seed": record.seed, "epochs": epochs, "steps": steps,
-                "val_accuracy": m.get("accuracy"), "val_macro_f1": m.get("macro_f1"),
+                "val_n": m.get("n"), "val_accuracy": m.get("accuracy"),
+                "val_accuracy_95": _interval(m.get("accuracy_interval")),
+                "val_macro_f1": m.get("macro_f1"),
                 "val_nll": m.get("nll"), "seconds": round(seconds, 1),
                 "images_per_s": round(images * max(epochs, 1) / seconds, 1) if seconds else None,
             })  # fmt: skip
     rows.sort(key=lambda r: (-(r["val_macro_f1"] or 0), r["run"], PHASE_ORDER.index(r["phase"])))
     return rows
+
+
+def _interval(value):
+    """``"low-high"`` of a recorded interval; None when not recorded (older runs)."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return f"{low:.3f}-{high:.3f}"
 
 
 def collect_runs(workdir):

@@ -12,11 +12,15 @@ def classification_metrics(y_true, probabilities, classes):
         probabilities: softmax outputs, shape (N, C).
         classes: class names in output order.
     """
+    from ripik_clf.evidence import paired_interval
+
     y_pred = np.asarray(probabilities).argmax(axis=1)
     labels = list(range(len(classes)))
+    _, low, high = paired_interval(y_pred == np.asarray(y_true), level=0.95)
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy_interval": [low, high],  # 95% bootstrap over the images
         "macro_f1": float(
             f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
         ),

@@ -98,3 +98,35 @@ def test_one_content_under_many_names_is_saved_by_concurrent_threads_without_a_c
     )
     assert not failures and np.isfinite(features).all()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
+
+
+def test_temporary_names_differ_between_hosts_with_one_pid(tmp_path, monkeypatch):
+    """Shards on machines sharing a file system can run under equal process ids: the
+    host is in the name, and its writer is read back (host names with dots and dashes)."""
+    from ripik_clf import atomic
+
+    names = {}
+    for host in ("node-1.cluster", "node-2.cluster"):
+        monkeypatch.setattr(atomic.socket, "gethostname", lambda h=host: h)
+        names[host] = atomic.temp_name(tmp_path / "entry.npy")
+    assert names["node-1.cluster"] != names["node-2.cluster"]
+    for host, name in names.items():
+        assert atomic.temp_writer(name.name) == (host, os.getpid())
+    assert atomic.temp_writer("entry.npy") is None
+
+
+def test_the_cache_tag_follows_the_weights_content_and_the_precision(tmp_path):
+    from ripik_clf.train.features import cache_tag
+
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"one")
+    tag = cache_tag("efficientnet_lite0", str(weights), 224, 0)
+    moved = tmp_path / "elsewhere.weights.h5"
+    moved.write_bytes(b"one")
+    os.utime(moved, ns=(1, 1))
+    assert cache_tag("efficientnet_lite0", str(moved), 224, 0) == tag  # same content
+    weights.write_bytes(b"two")
+    assert cache_tag("efficientnet_lite0", str(weights), 224, 0) != tag
+    assert cache_tag("efficientnet_lite0", "imagenet", 224, 0) == "efficientnet_lite0-imagenet-224"
+    mixed = cache_tag("efficientnet_lite0", "imagenet", 224, 0, "mixed_float16")
+    assert mixed == "efficientnet_lite0-imagenet-224-mixed_float16"

@@ -17,7 +17,7 @@ import albumentations
 import cv2
 
 from ripik_clf import workdir as wd
-from ripik_clf.atomic import TEMP_MARK, atomic_write
+from ripik_clf.atomic import TEMP_MARK, atomic_write, host_name, temp_writer
 from ripik_clf.augment import recipe as augment
 from ripik_clf.data.images import BadImage, read_rgb, resize_square
 from ripik_clf.data.splits import training_images
@@ -304,7 +304,7 @@ def _remove_stale(out_dir, planned):
             continue
         rel = path.relative_to(out_dir).as_posix()
         is_temp = path.name.startswith(".") and TEMP_MARK in path.name or ".jpg.tmp-" in path.name
-        if is_temp and _writer_alive(path.name):  # a shard still writing it
+        if is_temp and _writer_alive(path):  # a shard still writing it
             continue
         is_stale_copy = (
             planned is not None
@@ -365,13 +365,23 @@ def _remove_changed(out_dir, plan, recorded, source_path):
     return removed
 
 
-def _writer_alive(temp_name):
-    """Whether the process whose pid a temporary file's name holds is still running."""
-    digits = temp_name.split(TEMP_MARK, 1)[-1].split(".", 1)[0].split("-", 1)[0]  # pid-thread
-    if not digits.isdigit() or int(digits) == os.getpid():
+OTHER_HOST_WRITE_S = 3600  # another machine's temporary file younger than this: in use
+
+
+def _writer_alive(path):
+    """Whether the writer a temporary file's name holds (host and pid) is still running;
+    another machine's (a shard on a shared file system) cannot be asked: alive while the
+    file is younger than OTHER_HOST_WRITE_S."""
+    writer = temp_writer(path.name)
+    if writer is None:
+        return False
+    host, pid = writer
+    if host != host_name():
+        return time.time() - path.stat().st_mtime < OTHER_HOST_WRITE_S
+    if pid == os.getpid():
         return False
     try:
-        os.kill(int(digits), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:

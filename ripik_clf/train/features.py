@@ -5,13 +5,14 @@ the offline copies never change either, so each image goes through the backbone 
 the head then trains for many epochs on the cached vectors at almost no cost.
 
 Cache entry: ``WORKDIR/features/<tag>/<key[:2]>/<key>.npy``, where ``tag`` names the
-backbone, its weights and the input size, and ``key`` is the sha1 of the file's bytes:
+backbone, its weights (a weights file by its content, not its path or time), the input
+size and, when not float32, the precision policy (float16 features on a GPU differ from
+float32 ones on a CPU), and ``key`` is the sha1 of the file's bytes:
 an edited image is recomputed even when its size and modification time were kept, and
 one image under two names is computed once. (Reading the bytes costs far less than
 the backbone's forward pass it saves.)
 """
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,18 +24,17 @@ from ripik_clf.data.images import decoded_batches, file_sha1
 from ripik_clf.progress import progress
 
 
-def cache_tag(backbone, weights, image_size, seed):
-    """Names what produced the features; random weights depend on the seed."""
+def cache_tag(backbone, weights, image_size, seed, precision="float32"):
+    """Names what produced the features; random weights depend on the seed. The same
+    on every machine that holds the same weights (a shared work directory's cache)."""
     if weights in (None, "none"):
         origin = f"random{seed}"
     elif weights == "imagenet":
         origin = "imagenet"
     else:
-        stat = Path(weights).stat()
-        origin = hashlib.sha1(f"{Path(weights).resolve()}|{stat.st_mtime_ns}".encode()).hexdigest()[
-            :12
-        ]
-    return f"{backbone}-{origin}-{image_size}"
+        origin = (file_sha1(weights) or "unreadable")[:12]
+    tag = f"{backbone}-{origin}-{image_size}"
+    return tag if precision == "float32" else f"{tag}-{precision}"
 
 
 def _entry(cache_root, path):

@@ -101,7 +101,8 @@ def frozen_backbone(config):
     size = resolve_image_size(tc.backbone, tc.image_size)
     backbone = create_backbone(tc.backbone, weights=tc.weights, image_size=size)
     backbone.trainable = False
-    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed)
+    precision = keras.mixed_precision.global_policy().name  # accelerator_setup's
+    tag = feature_cache.cache_tag(tc.backbone, tc.weights, size, tc.seed, precision)
     return backbone, feature_extractor(backbone), size, wd.features_dir(config.workdir, tag)
 
 

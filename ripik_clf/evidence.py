@@ -94,5 +94,5 @@ def choose_with_margin(name, default, gains, metric, level=LEVEL, min_images=MIN
         candidates[candidate] = {"estimate": mean, "interval": [low, high]}
         if low > 0 and mean >= MIN_EFFECT and mean > best_gain:
             best, best_gain = candidate, mean
-    note = "" if best != default else "no candidate beyond noise: default kept"
+    note = "" if best != default else "no candidate better beyond noise: default kept"
     return Choice(name, default, best, metric, n, level, candidates, note)

@@ -4,12 +4,26 @@ these and print; every stage reads what earlier ones left in the work directory
 (:mod:`ripik_clf.workdir`) and never makes the split unless it is the first to see the data.
 """
 
+import functools
 from pathlib import Path
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
+from ripik_clf.startup import quiet_tensorflow
 
 
+def _stage(run):
+    """Every stage starts with TensorFlow loaded quietly (its C++ start-up lines hidden)."""
+
+    @functools.wraps(run)
+    def start(*args, **kwargs):
+        quiet_tensorflow()
+        return run(*args, **kwargs)
+
+    return start
+
+
+@_stage
 def run_augment(config, *, shard=None, resplit=False, overwrite=False):
     """Make (or reuse) the split, then the offline copies of its training images.
 
@@ -30,6 +44,7 @@ def run_augment(config, *, shard=None, resplit=False, overwrite=False):
     return dataset, splits, len(skipped), summary
 
 
+@_stage
 def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     """Train ``phase`` (head, probe or full) of every data variant in ``train.models``,
     on every fold of a k-fold split (or only ``fold``), as run ``train.run`` (default:
@@ -62,6 +77,7 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     return results
 
 
+@_stage
 def run_features(config, *, shard, fold=None):
     """This shard's share of the backbone features of every run ``train.models`` names
     (every fold, or only ``fold``), into the feature cache; the head / probe phase is the
@@ -84,6 +100,7 @@ def _runs(config, fold=None):
             yield variant, k, wd.run_name(config.train.run or variant, k)
 
 
+@_stage
 def run_ensemble(config, out_path, answers=None, *, shard=None):
     """The submission, ``<out>_probabilities.csv`` and the report (see predict/submission.py);
     with ``shard`` I/N, only that share of the test predictions (merged by a later run)."""
@@ -93,6 +110,7 @@ def run_ensemble(config, out_path, answers=None, *, shard=None):
     return ensemble(config, out_path, answers, shard=shard or WHOLE)
 
 
+@_stage
 def run_predict(config, inputs, *, members=None, tta=None, exported=None):
     """Probabilities for image files and folders: by the last submitted ensemble
     (``report/ensemble.json``: its members, weights, TTA and temperatures) when neither
@@ -130,6 +148,7 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
     return classes, files, probabilities, unusable + failures
 
 
+@_stage
 def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256):
     """Export a run's model (``run`` None: the last submitted ensemble, as one model) and
     check it against Keras on images it never trained on.
@@ -151,6 +170,7 @@ def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256)
     return export_checked(config, run, fmt, out_dir, quantize, check_images)
 
 
+@_stage
 def run_audit(config):
     """Duplicates, leaks, label errors and outliers: ``WORKDIR/audit/``."""
     from ripik_clf.audit.runner import run_audit as audit

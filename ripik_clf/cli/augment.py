@@ -5,6 +5,7 @@ from ripik_clf import workdir as wd
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.data.dataset import class_names
 from ripik_clf.shards import Shard
+from ripik_clf.startup import show_config
 
 
 def parse_args(argv, doc):
@@ -38,7 +39,7 @@ def main(argv, doc):
     args = parse_args(argv, doc)
     shard = Shard.parse(args.shard)
     config = resolve_config(args, may_resplit=True)
-    print(config.dump(), end="\n\n")
+    show_config(config, args.verbose, "augmented/config.yaml")
     dataset, splits, skipped, s = stages.run_augment(
         config, shard=shard, resplit=args.resplit, overwrite=args.overwrite
     )

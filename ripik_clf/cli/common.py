@@ -1,11 +1,13 @@
 """Argument parsing shared by the scripts: common flags and config resolution."""
 
 import argparse
+import os
 from pathlib import Path
 
 from ripik_clf.config import load_config
 from ripik_clf.data.splits import recorded_settings
 from ripik_clf.errors import UserError
+from ripik_clf.startup import VERBOSE
 
 
 def make_parser(description, epilog=None):
@@ -22,6 +24,11 @@ def make_parser(description, epilog=None):
         action="append",
         default=[],
         help="override any config value, e.g. --set augment.jpeg_quality=90 (repeatable)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the resolved config and TensorFlow's start-up messages",
     )
     return parser
 
@@ -77,6 +84,8 @@ def resolve_config(args, flags=None, *, may_resplit=False):
         value = getattr(args, dest, None)
         if value is not None and value is not False and value != []:
             overrides[key] = value
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE] = "1"  # startup.quiet_tensorflow keeps TensorFlow's lines
     config = load_config(args.config, overrides)
     recorded = recorded_settings(config.workdir)
     named = config.data.path

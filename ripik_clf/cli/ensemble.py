@@ -8,6 +8,7 @@ from ripik_clf.cli.common import make_parser, resolve_config
 from ripik_clf.config import ON_BAD_IMAGE, SELECT_RULES, TTA_MODES
 from ripik_clf.report.markdown import metrics_table
 from ripik_clf.shards import WHOLE, Shard
+from ripik_clf.startup import show_config
 
 
 def parse_args(argv, doc):
@@ -103,7 +104,7 @@ def main(argv, doc):
         "allow_mixed": "ensemble.allow_mixed",
     }
     config = resolve_config(args, flags)
-    print(config.dump(), end="\n\n")
+    show_config(config, args.verbose, "report/config.yaml")
 
     result = stages.run_ensemble(config, args.out, args.answers, shard=shard)
     if not shard.whole:

@@ -4,6 +4,7 @@ from ripik_clf import stages
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.config import TRAIN_PHASES
 from ripik_clf.errors import UserError
+from ripik_clf.startup import show_config
 
 # --epochs and --lr set the epochs / learning rate of the phase being run.
 PHASE_KEYS = {
@@ -139,7 +140,7 @@ def run_phase(args, phase):
             f"--shard splits feature extraction (--phase features), not --phase {phase}"
         )
     config = config_from_args(args, phase)
-    print(config.dump(), end="\n\n")
+    show_config(config, args.verbose, "runs/<run>/config.yaml")
     if phase == "features":
         results = stages.run_features(config, shard=shard or WHOLE, fold=args.fold)
         for run, r in results.items():

@@ -144,6 +144,7 @@ def _run_ensemble(config, out_path, answers, shard):
     )  # fmt: skip
     report.notes[:0] = _below_best_member(report.rows, names, ens.tta)
     write_report(config.workdir, report)
+    config.save(wd.config_path(wd.report_dir(config.workdir)))  # the resolved config
     # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
     wd.write_ensemble_definition(config.workdir, ensemble.definition)
     report_dir = wd.report_dir(config.workdir)

@@ -6,7 +6,7 @@ import os
 # network at run time, so switch that off before anything imports it.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -1,11 +1,23 @@
-"""The command line of ``augment_offline.py``."""
+"""The command line of ``augment_offline.py`` and ``ripik augment``."""
 
 from ripik_clf import stages
 from ripik_clf import workdir as wd
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.data.dataset import class_names
+from ripik_clf.errors import exit_on_user_error
 from ripik_clf.shards import Shard
 from ripik_clf.startup import show_config
+
+DOC = """Grow the training split about 15x with the reference Albumentations recipe.
+
+Example:
+    python augment_offline.py --data data/train --copies 14 --size 512
+
+Writes WORKDIR/splits.csv (made once, reused), and under WORKDIR/augmented/:
+<class>/<stem>__aug<k>.jpg, manifest.csv (source,path,label,copy), skipped.csv
+(every unusable file and why), settings.json and the resolved config.yaml.
+Only training images are augmented; a rerun skips finished copies.
+"""
 
 
 def parse_args(argv, doc):
@@ -58,3 +70,9 @@ def main(argv, doc):
         f"workers), {s['existing']} already there, {s['removed_stale']} stale removed, "
         f"{s['skipped']} file(s) skipped; manifest {complete}: {wd.manifest_path(config.workdir)}"
     )
+
+
+@exit_on_user_error
+def script_main(argv=None):
+    """``augment_offline.py`` / ``ripik augment``."""
+    main(argv, DOC)

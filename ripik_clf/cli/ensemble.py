@@ -1,4 +1,4 @@
-"""The command line of ``ensemble.py``."""
+"""The command line of ``ensemble.py`` and ``ripik ensemble``."""
 
 import argparse
 import sys
@@ -6,9 +6,26 @@ import sys
 from ripik_clf import stages
 from ripik_clf.cli.common import make_parser, resolve_config
 from ripik_clf.config import ON_BAD_IMAGE, SELECT_RULES, TTA_MODES
+from ripik_clf.errors import exit_on_user_error
 from ripik_clf.report.markdown import metrics_table
 from ripik_clf.shards import WHOLE, Shard
 from ripik_clf.startup import show_config
+
+DOC = """Average the trained models' softmaxes (+ TTA) into submission.csv and a report.
+
+Examples:
+    python ensemble.py --out submission.csv
+    python ensemble.py --out submission.csv --test data/test --tta d4
+    python ensemble.py --out sub.csv --members original augmented --member-weights 1 2
+    python ensemble.py --out sub.csv --members work/runs/augmented/full.keras
+    python ensemble.py --out sub.csv --members original original:probe augmented
+
+Writes the submission (one row per test image, sorted; columns image_id,label), beside it
+<out>_probabilities.csv (e.g. submission_probabilities.csv: each class's probability) and,
+when images were skipped, <out>_skipped.csv; and WORKDIR/report/: report.md,
+reliability.png, hardest.png, confusion_<model>.png (validation split; test too when an
+answer key exists).
+"""
 
 
 def parse_args(argv, doc):
@@ -124,3 +141,9 @@ def main(argv, doc):
         f"\nsubmission: {result['submission']} ({result['images']} rows); "
         f"report: {result['report']}/report.md"
     )
+
+
+@exit_on_user_error
+def script_main(argv=None):
+    """``ensemble.py`` / ``ripik ensemble``."""
+    main(argv, DOC)

@@ -1,10 +1,32 @@
-"""The command line shared by ``train.py`` and ``finetune.py``."""
+"""The command line shared by ``train.py``, ``finetune.py`` and ``ripik train``."""
 
 from ripik_clf import stages
 from ripik_clf.cli.common import add_data_args, make_parser, resolve_config
 from ripik_clf.config import TRAIN_PHASES
-from ripik_clf.errors import UserError
+from ripik_clf.errors import UserError, exit_on_user_error
 from ripik_clf.startup import show_config
+
+TRAIN_DOC = """Train the configured models: --phase head (frozen backbone), then --phase full.
+
+Examples:
+    python train.py --phase head                 # both models: original and augmented
+    python train.py --phase full --model augmented --epochs 5 --lr 1e-5
+    python train.py --phase head --backbone efficientnetb0 --weights none --image-size 128
+    python train.py --phase probe                # logistic regression on the cached features
+    python train.py --phase features --shard 2/4 # a quarter of the features, on machine 2
+
+Writes WORKDIR/runs/<model>/: head.keras, full.keras or probe.keras (complete models taking raw
+0-255 RGB), metrics.json, history_<phase>.csv, run.json, config.yaml.
+"""
+
+FINETUNE_DOC = """Fine-tune every layer but BatchNorm at a low LR (= train.py --phase full).
+
+Example:
+    python finetune.py --model augmented --epochs 10 --lr 1e-5
+
+Needs WORKDIR/runs/<model>/head.keras from `train.py --phase head`; writes full.keras,
+history_full.csv and the "full" entry of metrics.json. Resumes after an interruption.
+"""
 
 # --epochs and --lr set the epochs / learning rate of the phase being run.
 PHASE_KEYS = {
@@ -171,3 +193,21 @@ def print_summary(phase, results):
             f"| {name} | {m['train_images']} | {m['epochs']} | {m['accuracy']:.4f} "
             f"| {m['macro_f1']:.4f} | {m['seconds']:.0f} |"
         )
+
+
+def _parts(doc):
+    return doc.splitlines()[0], doc.split("\n", 2)[2]
+
+
+@exit_on_user_error
+def train_main(argv=None):
+    """``train.py`` / ``ripik train``."""
+    args = build_parser(*_parts(TRAIN_DOC), True).parse_args(argv)
+    run_phase(args, args.phase)
+
+
+@exit_on_user_error
+def finetune_main(argv=None):
+    """``finetune.py``: the full phase."""
+    args = build_parser(*_parts(FINETUNE_DOC), False).parse_args(argv)
+    run_phase(args, "full")

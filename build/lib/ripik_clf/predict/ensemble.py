@@ -1,0 +1,258 @@
+"""The submitted ensemble, rebuilt from its record: what ``ensemble.py`` predicted the
+test folder with is what ``predict``, ``export --ensemble`` and notebooks use.
+
+    from ripik_clf import Ensemble
+    ensemble = Ensemble.load("work")
+    result = ensemble.predict(["photo.jpg", "more/"])   # or a list of RGB arrays
+    result.labels, result.probabilities                  # (N,), (N, C)
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ripik_clf import workdir as wd
+from ripik_clf.errors import UserError
+from ripik_clf.predict.calibration import apply_temperature
+from ripik_clf.predict.members import (
+    Member,
+    load_members,
+    predict_arrays,
+    predict_members,
+)
+from ripik_clf.predict.tta import member_tta
+from ripik_clf.predict.voting import needs_tta, soft_vote
+
+
+@dataclass
+class Predictions:
+    """Per input: its label (None when unreadable) and calibrated class probabilities
+    (NaN row when unreadable), in the order of the inputs."""
+
+    labels: list
+    probabilities: np.ndarray
+    classes: list
+    failures: list  # [(path, reason)]
+    retried_with_tta: int = 0  # two-stage TTA: how many inputs got the TTA views
+
+
+class Ensemble:
+    """Members (loaded), their families' weights and the temperatures, voting as
+    recorded in an :class:`~ripik_clf.workdir.EnsembleDefinition`."""
+
+    def __init__(self, definition, members):
+        self.definition = definition
+        self.members = members
+        self.classes = list(definition.classes)
+        self.cache = None  # a PredictionCache (ensemble.py's), or predict every image
+
+    @property
+    def names(self):
+        return self.definition.families
+
+    @property
+    def weights(self):
+        return self.definition.weights
+
+    @classmethod
+    def load(cls, workdir, definition=None):
+        """The ensemble behind the last ``ensemble.py`` in ``workdir`` (``definition``:
+        its record, when the caller has read it already).
+
+        Raises:
+            UserError: none recorded, or a member file changed or missing since then.
+        """
+        definition = definition or wd.read_ensemble_definition(workdir)
+        if definition is None:
+            raise UserError(
+                f"no ensemble recorded in {workdir} (report/ensemble.json): run ensemble.py "
+                "first, or name the members (--members)"
+            )
+        members = [_recorded_member(workdir, spec, definition) for spec in definition.members]
+        load_members(members)
+        return cls(definition, members)
+
+    def families(self, probabilities):
+        """Member probabilities ``(M, N, C)`` -> one per family ``(F, N, C)``: the mean
+        of a family's fold runs (a plain run is a family of one)."""
+        return np.stack(
+            [
+                np.mean([p for p, m in zip(probabilities, self.members) if m.family == n], axis=0)
+                for n in self.names
+            ]
+        )
+
+    def vote(self, families):
+        """The calibrated weighted soft vote of per-family probabilities ``(F, N, C)``."""
+        return apply_temperature(soft_vote(families, self.weights), self.definition.temperature)
+
+    def member_probabilities(self, predict):
+        """Per-member calibrated probabilities ``(M, N, C)`` under the recorded TTA.
+
+        ``predict(mode, rows)`` returns ``(probabilities, failures)`` of the members for
+        the inputs ``rows`` (None: all) under TTA ``mode``. With a two-stage threshold,
+        every input is predicted without TTA and only those below it again with TTA.
+
+        Returns:
+            (probabilities, failures, number of inputs predicted again with TTA).
+        """
+        tta, threshold = self.definition.tta, self.definition.tta_threshold
+        if threshold is None:
+            probabilities, failures = predict(tta, None)
+            return probabilities, failures, 0
+        plain, failures = predict("none", None)
+        confidence = np.nan_to_num(soft_vote(self.families(plain), self.weights)).max(axis=1)
+        redo = np.flatnonzero(needs_tta(confidence, threshold) & ~np.isnan(plain[0, :, 0]))
+        if len(redo):
+            plain[:, redo], _ = predict(tta, redo)
+        return plain, failures, len(redo)
+
+    def predict_files(self, paths, batch_size=32, progress=None):
+        """``(M, N, C)`` member probabilities of image files, failures, TTA retries."""
+        paths = [str(p) for p in paths]
+
+        def predict(mode, rows):
+            chosen = paths if rows is None else [paths[i] for i in rows]
+            bar = progress if rows is None else None
+            predict = self.cache.predict if self.cache else predict_members
+            return predict(self.members, chosen, mode, batch_size, bar)
+
+        return self.member_probabilities(predict)
+
+    def predict(self, inputs, batch_size=32):
+        """Labels and probabilities for image files, folders, or RGB arrays.
+
+        Args:
+            inputs: paths of images or folders (every image below a folder, sorted), or
+                ``uint8`` RGB arrays ``(H, W, 3)`` of any size (a list, or one ``(N, H, W,
+                3)`` array), prepared as every model here sees images.
+        """
+        if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
+            inputs = list(inputs)
+        if isinstance(inputs, (str, Path)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 3):
+            inputs = [inputs]
+        inputs = list(inputs)
+        if inputs and all(isinstance(i, np.ndarray) for i in inputs):
+            arrays = [_checked_array(a, i) for i, a in enumerate(inputs)]
+
+            def predict(mode, rows):
+                chosen = arrays if rows is None else [arrays[i] for i in rows]
+                return predict_arrays(self.members, chosen, mode, batch_size)
+
+            probabilities, failures, retried = self.member_probabilities(predict)
+        else:
+            files, unusable = image_files(inputs)
+            probabilities, failures, retried = self.predict_files(files, batch_size)
+            failures = unusable + failures
+        voted = self.vote(self.families(probabilities))
+        failed = np.isnan(probabilities[0, :, 0])
+        voted[failed] = np.nan
+        labels = [None if f else self.classes[k] for f, k in zip(failed, voted.argmax(1))]
+        return Predictions(labels, voted, self.classes, failures, retried)
+
+
+def image_files(inputs, allow_outside_root=False):
+    """Image files of ``inputs`` (files, and every image below a folder, sorted), and
+    ``(path, reason)`` for a folder's image files unusable by name or place (see
+    :func:`~ripik_clf.data.dataset.scan_image_folder`; a file named by itself is read)."""
+    from ripik_clf.data.dataset import scan_image_folder
+
+    files, unusable = [], []
+    if any(not str(item).strip() for item in inputs):  # Path("") is the current folder
+        raise UserError("an empty path among the inputs: name image files or folders")
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found, bad = scan_image_folder(item, allow_outside_root)
+            files += [item / name for name in found]
+            unusable += bad
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserError(f"not found: {item}")
+    if not files:
+        first = ""
+        if unusable:
+            first = f" ({len(unusable)} unusable, first {unusable[0][0]}: {unusable[0][1]})"
+        raise UserError(f"no usable image files in {', '.join(map(str, inputs))}{first}")
+    return files, unusable
+
+
+def _checked_array(array, position):
+    if array.ndim == 2:  # grayscale, as read_rgb converts it
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8 or 0 in array.shape:
+        raise UserError(
+            f"input {position}: an image array must be uint8 RGB (H, W, 3), "
+            f"got {array.dtype} {array.shape}"
+        )
+    return array
+
+
+def _recorded_member(workdir, spec, definition):
+    """A member as the definition recorded it, refused if its file changed since."""
+    path = Path(spec.path)
+    if not path.is_absolute():
+        path = Path(workdir) / path
+    if not path.exists():
+        raise UserError(
+            f"member {spec.name} of the recorded ensemble is gone ({path}): run ensemble.py again"
+        )
+    stat = path.stat()
+    if spec.size_bytes and (stat.st_size, stat.st_mtime_ns) != (spec.size_bytes, spec.mtime_ns):
+        raise UserError(
+            f"member {spec.name} ({path}) changed after the ensemble was made (retrained?): "
+            "run ensemble.py again, or name the members (--members)"
+        )
+    record = wd.read_run_record(path.parent, for_model=path)
+    member = Member(
+        spec.name, path, list(definition.classes), spec.image_size,
+        family=spec.family, fold=record.fold, record=record,
+        fitted={k: float(v) for k, v in spec.temperatures.items()},
+    )  # fmt: skip
+    if member_tta(member, definition.tta) != spec.tta:
+        raise UserError(
+            f"member {spec.name}'s run record changed after the ensemble was made: "
+            "run ensemble.py again"
+        )
+    return member
+
+
+def definition_of(
+    workdir, members, families, weights, tta, temperature, threshold, split, score,
+    tta_log_loss=None, choices=None,
+):  # fmt: skip
+    """The record of an ensemble ``ensemble.py`` is about to predict the test set with."""
+    return wd.EnsembleDefinition(
+        members=[_member_spec(workdir, m, tta) for m in members],
+        families=list(families),
+        weights=[float(w) for w in weights],
+        tta=tta,
+        temperature=float(temperature),
+        classes=list(members[0].classes),
+        tta_threshold=None if threshold is None else float(threshold),
+        split=split,
+        validation_macro_f1=None if score is None else float(score),
+        tta_log_loss=tta_log_loss,
+        choices=choices,
+    )
+
+
+def _member_spec(workdir, member, tta):
+    views = member_tta(member, tta)
+    temperatures = {views: member.temperature_for(tta)}
+    if tta != "none":  # two-stage TTA predicts every image without TTA first
+        temperatures.setdefault(member_tta(member, "none"), member.temperature_for("none"))
+    stat = Path(member.path).stat()
+    return wd.EnsembleMember(
+        name=member.name, path=_within(member.path, workdir), family=member.family,
+        image_size=int(member.image_size), tta=views, temperatures=temperatures,
+        size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns,
+    )  # fmt: skip
+
+
+def _within(path, workdir):
+    """``path`` relative to ``workdir`` when inside it (a moved work directory still
+    works), else absolute."""
+    path, root = Path(path).resolve(), Path(workdir).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)

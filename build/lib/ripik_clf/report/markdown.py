@@ -1,0 +1,183 @@
+"""``WORKDIR/report/``: report.md with its figures, metrics.json and ensemble.json."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ripik_clf import workdir as wd
+from ripik_clf.atomic import atomic_write_text
+from ripik_clf.predict.calibration import apply_temperature, negative_log_likelihood
+from ripik_clf.predict.voting import soft_vote
+from ripik_clf.report import plots
+from ripik_clf.report.metrics import ECE_BINS, brier_score, expected_calibration_error
+
+
+@dataclass
+class EnsembleReport:
+    """Everything the report shows about one ensemble (validation at its TTA)."""
+
+    names: list  # families, in weight order
+    weights: list
+    tta: str
+    classes: list
+    rows: dict  # {(name, TTA mode): validation metrics}
+    test_rows: dict  # {name: test metrics}; {} without an answer key
+    val_probabilities: np.ndarray  # (families, images, classes) at `tta`, calibrated
+    val_y: np.ndarray
+    val_paths: list
+    n_test: int
+    seconds: float
+    temperature: float = 1.0  # the ensemble's own, on top of its members'
+    member_temperatures: dict = field(default_factory=dict)  # {member: {TTA: T}}
+    notes: list = field(default_factory=list)  # markdown lines after the header
+
+
+def write_report(workdir, report):
+    """Figures, ``report.md`` and ``metrics.json`` (ensemble.py writes ``ensemble.json``)."""
+    out = wd.report_dir(workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    named = _figures(out, report)
+    metrics = {f"{name} | {mode}": m for (name, mode), m in report.rows.items()}
+    metrics |= {f"test: {name}": m for name, m in report.test_rows.items()}
+    wd.write_report_metrics(workdir, finite(metrics))
+    lines = _header(report) + _tables(report) + _figure_links(report, named)
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def _figures(out, report):
+    soft = apply_temperature(
+        soft_vote(report.val_probabilities, report.weights), report.temperature
+    )  # what <out>_probabilities.csv holds: the ensemble's temperature applied
+    named = dict(zip(report.names, report.val_probabilities)) | {"soft ensemble": soft}
+    y, classes = report.val_y, report.classes
+    for name, p in named.items():
+        plots.plot_confusion(y, p.argmax(1), classes, out / f"confusion_{_slug(name)}.png", name)
+    plots.plot_reliability(y, named, out / "reliability.png")
+    plots.plot_hardest(y, soft, classes, report.val_paths, out / "hardest.png")
+    return named
+
+
+def _slug(name):
+    return name.replace(" ", "_").replace("/", "_")
+
+
+def _header(report):
+    weights = ", ".join(f"{w:g}" for w in report.weights)
+    return [
+        "# ripik_clf evaluation report",
+        "",
+        f"Members: {', '.join(report.names)}; weights: {weights}; submission TTA: "
+        f"`{report.tta}`. Validation split: {len(report.val_y)} real images (never augmented).",
+        "",
+        *report.notes,
+    ]
+
+
+VALIDATION_IS_IN_SAMPLE = (
+    "Each member's scores are held out from its training; the ensemble's are not held out "
+    "from the choices made on these same images (early stopping, start model, TTA, weights, "
+    "temperature): optimistic, the more so the fewer the images. The held-out evidence "
+    "behind each choice is listed under Automatic choices; the test table (with an answer "
+    "key) is the honest estimate."
+)
+
+
+def _tables(report):
+    lines = ["## Validation", "", VALIDATION_IS_IN_SAMPLE, "", metrics_table(report.rows), ""]
+    if report.test_rows:
+        test = {(k, report.tta): v for k, v in report.test_rows.items()}
+        lines += ["## Test (answer key: held out from every choice)", "", metrics_table(test), ""]
+    per_class = report.rows[("soft ensemble", report.tta)]["per_class"]
+    lines += [
+        "## Per class (soft ensemble, validation)",
+        "",
+        "| class | precision | recall | F1 | images |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in map(str, report.classes):
+        m = per_class[c]
+        lines.append(
+            f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1-score']:.4f} "
+            f"| {m['support']:.0f} |"
+        )
+    return lines + [""]
+
+
+def _figure_links(report, named):
+    rate = report.n_test / max(report.seconds, 1e-9)
+    return [
+        f"Test set: {report.n_test} images predicted in {report.seconds:.1f} s "
+        f"({rate:.1f} images/s with `{report.tta}` TTA).",
+        "",
+        "## Figures",
+        "",
+        "- [All metrics, per class too](metrics.json)",
+        "- [Reliability diagram](reliability.png)",
+        "- [Most confident mistakes](hardest.png)",
+        *[f"- [Confusion matrix: {n}](confusion_{_slug(n)}.png)" for n in named],
+        "",
+        "Brier score: mean squared distance of the probabilities to the one-hot truth (lower is "
+        f"better). ECE: expected calibration error over {ECE_BINS} confidence bins. Hard "
+        "voting gives no probabilities, so no Brier score or ECE.",
+    ]
+
+
+def calibration_section(raw, calibrated, y, names, weights, temperatures, temperature):
+    """Report lines: each family's and the ensemble's validation NLL, ECE and Brier score
+    before and after temperature scaling (fitted on these same images: in-sample).
+    ``temperatures``: ``{family: "T1, T2"}`` as shown."""
+    rows = [(n, temperatures[n], r, c) for n, r, c in zip(names, raw, calibrated)]
+    voted = soft_vote(raw, weights)  # members vote with their softmaxes as they are
+    rows.append(
+        ("soft ensemble", f"{temperature:.2f}", voted, apply_temperature(voted, temperature))
+    )
+    lines = [
+        "## Calibration (validation)",
+        "",
+        "Temperature scaling: one temperature per model and TTA, fitted here on its "
+        "validation probabilities with the TTA it is used with (minimum negative "
+        "log-likelihood, NLL; T = 1 with fewer than 5 mistakes), shown for each model's own "
+        "calibration: members vote with their softmaxes as they are, so no temperature "
+        "moves a vote. The ensemble's temperature, on top of the vote, is what "
+        "`<out>_probabilities.csv` and `predict` use; it is kept at 1 unless a temperature "
+        "fitted on half the images lowers the other half's log loss beyond noise (see the "
+        "automatic choices). Every figure here is fitted and measured on the same images "
+        "(in-sample): optimistic.",
+        "",
+        "| model | temperature | NLL before | NLL after | ECE before | ECE after "
+        "| Brier before | Brier after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, t, before, after in rows:
+        cells = [
+            f"{metric(y, p):.4f}"
+            for metric in (negative_log_likelihood, expected_calibration_error, brier_score)
+            for p in (before, after)
+        ]
+        lines.append(f"| {name} | {t} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def finite(value):
+    """NaN (no Brier score for hard voting) becomes null: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def metrics_table(rows):
+    out = [
+        "| model | TTA | n | accuracy [95% interval] | macro-F1 | weighted-F1 | Brier | ECE |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (name, mode), m in rows.items():
+        brier = "-" if np.isnan(m["brier"]) else f"{m['brier']:.4f}"
+        ece = "-" if np.isnan(m["ece"]) else f"{m['ece']:.4f}"
+        low, high = m.get("accuracy_interval", (np.nan, np.nan))
+        out.append(
+            f"| {name} | {mode} | {m['n']} | {m['accuracy']:.4f} [{low:.3f}, {high:.3f}] | "
+            f"{m['macro_f1']:.4f} | {m['weighted_f1']:.4f} | {brier} | {ece} |"
+        )
+    return "\n".join(out)

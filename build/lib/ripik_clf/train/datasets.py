@@ -1,0 +1,220 @@
+"""tf.data input pipelines for training and validation.
+
+Order: the whole (image, label) list is shuffled, seeded, every epoch, *before* anything
+is decoded. (A decode-cache-then-shuffle pipeline with a 10,000-element buffer gave
+batches of one or two classes on a class-sorted list of 108,000 files.)
+
+Speed: when the decoded images fit in RAM they are decoded once, in parallel threads,
+into one uint8 array; a batch is then one gather, so an epoch costs the model's own time.
+Otherwise each epoch decodes its images in parallel as it goes.
+
+Versions: a source image may have several versions (the original and its offline
+copies). An epoch is one pass over the sources, each shown as one of its versions: a
+different one each epoch, drawn without repetition, from a seeded table, so a resumed
+run sees exactly what an uninterrupted one would.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ripik_clf.data.images import decoded_batches, load_for_model
+from ripik_clf.errors import UserError
+from ripik_clf.progress import progress
+
+MEMORY_SHARE_FOR_CACHE = 0.25  # hold decoded images in RAM when they take less than this
+
+
+def fits_in_memory(count, image_size):
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return count * image_size * image_size * 3 < MEMORY_SHARE_FOR_CACHE * total
+
+
+def version_schedule(version_counts, epochs, seed):
+    """Which version of each source every epoch shows, and in what order (pure).
+
+    Source ``s`` with ``V`` versions shows, in epoch ``e``, version ``perm_s[e % V]``
+    of a seeded permutation: ``V`` consecutive epochs never repeat a version.
+
+    Returns:
+        int64 ``(epochs, n_sources)``: row ``e`` lists flat version indices (into the
+        concatenation of every source's versions) in epoch ``e``'s shuffled order.
+    """
+    counts = np.asarray(version_counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rng = np.random.default_rng(seed)
+    permutations = [rng.permutation(int(v)) for v in counts]
+    table = np.empty((epochs, len(counts)), dtype=np.int64)
+    for epoch in range(epochs):
+        chosen = starts + np.array([p[epoch % len(p)] for p in permutations], dtype=np.int64)
+        table[epoch] = chosen[np.random.default_rng([seed, epoch]).permutation(len(counts))]
+    return table
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Holds the current epoch in a variable the training dataset reads when an epoch's
+    iterator starts (Keras makes that iterator after ``on_epoch_begin``; on resume
+    BackupAndRestore starts at the right epoch, so the schedule resumes exactly)."""
+
+    def __init__(self):
+        super().__init__()
+        with tf.device("/CPU:0"):  # read by the input pipeline, which runs on the CPU
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_clock")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+def image_dataset(
+    paths,
+    labels,
+    num_classes,
+    image_size,
+    batch_size,
+    *,
+    shuffle=False,
+    seed=0,
+    on_the_fly="none",
+    cache=None,
+):
+    """Batches of (float32 0-255 images, one-hot labels) read from image files.
+
+    ``shuffle``: the whole list is reshuffled (seeded) every pass, before decoding.
+    Decoding goes through :func:`ripik_clf.data.images.load_for_model`, so training sees
+    exactly what feature extraction and prediction see (EXIF, CMYK, 16-bit handled).
+    """
+    return versioned_dataset(
+        [[p] for p in paths],
+        labels,
+        num_classes,
+        image_size,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        on_the_fly=on_the_fly,
+        cache=cache,
+    )
+
+
+def versioned_dataset(
+    versions,
+    labels,
+    num_classes,
+    image_size,
+    batch_size,
+    *,
+    shuffle=False,
+    seed=0,
+    clock=None,
+    epochs=1,
+    on_the_fly="none",
+    cache=None,
+    desc="decode",
+):
+    """Batches of one version per source (see module docstring).
+
+    Args:
+        versions: per source, its image paths (the original first, then its copies).
+        clock: an :class:`EpochClock` (training): the epoch's versions and order come from
+            :func:`version_schedule` for ``epochs`` epochs. Without one, every source must
+            have one version; ``shuffle`` reshuffles every pass.
+    """
+    flat_paths = [p for group in versions for p in group]
+    n = len(versions)
+    if n == 0:
+        raise UserError("no images to train or validate on")
+    if clock is None and len(flat_paths) != n:
+        raise ValueError("several versions per source need an EpochClock")
+    cache = fits_in_memory(len(flat_paths), image_size) if cache is None else cache
+    if clock is not None:
+        indices = _scheduled_indices(versions, clock, epochs, seed)
+        flat_labels = np.repeat(np.asarray(labels, np.int32), [len(g) for g in versions])
+    else:
+        flat_labels = np.asarray(labels, np.int32)
+        indices = tf.data.Dataset.range(n)
+        if shuffle:  # a buffer of the whole list: indices are cheap, images are not
+            indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    label_table = tf.constant(flat_labels)
+
+    def one_hot(index):
+        return tf.one_hot(tf.gather(label_table, index), num_classes)
+
+    if cache:
+        ds = _batches_from_memory(indices, flat_paths, image_size, batch_size, one_hot, desc)
+    else:
+        ds = _batches_from_files(indices, flat_paths, image_size, batch_size, one_hot)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    if on_the_fly != "none":
+        ds = ds.map(_on_the_fly_layer(on_the_fly, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _scheduled_indices(versions, clock, epochs, seed):
+    """Indices into the flat version list: this epoch's row of :func:`version_schedule`,
+    read from ``clock`` each time the dataset is iterated."""
+    table = tf.constant(version_schedule([len(g) for g in versions], epochs, seed))
+    indices = tf.data.Dataset.range(1).flat_map(
+        lambda _: tf.data.Dataset.from_tensor_slices(
+            tf.gather(table, clock.epoch.read_value() % epochs)
+        )
+    )
+    return indices.apply(tf.data.experimental.assert_cardinality(len(versions)))
+
+
+def _batches_from_memory(indices, paths, image_size, batch_size, one_hot, desc):
+    # A resource, not a graph constant (no 2 GB graph limit), kept in host memory
+    # where the input pipeline runs, even when a GPU is present.
+    with tf.device("/CPU:0"):
+        images = tf.Variable(
+            decode_all(paths, image_size, desc), trainable=False, name="decoded_images"
+        )
+    return indices.batch(batch_size).map(
+        lambda i: (tf.gather(images, i), one_hot(i)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _batches_from_files(indices, paths, image_size, batch_size, one_hot):
+    path_table = np.asarray(paths, dtype=str)
+
+    def load(index):
+        return load_for_model(path_table[int(index)], image_size)
+
+    def decode(index):
+        image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return image, one_hot(index)
+
+    ds = indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size)
+
+
+def decode_all(paths, image_size, desc="decode"):
+    """Every image decoded and resized into one uint8 array, in parallel threads."""
+    out = np.empty((len(paths), image_size, image_size, 3), np.uint8)
+    bar = progress(len(paths), desc)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for positions, images, failures in decoded_batches(paths, image_size, 64, pool):
+            if failures:
+                path, reason = failures[0]
+                raise UserError(f"training image unreadable: {path} ({reason})")
+            out[positions] = images
+            bar.update(len(positions))
+    bar.close()
+    return out
+
+
+def _on_the_fly_layer(kind, seed):
+    if kind in ("flip", "flip_all"):  # flip_all: augment.flips chose every orientation
+        mode = "horizontal" if kind == "flip" else "horizontal_and_vertical"
+        layer = keras.layers.RandomFlip(mode, seed=seed)
+        return lambda x, y: (layer(x, training=True), y)
+    layer = {"mixup": keras.layers.MixUp, "cutmix": keras.layers.CutMix}[kind](seed=seed)
+
+    def mix(x, y):
+        mixed = layer({"images": x, "labels": y}, training=True)
+        return mixed["images"], mixed["labels"]
+
+    return mix

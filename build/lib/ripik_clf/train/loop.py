@@ -1,0 +1,178 @@
+"""Keras ``fit``'s epoch loop with one training step run by ``strategy.run``: the same code
+on one device, several GPUs and several machines (train/distribute.py says why ``fit``
+itself cannot be used under a multi-worker strategy).
+
+It keeps ``fit``'s contract with callbacks (train begin, epoch begin and end, batch end,
+test begin and end around validation, ``model.stop_training``, the first epoch set by
+``BackupAndRestore``), so checkpoints, resume, early stopping, EMA swaps, the history and
+the progress lines work unchanged. The loss of a step is the mean over the global batch
+(weighted by the class weights), as ``fit`` computes it on one device: each replica sums
+its share and divides by the global batch size, and the optimizer sums the replicas'
+gradients. Training metrics (loss, accuracy, macro-F1) are summed over all replicas;
+validation is computed by every worker on the whole validation set with the same weights,
+so every worker takes the same early-stopping and checkpoint decisions.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def fit_distributed(
+    model,
+    train_ds,
+    val_ds,
+    *,
+    strategy,
+    epochs,
+    steps_per_epoch,
+    callbacks=(),
+    class_weight=None,
+    verbose=2,
+    jit_compile=False,
+):
+    """Train ``model`` (built and compiled under ``strategy``'s scope) for ``epochs``.
+
+    Args:
+        train_ds: global batches ``(images, one-hot labels)``; every worker iterates
+            the same batches and each replica trains on its slice of each.
+        val_ds: validation batches (whole set, on every worker).
+        class_weight: ``{class: weight}`` or None.
+        jit_compile: compile each replica's forward and backward pass with XLA (the
+            gradients' all-reduce and the update stay outside: XLA cannot hold them).
+
+    Returns:
+        the ``keras.callbacks.History`` of the run.
+    """
+    num_classes = model.output_shape[-1]
+    weights = np.ones(num_classes, "float32")
+    for c, w in (class_weight or {}).items():
+        weights[int(c)] = w
+    step = _train_step(model, strategy, tf.constant(weights), jit_compile)
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        [*callbacks, history],
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
+    model.stop_training = False
+    # The optimizer's variables belong to the strategy: built here, in its scope (built
+    # lazily inside the first replicated step, Adam's slots fail under MirroredStrategy).
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+        callback_list.on_train_begin()  # a resume loads them
+    for epoch in range(model._initial_epoch or 0, epochs):  # set by BackupAndRestore
+        callback_list.on_epoch_begin(epoch)
+        loss_sum = 0.0  # the weighted loss, summed over images
+        confusion = np.zeros((num_classes, num_classes))  # its total is the image count
+        for batch, (x, y) in enumerate(train_ds):  # the iterator reads the epoch clock
+            callback_list.on_train_batch_begin(batch)
+            step_loss, matrix = step(*_per_replica(strategy, x, y))
+            loss_sum += float(step_loss)
+            confusion += matrix.numpy()
+            logs = {"loss": loss_sum / confusion.sum(), "accuracy": accuracy(confusion)}
+            callback_list.on_train_batch_end(batch, logs)
+            if model.stop_training:
+                break
+        logs = {**logs, "macro_f1": macro_f1(confusion)}
+        callback_list.on_test_begin()
+        val_logs = _validate(model, predict, val_ds, num_classes)
+        callback_list.on_test_end(val_logs)
+        logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    model.optimizer.finalize_variable_values(model.trainable_weights)
+    callback_list.on_train_end(logs if epochs > (model._initial_epoch or 0) else {})
+    return history
+
+
+def _per_replica(strategy, x, y):
+    """``(x, y)`` of the global batch, split into one contiguous slice per replica when
+    there are several (the last batch of an epoch may leave a replica an empty slice: its
+    sums are zero), and the global batch size."""
+    size = tf.shape(x)[0]
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return (x, y), size
+
+    def share(context):
+        per = (size + replicas - 1) // replicas
+        start = context.replica_id_in_sync_group * per
+        return x[start : start + per], y[start : start + per]
+
+    return strategy.experimental_distribute_values_from_function(share), size
+
+
+def _train_step(model, strategy, class_weights, jit_compile=False):
+    """A tf.function running one step on every replica; returns the global sums of the
+    weighted loss and of the confusion matrix."""
+    loss_object = model.loss
+    num_classes = model.output_shape[-1]
+    replicas = strategy.num_replicas_in_sync
+
+    def loss_and_gradients(x, y, global_size):
+        with tf.GradientTape() as tape:
+            probabilities = model(x, training=True)
+            per_example = loss_object.call(y, tf.cast(probabilities, tf.float32))
+            weighted = per_example * tf.gather(class_weights, tf.argmax(y, axis=-1))
+            loss = tf.reduce_sum(weighted) / tf.cast(global_size, tf.float32)
+            if model.losses:  # regularizers: once per step in total
+                loss += tf.add_n(model.losses) / replicas
+            scaled = model.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_weights)
+        truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
+        matrix = tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
+        return tf.reduce_sum(weighted), matrix, gradients
+
+    if jit_compile:
+        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+    def replica_step(x, y, global_size):
+        weighted_sum, matrix, gradients = loss_and_gradients(x, y, global_size)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+        return weighted_sum, matrix
+
+    @tf.function(reduce_retracing=True)
+    def step(batch, global_size):
+        results = strategy.run(lambda xy: replica_step(xy[0], xy[1], global_size), (batch,))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+    return step
+
+
+def _validate(model, predict, val_ds, num_classes):
+    """Loss, accuracy and macro-F1 on the whole validation set (``evaluate``'s values:
+    the mean unweighted loss over images)."""
+    loss_sum = 0.0
+    confusion = np.zeros((num_classes, num_classes))
+    for x, y in val_ds:
+        probabilities = tf.cast(predict(x), tf.float32)
+        loss_sum += float(tf.reduce_sum(model.loss.call(y, probabilities)))
+        truth = np.argmax(y.numpy(), axis=-1)
+        np.add.at(confusion, (truth, np.argmax(probabilities.numpy(), axis=-1)), 1)
+    regularization = float(sum(model.losses)) if model.losses else 0.0  # as evaluate adds
+    return {
+        "loss": loss_sum / confusion.sum() + regularization,
+        "accuracy": accuracy(confusion),
+        "macro_f1": macro_f1(confusion),
+    }
+
+
+def accuracy(confusion):
+    return float(np.trace(confusion) / confusion.sum())
+
+
+def macro_f1(confusion):
+    """Keras' ``F1Score(average="macro")`` from a confusion matrix (rows: truth), by
+    scikit-learn: every class counts, 0 for a class never seen nor predicted."""
+    from sklearn.metrics import f1_score
+
+    n = len(confusion)
+    truth, guess = np.nonzero(confusion)  # one (truth, guess) pair per cell, its count
+    return float(f1_score(truth, guess, labels=range(n), average="macro", zero_division=0,
+                          sample_weight=confusion[truth, guess]))  # fmt: skip

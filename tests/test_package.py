@@ -1,0 +1,98 @@
+"""ripik_clf as a package: what pip installs from pyproject.toml, and the ``ripik`` command
+from a wheel in a fresh virtual environment, photos to submission."""
+
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from conftest import make_folder_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _requirement_lines(text):
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    return sorted(line for line in lines if line and not line.startswith("-"))
+
+
+def test_pyproject_installs_what_requirements_txt_lists():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert sorted(project["dependencies"]) == _requirement_lines(
+        (REPO / "requirements.txt").read_text()
+    )
+    assert project["scripts"]["ripik"] == "ripik_clf.cli.ripik:main"
+    assert {"onnx", "mlflow", "dev"} <= set(project["optional-dependencies"])
+    import ripik_clf
+
+    assert project["version"] == ripik_clf.__version__
+    assert (REPO / "LICENSE").exists() and ripik_clf.__version__ in (
+        REPO / "CHANGELOG.md"
+    ).read_text()
+
+
+def test_ripik_dispatches_and_reports_its_version(capsys):
+    from ripik_clf.cli.ripik import COMMANDS, main
+
+    main(["--version"])
+    assert re.fullmatch(r"ripik \d+\.\d+\.\d+\n", capsys.readouterr().out)
+    main([])
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in COMMANDS)
+    with pytest.raises(SystemExit) as stop:
+        main(["bogus"])
+    assert stop.value.code == 2 and "unknown command 'bogus'" in capsys.readouterr().err
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--help"])
+        assert stop.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+
+
+def _fresh_venv(tmp_path):
+    """A virtual environment with the wheel installed and this one's packages reused."""
+    dist = tmp_path / "dist"
+    build = [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+             "--no-build-isolation", "-q", "-w", str(dist)]  # fmt: skip
+    subprocess.run(build, check=True, timeout=300)
+    (wheel,) = dist.glob("ripik_clf-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    # Reuse installed packages: a path line (not a site dir, so this environment's
+    # editable ripik_clf is not activated; the wheel's comes first).
+    (site / "reuse.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--no-deps", "--no-index", "-q",
+                    str(wheel)], check=True, timeout=300)  # fmt: skip
+    return venv
+
+
+@pytest.mark.slow  # builds a wheel and a venv, then the whole pipeline on tiny images
+def test_the_wheel_installs_ripik_and_fit_goes_from_photos_to_a_submission(tmp_path):
+    venv = _fresh_venv(tmp_path)
+    where = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import ripik_clf; print(ripik_clf.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True)  # fmt: skip
+    assert where.stdout.startswith(str(venv))  # the wheel's package, not the checkout
+    data = make_folder_dataset(tmp_path / "photos", {"cat": 8, "dog": 8, "owl": 8})
+    test = make_folder_dataset(tmp_path / "test_src", {"x": 4}) / "x"
+    small = ["--image-size", "32", "--workdir", str(tmp_path / "w")]
+    for key_value in ("augment.copies=1", "augment.size=32", "augment.workers=1",
+                      "augment.flips=none", "train.head_epochs=2", "train.full_epochs=1",
+                      "train.full_min_steps=0", "ensemble.tta=none"):  # fmt: skip
+        small += ["--set", key_value]
+    argv = [str(venv / "bin" / "ripik"), "fit", str(data), "--test", str(test),
+            "--out", str(tmp_path / "S.csv"), *small]  # fmt: skip
+    first = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "fit: 24 photos" in first.stdout and "report" in first.stdout.splitlines()[-1]
+    rows = (tmp_path / "S.csv").read_text().splitlines()
+    assert rows[0] == "image_id,label" and len(rows) == 1 + 4
+    assert (tmp_path / "w" / "report" / "report.md").exists()
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("(resumed run): kept") == 6  # 3 phases x 2 models

@@ -3,7 +3,7 @@
 Every sharded command (augmentation, feature extraction, test prediction) takes the
 same share of the same sorted list, so a job is split the same way whichever machine
 runs which shard; each shard writes only what it computed, and a final, unsharded
-command merges (see README "More than one machine").
+command merges (see docs/multi-machine.md).
 """
 
 from dataclasses import dataclass

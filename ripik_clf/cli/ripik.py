@@ -73,13 +73,30 @@ def _run(command, argv):
 
 def fit_main(argv=None):
     from ripik_clf.cli import fit as fit_module
-    from ripik_clf.cli.common import make_parser
     from ripik_clf.errors import exit_on_user_error
 
-    doc = fit_module.__doc__
-    parser = make_parser(doc.splitlines()[0], epilog=doc.split("\n", 1)[1])
-    fit_module.add_fit_args(parser)
-    exit_on_user_error(fit_module.fit)(parser.parse_args(argv))
+    exit_on_user_error(fit_module.fit)(parse(["fit", *(argv or [])]))
+
+
+def parse(argv):
+    """The flags of ``ripik COMMAND ...`` parsed as that command would, nothing run (the
+    README's test checks every command line it shows with it)."""
+    from ripik_clf.cli import augment, ensemble, fit, train
+    from ripik_clf.cli import main as python_m
+    from ripik_clf.cli.common import make_parser
+
+    command, rest = argv[0], argv[1:]
+    if command == "fit":
+        parser = make_parser(fit.__doc__.splitlines()[0], epilog=fit.__doc__.split("\n", 1)[1])
+        fit.add_fit_args(parser)
+        return parser.parse_args(rest)
+    if command == "augment":
+        return augment.parse_args(rest, augment.DOC)
+    if command == "train":
+        return train.build_parser(*train.doc_parts(train.TRAIN_DOC), True).parse_args(rest)
+    if command == "ensemble":
+        return ensemble.parse_args(rest, ensemble.DOC)
+    return python_m.parse_args([command, *rest])
 
 
 if __name__ == "__main__":

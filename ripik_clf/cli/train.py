@@ -195,19 +195,19 @@ def print_summary(phase, results):
         )
 
 
-def _parts(doc):
+def doc_parts(doc):
     return doc.splitlines()[0], doc.split("\n", 2)[2]
 
 
 @exit_on_user_error
 def train_main(argv=None):
     """``train.py`` / ``ripik train``."""
-    args = build_parser(*_parts(TRAIN_DOC), True).parse_args(argv)
+    args = build_parser(*doc_parts(TRAIN_DOC), True).parse_args(argv)
     run_phase(args, args.phase)
 
 
 @exit_on_user_error
 def finetune_main(argv=None):
     """``finetune.py``: the full phase."""
-    args = build_parser(*_parts(FINETUNE_DOC), False).parse_args(argv)
+    args = build_parser(*doc_parts(FINETUNE_DOC), False).parse_args(argv)
     run_phase(args, "full")

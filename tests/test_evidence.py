@@ -14,6 +14,7 @@ from ripik_clf.predict.calibration import (
     fit_temperature,
 )
 from ripik_clf.predict.voting import bagged_greedy_selection, choose_tta
+from ripik_clf.train.full import choose_start
 
 DRAWS = 100
 N_VAL, N_CLASSES = 110, 8  # about clothing8's validation split
@@ -168,3 +169,15 @@ def test_flips_that_change_the_label_are_dropped():
     rng = np.random.default_rng(9)
     chosen = [_flips_choice(rng, mirrored_label=True) for _ in range(20)]
     assert np.mean([c != "all" for c in chosen]) >= 0.9
+
+
+def _start_choice(rng, skill_head, skill_probe):
+    y = rng.integers(0, N_CLASSES, N_VAL)
+    head = model_probabilities(rng, y, skill_head)
+    return choose_start(head, model_probabilities(rng, y, skill_probe), y).chosen
+
+
+def test_the_full_phase_starts_from_the_head_unless_the_probe_is_clearly_better():
+    rng = np.random.default_rng(10)
+    assert share([_start_choice(rng, 2.5, 2.5) for _ in range(DRAWS)], "head") >= 0.9
+    assert share([_start_choice(rng, 2.0, 3.5) for _ in range(DRAWS)], "probe") >= 0.9

@@ -317,22 +317,28 @@ def _start_model(folder, rule, data):
 
 def _start_evidence(folder, data):
     """Head against probe on the validation probabilities each phase saved."""
-    from ripik_clf.evidence import Choice, choose_with_margin, per_image_log_loss
+    from ripik_clf.evidence import Choice
 
-    losses = {}
+    saved = {}
     for phase in ("head", "probe"):
-        saved = wd.read_val_probabilities(folder, phase, data.classes) or {}
-        if not all(image in saved for image in data.val_images):
+        table = wd.read_val_probabilities(folder, phase, data.classes) or {}
+        if not all(image in table for image in data.val_images):
             note = f"no {phase} validation probabilities"
             return Choice("full_start", "head", "head", "validation log loss",
                           len(data.val_images), note=note)  # fmt: skip
-        probabilities = np.stack([saved[image] for image in data.val_images])
-        losses[phase] = per_image_log_loss(probabilities, data.val_y)
-    choice = choose_with_margin(
-        "full_start", "head", {"probe": losses["head"] - losses["probe"]}, "validation log loss"
-    )
+        saved[phase] = np.stack([table[image] for image in data.val_images])
+    choice = choose_start(saved["head"], saved["probe"], data.val_y)
     print(choice.line())
     return choice
+
+
+def choose_start(head, probe, y):
+    """``full_start: best`` (pure): the head (the design's recipe) unless the probe's
+    per-image validation log loss is lower beyond noise."""
+    from ripik_clf.evidence import choose_with_margin, per_image_log_loss
+
+    gain = per_image_log_loss(head, y) - per_image_log_loss(probe, y)
+    return choose_with_margin("full_start", "head", {"probe": gain}, "validation log loss")
 
 
 def _with_run_settings(config, record):

@@ -229,3 +229,39 @@ def test_the_exported_ensemble_is_the_submitted_one(two_members, flip_submission
     cli(["predict", str(two_members / "test"), "--exported", str(target), "--json"])
     rows = json.loads(capsys.readouterr().out)["predictions"]
     assert {Path(r["image"]).name: r["top"][0]["class"] for r in rows} == submitted.to_dict()
+
+
+def test_the_python_api_takes_every_kind_of_image_and_fails_per_item(two_members, tmp_path):
+    """Paths, folders, arrays, PIL images and bytes, mixed in one list, give the labels
+    the files give; an input that cannot be predicted gets None and its reason, and the
+    rest of the batch is predicted."""
+    from ripik_clf import Ensemble
+    from ripik_clf.errors import UserError
+
+    root, work = two_members, tmp_path / "work"
+    shutil.copytree(root / "work", work)
+    ensemble.main(["--data", str(root / "data"), "--workdir", str(work), "--test",
+                   str(root / "test"), "--out", str(tmp_path / "sub.csv"), "--members",
+                   "original", "--tta", "none"])  # fmt: skip
+    loaded = Ensemble.load(work)
+    files = sorted((root / "test").iterdir())
+    expected = loaded.predict(files).labels
+    image = Image.open(files[1])
+    mixed = [
+        files[0], np.asarray(image.convert("RGB")), image, files[2].read_bytes(),
+        str(files[3]), tmp_path / "missing.png", np.zeros((4, 4, 3), "float32"), 5,
+        b"not an image",
+    ]  # fmt: skip
+    result = loaded.predict(mixed)
+    assert result.labels[:5] == [expected[0], expected[1], expected[1], expected[2], expected[3]]
+    assert result.labels[5:] == [None] * 4 and np.isnan(result.probabilities[5:]).all()
+    reasons = dict(result.failures)
+    assert reasons[str(tmp_path / "missing.png")] == "not found"
+    assert "uint8 RGB" in reasons["input 6"] and "int" in reasons["input 7"]
+    assert "not an image file" in reasons["input 8"]
+    for bad in (None, 5, []):
+        with pytest.raises(UserError):
+            loaded.predict(bad)
+    for size in (0, -1, 2.5, True):
+        with pytest.raises(UserError, match="batch_size"):
+            loaded.predict(files, batch_size=size)

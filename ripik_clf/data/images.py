@@ -6,6 +6,7 @@ prediction.
 """
 
 import hashlib
+import io
 from pathlib import Path
 
 import cv2
@@ -44,17 +45,19 @@ class BadImage(Exception):
 def probe(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Check a file's header (cheap: no pixel decoding).
 
+    Args:
+        path: an image file, or an image file's bytes (the Python API).
+
     Returns:
         (format, width, height) as Pillow reports them.
 
     Raises:
         BadImage: empty file, not an image, unsupported format, or too many pixels.
     """
-    path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (len(path) if _is_bytes(path) else Path(path).stat().st_size) == 0:
             raise BadImage("empty file (0 bytes)")
-        with Image.open(path) as im:
+        with Image.open(_readable(path)) as im:
             fmt, (width, height) = im.format, im.size
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised content)") from None
@@ -70,6 +73,15 @@ def probe(path, max_pixels=DEFAULT_MAX_PIXELS):
     return fmt, width, height
 
 
+def _is_bytes(source):
+    return isinstance(source, (bytes, bytearray, memoryview))
+
+
+def _readable(source):
+    """What Pillow opens: a path, or the bytes of a file as a file object."""
+    return io.BytesIO(bytes(source)) if _is_bytes(source) else Path(source)
+
+
 def read_rgb(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Decode an image file to an ``(H, W, 3) uint8`` RGB array, upright.
 
@@ -82,7 +94,7 @@ def read_rgb(path, max_pixels=DEFAULT_MAX_PIXELS):
     """
     probe(path, max_pixels)
     try:
-        with Image.open(path) as im:
+        with Image.open(_readable(path)) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_rgb8(im)

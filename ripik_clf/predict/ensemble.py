@@ -15,6 +15,7 @@ import numpy as np
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
 from ripik_clf.predict.calibration import apply_temperature
+from ripik_clf.predict.inputs import collect, decode
 from ripik_clf.predict.members import (
     Member,
     load_members,
@@ -121,35 +122,58 @@ class Ensemble:
         return self.member_probabilities(predict)
 
     def predict(self, inputs, batch_size=32):
-        """Labels and probabilities for image files, folders, or RGB arrays.
+        """Labels and probabilities for images of any kind, one result per image.
 
         Args:
-            inputs: paths of images or folders (every image below a folder, sorted), or
-                ``uint8`` RGB arrays ``(H, W, 3)`` of any size (a list, or one ``(N, H, W,
-                3)`` array), prepared as every model here sees images.
+            inputs: image files or folders (every image below a folder, sorted), ``uint8``
+                RGB arrays ``(H, W, 3)`` of any size (or one ``(N, H, W, 3)`` stack), PIL
+                images, or image files' bytes; one alone or a list mixing them
+                (:mod:`ripik_clf.predict.inputs`). Each is prepared as every model here
+                sees images.
+
+        An input that cannot be predicted (a missing file, a broken image, a float array)
+        gets label None, a NaN row and its reason in ``failures``; the others are
+        predicted. Raises :class:`~ripik_clf.errors.UserError` only when none can be.
         """
-        if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
-            inputs = list(inputs)
-        if isinstance(inputs, (str, Path)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 3):
-            inputs = [inputs]
-        inputs = list(inputs)
-        if inputs and all(isinstance(i, np.ndarray) for i in inputs):
-            arrays = [_checked_array(a, i) for i, a in enumerate(inputs)]
-
-            def predict(mode, rows):
-                chosen = arrays if rows is None else [arrays[i] for i in rows]
-                return predict_arrays(self.members, chosen, mode, batch_size)
-
-            probabilities, failures, retried = self.member_probabilities(predict)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+        items = collect(inputs)
+        if all(item.path is not None or item.reason for item in items):
+            rows = [k for k, item in enumerate(items) if item.reason is None]
+            if rows:  # files only: streamed and decoded in the members' reader
+                files = [items[k].path for k in rows]
+                got, failures, retried = self.predict_files(files, batch_size)
+                row_of = {str(path): k for path, k in zip(files, rows)}
+                for path, reason in failures:
+                    items[row_of[str(path)]].reason = reason
         else:
-            files, unusable = image_files(inputs)
-            probabilities, failures, retried = self.predict_files(files, batch_size)
-            failures = unusable + failures
+            rows, got, retried = self._predict_pixels(items, batch_size)
+        good = [k for k, item in enumerate(items) if item.reason is None]
+        if not good:
+            raise UserError(f"none of the {len(items)} input(s) can be predicted (first: "
+                            f"{items[0].name}: {items[0].reason})")  # fmt: skip
+        probabilities = np.full((len(self.members), len(items), len(self.classes)), np.nan)
+        probabilities[:, rows] = got
         voted = self.vote(self.families(probabilities))
-        failed = np.isnan(probabilities[0, :, 0])
-        voted[failed] = np.nan
-        labels = [None if f else self.classes[k] for f, k in zip(failed, voted.argmax(1))]
+        labels = [self.classes[k] if i in good else None for i, k in enumerate(voted.argmax(1))]
+        voted[[i not in good for i in range(len(items))]] = np.nan
+        failures = [(item.name, item.reason) for item in items if item.reason]
         return Predictions(labels, voted, self.classes, failures, retried)
+
+    def _predict_pixels(self, items, batch_size):
+        """Items with pixels (arrays, PIL images, bytes) and any files among them,
+        decoded here; returns (rows predicted, their member probabilities, retries)."""
+        arrays = {k: decode(item) for k, item in enumerate(items)}
+        rows = [k for k, array in arrays.items() if array is not None]
+        if not rows:
+            return rows, np.zeros((len(self.members), 0, len(self.classes))), 0
+
+        def predict(mode, chosen):
+            chosen = rows if chosen is None else [rows[i] for i in chosen]
+            return predict_arrays(self.members, [arrays[k] for k in chosen], mode, batch_size)
+
+        got, _, retried = self.member_probabilities(predict)
+        return rows, got, retried
 
 
 def image_files(inputs, allow_outside_root=False):
@@ -176,17 +200,6 @@ def image_files(inputs, allow_outside_root=False):
             first = f" ({len(unusable)} unusable, first {unusable[0][0]}: {unusable[0][1]})"
         raise UserError(f"no usable image files in {', '.join(map(str, inputs))}{first}")
     return files, unusable
-
-
-def _checked_array(array, position):
-    if array.ndim == 2:  # grayscale, as read_rgb converts it
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8 or 0 in array.shape:
-        raise UserError(
-            f"input {position}: an image array must be uint8 RGB (H, W, 3), "
-            f"got {array.dtype} {array.shape}"
-        )
-    return array
 
 
 def _recorded_member(workdir, spec, definition):

@@ -159,6 +159,8 @@ def run_export(config, run, fmt, *, out=None, quantize="none", check_images=256)
     if check_images < 1:  # an export is always checked against the Keras model
         raise UserError(f"--check-images must be 1 or more, got {check_images}")
     out_dir = Path(out) if out else wd.export_dir(config.workdir)
+    if out:
+        wd.check_output(out_dir, config, "--out")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file: name a folder for the export")
     if run is None:

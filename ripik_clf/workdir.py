@@ -547,6 +547,31 @@ def audit_dir(workdir):
     return Path(workdir) / "audit"
 
 
+def owned_paths(workdir):
+    """What the work directory holds for its stages (records, copies, runs, caches, the
+    report): no output the user names may land on or inside one of them."""
+    w = Path(workdir)
+    return [*split_paths(w), augmented_dir(w), w / RUNS, report_dir(w), w / "features",
+            predictions_dir(w), audit_dir(w)]  # fmt: skip
+
+
+def check_output(path, config, what):
+    """Refuse ``path`` (an output: ``what`` names its flag) when it is, or is inside, a
+    path the work directory owns (:func:`owned_paths`) or the data and test folders the
+    run reads: ``--out W/splits.csv`` replaced the split every later stage reads."""
+    target = Path(path).resolve()
+    data = config.data
+    read = [p for p in (data.path, data.image_root, data.test) if p]
+    guarded = [(p, "the work directory's own") for p in owned_paths(config.workdir)]
+    guarded += [(Path(p), "read by this run") for p in read]
+    for place, why in guarded:
+        place = place.resolve()
+        if target == place or place in target.parents:
+            raise UserError(f"{what} {path} is inside {place} ({why}): name an output "
+                            "outside the data, the test folder and the work directory's "
+                            "records")  # fmt: skip
+
+
 # --- the report ---------------------------------------------------------------------------
 
 

@@ -90,6 +90,8 @@ def run_ensemble(config, out_path, answers=None, shard=WHOLE):
 
 def _run_ensemble(config, out_path, answers, shard):
     ens = config.ensemble
+    for written in (out_path, *(wd.beside_submission(out_path, k) for k in SIDE_FILES)):
+        wd.check_output(written, config, "--out")
     if not out_path.parent.is_dir():
         raise UserError(f"output folder does not exist: {out_path.parent}")
     if out_path.is_dir():
@@ -165,6 +167,9 @@ def _below_best_member(rows, names, tta):
                f"images): consider --members {best}")  # fmt: skip
     print(warning)
     return [f"**{warning}**", ""]
+
+
+SIDE_FILES = ("probabilities", "skipped")  # written beside the submission
 
 
 def _members(config):

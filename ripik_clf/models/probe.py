@@ -11,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # inverse L2 strength, on standardised features
+FIXED_C = 0.1  # when a class has one training image and C cannot be cross-validated
 
 
 def fit_probe(features, labels, seed=0, folds=5, scoring="f1_macro", groups=None):
@@ -18,18 +19,23 @@ def fit_probe(features, labels, seed=0, folds=5, scoring="f1_macro", groups=None
     macro-F1 to classify; ``neg_log_loss`` when the probabilities themselves matter).
     Classes are weighted by inverse frequency (a no-op when balanced). With ``groups``
     (e.g. the source image of each augmented copy) a group never straddles two folds.
+    A class with a single training image leaves nothing to cross-validate: C is then
+    FIXED_C (``best_params_`` says so).
 
     Returns:
         a fitted scikit-learn estimator with ``predict_proba`` and ``best_params_``.
     """
     folds = int(min(folds, np.bincount(labels).min()))
-    if groups is None:
-        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    if folds < 2:  # a class with one training image: no cross-validation can hold it out
+        cv = [(np.arange(len(labels)), np.arange(len(labels)))]  # one "split": the fit
+        grid = [FIXED_C]
+    elif groups is None:
+        cv, grid = StratifiedKFold(folds, shuffle=True, random_state=seed), C_GRID
     else:
-        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        cv, grid = StratifiedGroupKFold(folds, shuffle=True, random_state=seed), C_GRID
     search = GridSearchCV(
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")),
-        {"logisticregression__C": list(C_GRID)},
+        {"logisticregression__C": list(grid)},
         scoring=scoring,
         cv=cv,
     )

@@ -150,6 +150,22 @@ class RunData:
     kept_versions: list | None = None  # positions in train_paths of the readable versions
 
 
+def _check_enough(train, val, classes):
+    """Training needs every class on the training side and some validation images (early
+    stopping, the best epoch and every choice are made there)."""
+    counts = train["label"].value_counts()
+    missing = [c for c in classes if counts.get(c, 0) == 0]
+    if missing:
+        raise UserError(f"class {missing[0]} has no training image in this split: "
+                        "add images (2 or more per class)")  # fmt: skip
+    if val.empty:
+        raise UserError(
+            f"no validation images: {len(train)} images in {len(classes)} classes leave none "
+            "to validate on (a class needs 2 or more images to have one on each side): "
+            "add images"
+        )
+
+
 def model_data(config, model_name, *, fold=None, resplit=False, make_split=True):
     """Training and validation files for one model, as absolute paths and class indices.
 
@@ -174,6 +190,7 @@ def model_data(config, model_name, *, fold=None, resplit=False, make_split=True)
     index = {c: i for i, c in enumerate(classes)}
     in_val = table.fold == fold if folds else table.split == "val"
     train, val = table[~in_val], table[in_val]
+    _check_enough(train, val, classes)
     versions = [[p] for p in train["path"]]
     sources_y = [index[c] for c in train["label"]]
     if model_name == "augmented":

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 
 from conftest import write_image
 from ripik_clf.train.features import extract_features
@@ -130,3 +131,48 @@ def test_the_cache_tag_follows_the_weights_content_and_the_precision(tmp_path):
     assert cache_tag("efficientnet_lite0", "imagenet", 224, 0) == "efficientnet_lite0-imagenet-224"
     mixed = cache_tag("efficientnet_lite0", "imagenet", 224, 0, "mixed_float16")
     assert mixed == "efficientnet_lite0-imagenet-224-mixed_float16"
+
+
+def _npy_declaring(path, shape):
+    """An .npy file whose header asks for ``shape`` (no data behind it)."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+    header = header.ljust(117) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+
+
+@pytest.mark.parametrize(
+    "poison",
+    ["nan", "inf", "huge header", "wrong width", "float64"],
+)
+def test_a_cached_feature_poisoned_by_value_is_extracted_again(tmp_path, poison):
+    from ripik_clf.train import features as feature_cache
+
+    image = write_image(tmp_path / "img" / "0.png", seed=3)
+    cache = tmp_path / "cache"
+    clean, _ = extract_features([str(image)], CountingExtractor(), 32, cache, batch_size=8)
+    (entry,) = cache.rglob("*.npy")
+    width = clean.shape[1]
+    if poison == "huge header":
+        _npy_declaring(entry, (10**12,))
+    else:
+        bad = {"nan": np.full(width, np.nan, "float32"), "inf": np.full(width, np.inf, "float32"),
+               "wrong width": np.zeros(width + 1, "float32"),
+               "float64": np.zeros(width, "float64")}[poison]  # fmt: skip
+        np.save(entry, bad)
+    assert feature_cache._cached(entry, width) is None and not entry.exists()
+    again, _ = extract_features([str(image)], CountingExtractor(), 32, cache, batch_size=8)
+    np.testing.assert_array_equal(again, clean)
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [[5.0, -3.0, 0.0], [0.2, 0.2, 0.2], [np.nan, 0.5, 0.5], [np.inf, 0.0, 0.0], [0.5, 0.5]],
+)
+def test_a_cached_prediction_poisoned_by_value_is_computed_again(tmp_path, vector):
+    from ripik_clf.predict import cache
+
+    entry = tmp_path / "ab" / "abc.npz"
+    cache._save(entry, [0.2, 0.3, 0.5])
+    assert cache._load(entry, 3) is not None  # a sound entry is read
+    np.savez(entry, p=np.asarray(vector, dtype=np.float64))
+    assert cache._load(entry, 3) is None and not entry.exists()

@@ -110,18 +110,33 @@ def _entry(folder, image_key):
 
 
 def _load(entry, n_classes):
-    """A cached vector; None when absent or damaged (a disk fault: removed, computed again)."""
+    """A cached vector; None when absent or damaged (a disk fault, or an entry edited by
+    hand: removed and computed again). Checked by value, not only by shape: finite,
+    non-negative probabilities summing to one; a file larger than such a vector can be
+    is not read (its header could ask for any amount of memory)."""
     if not entry.exists():
         return None
     try:
-        with np.load(entry, allow_pickle=False) as archive:
-            vector = archive["p"]
-        if vector.shape == (n_classes,) and vector.dtype == np.float64:
-            return vector
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        if entry.stat().st_size <= n_classes * 8 + ENTRY_OVERHEAD:
+            with np.load(entry, allow_pickle=False) as archive:
+                vector = archive["p"]
+            if (
+                vector.shape == (n_classes,)
+                and vector.dtype == np.float64
+                and _probabilities(vector)
+            ):
+                return vector
+    except (OSError, ValueError, EOFError, KeyError, MemoryError, zipfile.BadZipFile):
         pass
     entry.unlink(missing_ok=True)
     return None
+
+
+ENTRY_OVERHEAD = 4096  # an .npz's zip and .npy headers around the vector
+
+
+def _probabilities(vector):
+    return bool(np.isfinite(vector).all() and (vector >= 0).all() and abs(vector.sum() - 1) < 1e-4)
 
 
 def _save(entry, vector):

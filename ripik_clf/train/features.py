@@ -89,15 +89,22 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
 
 
 def _cached(entry, width):
-    """A cached vector; None when absent, or damaged (left by an older version or a
-    disk fault: removed, and extracted again)."""
+    """A cached vector; None when absent, or damaged (left by an older version, a disk
+    fault or a hand: removed, and extracted again). Checked by value: finite; a file
+    larger than such a vector can be is not read (its header could ask for any amount
+    of memory)."""
     if entry is None or not entry.exists():
         return None
     try:
-        vector = np.load(entry, allow_pickle=False)
-        if vector.shape == (width,) and vector.dtype == np.float32:
-            return vector
-    except (OSError, ValueError, EOFError):
+        if entry.stat().st_size <= width * 4 + 4096:  # the .npy header is far smaller
+            vector = np.load(entry, allow_pickle=False)
+            if (
+                vector.shape == (width,)
+                and vector.dtype == np.float32
+                and np.isfinite(vector).all()
+            ):
+                return vector
+    except (OSError, ValueError, EOFError, MemoryError):
         pass
     entry.unlink(missing_ok=True)
     return None

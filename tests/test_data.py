@@ -207,3 +207,24 @@ def test_a_class_folder_linked_outside_the_root_is_refused(tmp_path):
     (data / "c").symlink_to(tmp_path / "elsewhere" / "c")
     with pytest.raises(UserError, match="class folder .*c links outside the data root"):
         discover(data)
+
+
+def test_a_huge_csv_error_stays_one_readable_line(tmp_path, capsys):
+    """100,000 duplicate rows used to give one 600 KB error line."""
+    import augment_offline
+
+    write_image(tmp_path / "a.png")
+    (tmp_path / "d.csv").write_text("image,label\n" + "a.png,x\n" * 100_000)
+    with pytest.raises(SystemExit):
+        augment_offline.main(["--data", str(tmp_path / "d.csv"), "--workdir", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert "listed more than once" in err and "99,995 more" in err
+    assert len(err) < 800 and err.count("\n") == 1
+
+
+def test_every_error_message_is_one_capped_line():
+    from ripik_clf.errors import MAX_MESSAGE, one_line
+
+    assert one_line("a\nb  c") == "a b c"
+    long = one_line("x" * 10_000)
+    assert long.startswith("x" * MAX_MESSAGE) and long.endswith("(9,400 more characters)")

@@ -93,7 +93,9 @@ def test_the_prediction_cache_is_keyed_by_content_and_a_damaged_entry_is_redone(
 
     def fake_predict(members, paths, tta, batch_size, progress, calibrated):
         calls.append(len(paths))
-        rows = [np.full(3, float(len(open(p, "rb").read()) % 7)) for p in paths]
+        # probabilities (the cache checks entries by value), one set per file content
+        rows = [np.array([1.0, 1.0 + len(open(p, "rb").read()) % 7, 1.0]) for p in paths]
+        rows = [row / row.sum() for row in rows]
         return np.stack([np.stack(rows)] * len(members)), []
 
     monkeypatch.setattr(cache_module, "predict_members", fake_predict)

@@ -230,9 +230,10 @@ def _csv_columns(csv_path, table, image_col, label_col):
     if len(dupes):
         first = dupes.iloc[0]
         rows_of_first = [str(i + 1) for i in dupes.index[dupes == first]]
+        more = f" and {len(rows_of_first) - 5:,} more" if len(rows_of_first) > 5 else ""
         raise UserError(
             f"CSV {csv_path}: image {first!r} is listed more than once "
-            f"(data rows {', '.join(rows_of_first)}); each image must appear once"
+            f"(data rows {', '.join(rows_of_first[:5])}{more}); each image must appear once"
         )
     return keys, labels
 

@@ -228,3 +228,19 @@ def test_every_error_message_is_one_capped_line():
     assert one_line("a\nb  c") == "a b c"
     long = one_line("x" * 10_000)
     assert long.startswith("x" * MAX_MESSAGE) and long.endswith("(9,400 more characters)")
+
+
+def test_a_pipe_in_a_class_folder_is_listed_as_skipped_never_opened(tmp_path):
+    """Reading a FIFO blocks forever: only regular files are images."""
+    import os
+
+    from ripik_clf.config import load_config
+    from ripik_clf.data.dataset import load_dataset
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 3, "b": 3})
+    os.mkfifo(data / "a" / "pipe.png")
+    dataset, skipped = load_dataset(load_config(None, {"data.path": str(data)}).data)
+    assert len(dataset) == 6
+    assert [why for path, why in skipped if "pipe.png" in str(path)] == [
+        "not a regular file (a pipe, socket or device)"
+    ]

@@ -178,3 +178,23 @@ def test_the_split_stage_records_a_touched_image_s_new_mtime(tmp_path):
     assert again["mtime_ns"].iloc[2] == victim.stat().st_mtime_ns  # later stages: a stat
     assert list(again["sha1"]) == list(table["sha1"])
     assert wd.read_split_table(config.workdir)["mtime_ns"].iloc[2] == victim.stat().st_mtime_ns
+
+
+def test_a_pipe_in_place_of_a_recorded_image_is_refused_not_opened(tmp_path):
+    """A FIFO given the recorded image's size and mtime used to block the reader."""
+    import os
+
+    import pandas as pd
+
+    from ripik_clf.data import splits
+
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    os.remove(image)
+    os.mkfifo(image)
+    stat = os.stat(image)
+    table = pd.DataFrame({"path": [str(image)], "bytes": [stat.st_size],
+                          "mtime_ns": [stat.st_mtime_ns], "sha1": ["0" * 40]})  # fmt: skip
+    assert splits._changed_images(table) == [
+        (str(image), "not a regular file (a pipe, socket or device)")
+    ]

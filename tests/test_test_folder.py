@@ -39,7 +39,16 @@ def unusable_entries():
         (folder / "deeper").mkdir(exist_ok=True)
         (folder / "deeper" / "outside.jpg").symlink_to(outside / "secret.png")
 
+    def fifo(folder, outside):  # reading a pipe blocks: it must never be opened
+        os.mkfifo(folder / "pipe.png")
+
+    def link_to_fifo(folder, outside):
+        os.mkfifo(folder / ".pipe")
+        (folder / "piped.jpg").symlink_to(folder / ".pipe")
+
     yield "not UTF-8", not_utf8, "not valid UTF-8"
+    yield "fifo", fifo, "not a regular file"
+    yield "link to a fifo", link_to_fifo, "not a regular file"
     yield "control character", control_character, "control character"
     yield "broken link", broken_link, "broken symbolic link"
     yield "link outside", link_outside, "links outside"

@@ -117,8 +117,9 @@ def _one_row_per_file(rows, skipped):
 
 def _class_files(class_dir, inside, allow_outside_root):
     """The visible files of a class folder that are usable by name and place, and
-    ``(path, reason)`` for the others: names that are not valid UTF-8, broken links, and
-    (the CSV's rule) links resolving outside the data root."""
+    ``(path, reason)`` for the others: names that are not valid UTF-8, broken links,
+    (the CSV's rule) links resolving outside the data root, and special files (only
+    regular files are images)."""
     files, unusable = [], []
     for path in sorted(class_dir.rglob("*")):
         if _hidden(path, class_dir) or path.is_dir():
@@ -138,6 +139,8 @@ def _class_files(class_dir, inside, allow_outside_root):
             )
         elif path.is_file():
             files.append(path)
+        else:  # a FIFO, socket or device: reading it can block forever, so never read
+            unusable.append((shown, "not a regular file (a pipe, socket or device)"))
     return files, unusable
 
 

@@ -10,6 +10,7 @@ changed under it.
 import hashlib
 import os
 import sys
+from stat import S_ISREG
 from types import SimpleNamespace
 
 import numpy as np
@@ -240,6 +241,8 @@ def _stat_differs(path, size, mtime):
         stat = os.stat(path)
     except OSError as err:
         return f"cannot be read ({err.strerror})", True
+    if not S_ISREG(stat.st_mode):  # a pipe in an image's place would block its reader
+        return "not a regular file (a pipe, socket or device)", True
     return None, (stat.st_size, stat.st_mtime_ns) != (size, mtime)
 
 

@@ -210,7 +210,8 @@ def summary_row(data, workdir, wall):
     scores = bootstrap_scores(truth, predicted, len(classes))
     settings, definition = read_augment_settings(workdir), read_ensemble_definition(workdir)
     chosen = [f"flips {settings.flips}" if settings else "no copies"]
-    chosen += [f"TTA {definition.tta}", f"T {definition.temperature:.2f}"]
+    views = sorted({m.tta for m in definition.members})  # "auto" resolved per member
+    chosen += [f"TTA {'/'.join(views)}", f"T {definition.temperature:.2f}"]
     chosen += ["weights " + "/".join(f"{w:.2f}" for w in definition.weights)]
     train = sum(1 for p in (data / "train").rglob("*") if p.is_file())
     return {"set": data.name, "classes": len(classes), "train": train, "test": len(ids),

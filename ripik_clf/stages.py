@@ -13,12 +13,14 @@ from ripik_clf.startup import quiet_tensorflow
 
 
 def _stage(run):
-    """Every stage starts with TensorFlow loaded quietly (its C++ start-up lines hidden)."""
+    """Every stage starts by checking that the work directory's folders are its own, and
+    with TensorFlow loaded quietly (its C++ start-up lines hidden)."""
 
     @functools.wraps(run)
-    def start(*args, **kwargs):
+    def start(config, *args, **kwargs):
+        wd.check_own_folders(config.workdir)
         quiet_tensorflow()
-        return run(*args, **kwargs)
+        return run(config, *args, **kwargs)
 
     return start
 

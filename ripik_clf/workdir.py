@@ -555,6 +555,24 @@ def owned_paths(workdir):
             predictions_dir(w), audit_dir(w)]  # fmt: skip
 
 
+def check_own_folders(workdir):
+    """Refuse a work directory whose own folders (runs, a run, the report, the caches,
+    the copies) are links leading out of it: every stage would write there, elsewhere."""
+    root = Path(workdir)
+    if not root.is_dir():
+        return
+    inside = root.resolve()
+    folders = [p for p in owned_paths(root) if p.suffix == ""] + [root / "export"]
+    runs = root / RUNS
+    if runs.is_dir() and not runs.is_symlink():
+        folders += sorted(runs.iterdir())
+    for folder in folders:
+        if folder.is_symlink() and not folder.resolve().is_relative_to(inside):
+            raise UserError(f"{folder} is a link to {folder.resolve()}, outside the work "
+                            f"directory {root}: its folders must be its own (the stages "
+                            "write there); replace the link by a folder")  # fmt: skip
+
+
 def check_output(path, config, what):
     """Refuse ``path`` (an output: ``what`` names its flag) when it is, or is inside, a
     path the work directory owns (:func:`owned_paths`) or the data and test folders the

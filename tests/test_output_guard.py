@@ -61,3 +61,26 @@ def test_export_out_is_refused_inside_the_work_directorys_records(place, rel, ca
 def test_owned_paths_name_every_record_folder():
     names = {p.name for p in wd.owned_paths("w")}
     assert {"splits.csv", "splits.json", "augmented", "runs", "report", "predictions"} <= names
+
+
+LINKED = ["runs", "report", "predictions", "augmented", "features", "audit", "export",
+          "runs/original"]  # fmt: skip
+
+
+@pytest.mark.parametrize("rel", LINKED)
+def test_a_work_folder_linked_outside_is_refused_before_any_stage_writes(tmp_path, rel, capsys):
+    data = make_folder_dataset(tmp_path / "data", {"a": 3, "b": 3})
+    work, elsewhere = tmp_path / "w", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (work / rel).parent.mkdir(parents=True, exist_ok=True)
+    (work / rel).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(SystemExit) as stop:
+        ensemble.main(
+            ["--data", str(data), "--workdir", str(work), "--out", str(tmp_path / "s.csv")]
+        )
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "outside the work directory" in err and rel in err
+    assert not any(elsewhere.iterdir())  # nothing was written there
+    (work / rel).unlink()
+    (work / rel).mkdir()  # the same folder, its own: that check passes
+    wd.check_own_folders(work)

@@ -676,6 +676,39 @@ def read_ensemble_definition(workdir):
     if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
         raise damaged(path, "members is not a list of members", RESUBMIT)
     try:
-        return EnsembleDefinition.from_json(record)
+        definition = EnsembleDefinition.from_json(record)
+        problem = _definition_problem(definition)
     except (ValueError, TypeError, KeyError) as err:
         raise damaged(path, f"not an ensemble record: {err}", RESUBMIT) from None
+    if problem:
+        raise damaged(path, problem, RESUBMIT)
+    return definition
+
+
+def _positive_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e6
+
+
+def _definition_problem(d):
+    """Why a recorded ensemble cannot be the one ensemble.py wrote (values, not only
+    types: each would predict wrong labels with exit 0), or None."""
+    if not (isinstance(d.classes, list) and len(d.classes) >= 2
+            and len(set(map(str, d.classes))) == len(d.classes)):  # fmt: skip
+        return "classes is not a list of two or more distinct names"
+    if not (isinstance(d.families, list) and d.families and len(d.weights) == len(d.families)):
+        return f"{len(d.weights)} weights for {len(d.families)} families"
+    weights_ok = all(isinstance(w, (int, float)) and 0 <= w < 1e6 for w in d.weights)
+    if not weights_ok or not sum(d.weights) > 0:
+        return f"weights {d.weights} are not non-negative numbers with a positive sum"
+    if not _positive_number(d.temperature):
+        return f"temperature {d.temperature!r} is not a positive number"
+    if d.tta_threshold is not None and not 0 <= d.tta_threshold <= 1:
+        return f"tta_threshold {d.tta_threshold!r} is outside 0..1"
+    for m in d.members:
+        if m.family not in d.families:
+            return f"member {m.name}'s family {m.family!r} is not among the families"
+        if not all(_positive_number(t) for t in m.temperatures.values()):
+            return f"member {m.name} has a temperature that is not a positive number"
+    if {m.family for m in d.members} != set(d.families):
+        return "a family has no member"
+    return None

@@ -218,6 +218,11 @@ def _recorded_member(workdir, spec, definition):
             "run ensemble.py again, or name the members (--members)"
         )
     record = wd.read_run_record(path.parent, for_model=path)
+    if record is not None and list(record.classes) != list(definition.classes):
+        raise UserError(
+            f"{wd.ensemble_definition_path(workdir)} lists the classes {definition.classes}, "
+            f"but member {spec.name} was trained on {record.classes}: {wd.RESUBMIT}"
+        )
     member = Member(
         spec.name, path, list(definition.classes), spec.image_size,
         family=spec.family, fold=record.fold, record=record,

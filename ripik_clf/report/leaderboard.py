@@ -32,22 +32,31 @@ def leaderboard_rows(runs, batch_size):
             m = metrics.get(phase)
             if not isinstance(m, dict):
                 continue
-            epochs = int(m.get("epochs") or 0)
-            images = int(m.get("train_images") or 0)
-            seconds = float(m.get("seconds") or 0.0)
+            epochs = int(_number(m.get("epochs")) or 0)
+            images = int(_number(m.get("train_images")) or 0)
+            seconds = float(_number(m.get("seconds")) or 0.0)
+            n = _number(m.get("n"))
             steps = epochs * math.ceil(images / batch_size) if epochs else 0
             rows.append({
                 "run": name, "phase": phase, "variant": record.variant,
                 "backbone": record.backbone, "image_size": record.image_size,
                 "seed": record.seed, "epochs": epochs, "steps": steps,
-                "val_n": m.get("n"), "val_accuracy": m.get("accuracy"),
+                "val_n": None if n is None else int(n), "val_accuracy": _number(m.get("accuracy")),
                 "val_accuracy_95": _interval(m.get("accuracy_interval")),
-                "val_macro_f1": m.get("macro_f1"),
-                "val_nll": m.get("nll"), "seconds": round(seconds, 1),
+                "val_macro_f1": _number(m.get("macro_f1")),
+                "val_nll": _number(m.get("nll")), "seconds": round(seconds, 1),
                 "images_per_s": round(images * max(epochs, 1) / seconds, 1) if seconds else None,
             })  # fmt: skip
     rows.sort(key=lambda r: (-(r["val_macro_f1"] or 0), r["run"], PHASE_ORDER.index(r["phase"])))
     return rows
+
+
+def _number(value):
+    """A recorded number as a float; None for anything else (a hand-edited or damaged
+    metrics.json: "many", 1e400, a list), shown blank instead of breaking the table."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < 1e15 else None
 
 
 def _interval(value):

@@ -19,6 +19,7 @@ fold of it (``augmented_fold3``); its phases (head, probe, full) are its model f
 """
 
 import glob
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -105,6 +106,9 @@ CHECK_COLUMNS = ("path", "bytes", "mtime_ns", "sha1")
 
 
 def read_split_table(workdir):
+    """``splits.csv``, checked: values of the right kinds, and (splits.json holding its
+    digest) the assignment as written: a row relabelled, moved, added or deleted by hand
+    is refused, never obeyed."""
     path = split_paths(workdir)[0]
     table = load_csv(path, SPLIT_COLUMNS, RESPLIT)
     bad = ~table["split"].isin(["train", "val", "fold"])
@@ -119,6 +123,11 @@ def read_split_table(workdir):
         if any(n.isna().any() for n in numbers.values()) or (table["path"] == "").any():
             raise damaged(path, "an image path, size or mtime is missing", RESPLIT)
         table = table.assign(**{c: n.astype("int64") for c, n in numbers.items()})
+    record = read_split_record(workdir)
+    if record is not None and record.assignment and assignment_digest(table) != record.assignment:
+        raise damaged(path, "its rows differ from the split that was made (edited by hand: "
+                      "a row relabelled, moved between train and val, added or deleted)",
+                      RESPLIT)  # fmt: skip
     return table
 
 
@@ -137,6 +146,8 @@ class SplitRecord:
     curation: dict | None = None
     data: dict | None = None  # the data.* settings later stages start from
     unreadable: list = field(default_factory=list)  # [{"image", "reason"}], left out
+    # assignment_digest of splits.csv as written: rows edited by hand since are refused
+    assignment: str | None = None
 
     @property
     def classes(self):
@@ -174,10 +185,22 @@ def read_split_record(workdir):
     return SplitRecord(**{k: v for k, v in meta.items() if k in known} | {"unreadable": unreadable})
 
 
+def assignment_digest(table):
+    """The sha256 of the split's assignment (image -> label, split, fold), in any row
+    order: what a model agrees with, and what splits.json holds against hand edits."""
+    digest = hashlib.sha256()
+    rows = zip(table["image"], table["label"], table["split"], table["fold"])
+    for image, label, split, fold in sorted(rows):
+        digest.update(f"{image}\t{label}\t{split}\t{int(fold)}\n".encode())
+    return digest.hexdigest()
+
+
 def write_split(workdir, table, record):
-    """Save the split table and its :class:`SplitRecord` (each atomically)."""
+    """Save the split table and its :class:`SplitRecord` (each atomically), the record
+    holding the table's assignment digest."""
     csv_path, meta_path = split_paths(workdir)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
+    record.assignment = assignment_digest(table)
     atomic_write_text(csv_path, table.to_csv(index=False))
     atomic_write_text(meta_path, json.dumps(asdict(record)))
 

@@ -198,3 +198,33 @@ def test_a_pipe_in_place_of_a_recorded_image_is_refused_not_opened(tmp_path):
     assert splits._changed_images(table) == [
         (str(image), "not a regular file (a pipe, socket or device)")
     ]
+
+
+def split_edits():
+    """(name, edit(table)) per way splits.csv can be edited by hand."""
+    yield (
+        "relabelled",
+        lambda t: t.assign(label=t["label"].where(t.index != 0, t["label"].iloc[-1])),
+    )
+    yield "moved to val", lambda t: t.assign(split=t["split"].where(t.index != 0, "val"))
+    yield "every row val", lambda t: t.assign(split="val")
+    yield "a row deleted", lambda t: t.iloc[1:]
+    yield "a row added", lambda t: pd.concat([t, t.iloc[:1].assign(image="new.png")])
+    yield "an unknown label", lambda t: t.assign(label=t["label"].where(t.index != 0, "zebra"))
+    yield "header alone", lambda t: t.iloc[:0]
+
+
+@pytest.mark.parametrize("name,edit", list(split_edits()), ids=[e[0] for e in split_edits()])
+def test_a_split_edited_by_hand_is_refused_naming_it(tmp_path, name, edit):
+    from ripik_clf import workdir as wd
+    from ripik_clf.errors import UserError
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 4, "b": 4})
+    config = load_config(None, {"data.path": str(data), "workdir": str(tmp_path / "w")})
+    dataset, _ = load_dataset(config.data)
+    load_or_make_splits(dataset, config.split, config.workdir)
+    table = pd.read_csv(tmp_path / "w" / "splits.csv", dtype=str, keep_default_na=False)
+    wd.read_split_table(config.workdir)  # as written: read
+    edit(table).to_csv(tmp_path / "w" / "splits.csv", index=False)
+    with pytest.raises(UserError, match="splits.csv.*edited by hand"):
+        wd.read_split_table(config.workdir)

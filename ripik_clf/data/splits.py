@@ -352,15 +352,11 @@ def split_record(splits, split_config):
     """What a model must agree with to be validated on this split: the settings and a hash
     of the assignment itself (image -> label, split, fold), so a re-split with another
     seed, fraction or fold count, or of changed data (curated labels too), is seen."""
-    digest = hashlib.sha256()
-    rows = zip(splits["image"], splits["label"], splits["split"], splits["fold"])
-    for image, label, split, fold in sorted(rows):
-        digest.update(f"{image}\t{label}\t{split}\t{int(fold)}\n".encode())
     return {
         "seed": split_config.seed,
         "val_fraction": split_config.val_fraction,
         "folds": split_config.folds,
-        "assignment": digest.hexdigest(),
+        "assignment": wd.assignment_digest(splits),
     }
 
 

@@ -75,6 +75,19 @@ class AugmentConfig:
     workers: int = 0  # processes; 0 = one per CPU core
     seed: int = 42  # with the source path and copy index, fixes every copy's randomness
 
+    # How many copies and how fast change nothing in a copy; every other setting does, so
+    # copies made with another value are never mixed in (augment/runner.py).
+    NOT_IN_COPIES: typing.ClassVar = ("copies", "workers")
+
+    def copy_settings(self):
+        """The settings that decide what a copy holds, by name (derived: a new setting
+        reaches the record and the check without a list to update)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in self.NOT_IN_COPIES
+        }
+
     def validate(self):
         _require(1 <= self.copies <= 1000, "augment.copies", self.copies, "1..1000")
         _require(16 <= self.size <= 4096, "augment.size", self.size, "16..4096 pixels")

@@ -238,9 +238,11 @@ class AugmentSettings:
 
     @property
     def made_with(self):
-        """The settings that decide the copies (compared with the config's)."""
-        return {k: getattr(self, k) for k in ("recipe_version", "size", "flips",
-                                              "jpeg_quality", "seed")}  # fmt: skip
+        """The settings that decide the copies (compared with the config's
+        ``copy_settings`` and the recipe's version): every field but the two that only
+        describe how they were made."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("albumentations", "flips_auto")}  # fmt: skip
 
 
 OLD_FLIPS = {True: "all", False: "none"}  # flips was a boolean before flips: auto

@@ -331,3 +331,21 @@ def test_shards_started_together_with_other_settings_are_refused_not_mixed(
     assert codes == [2]
     assert "holds copies made with other settings (size 48->32)" in capsys.readouterr().err
     assert json.loads(settings.read_text())["size"] == 48  # left as the first shard wrote it
+
+
+def test_every_setting_that_decides_a_copy_reaches_the_record_and_the_check():
+    """Fields are derived, not listed: a new augment setting that is not declared
+    NOT_IN_COPIES must be a field of settings.json's record, or this fails."""
+    from dataclasses import fields
+
+    from ripik_clf import workdir as wd
+    from ripik_clf.augment.runner import _settings_record
+    from ripik_clf.config import AugmentConfig
+
+    aug = AugmentConfig(flips="none")
+    record = _settings_record(aug)
+    assert set(record) == set(wd.AugmentSettings(**record).made_with)
+    assert set(aug.copy_settings()) | {"recipe_version"} == set(record)
+    assert {f.name for f in fields(AugmentConfig)} - set(AugmentConfig.NOT_IN_COPIES) == set(
+        aug.copy_settings()
+    )

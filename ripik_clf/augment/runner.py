@@ -104,13 +104,7 @@ def _augment_locked(config, dataset, splits, skipped, shard, overwrite):
     plan["exists"] = [(out_dir / p).exists() for p in plan["path"]]
     tasks, todo = _tasks(plan, source_path, shard, out_dir)
     workers = aug.workers or os.cpu_count() or 1
-    settings = {
-        "workers": workers,
-        "size": aug.size,
-        "flips": aug.flips,
-        "jpeg_quality": aug.jpeg_quality,
-        "max_pixels": config.data.max_pixels,
-    }
+    settings = aug.copy_settings() | {"workers": workers, "max_pixels": config.data.max_pixels}
     started = time.perf_counter()
     written, failures = _run_tasks(tasks, settings, workers, len(todo), out_dir)
     elapsed = time.perf_counter() - started
@@ -213,13 +207,7 @@ def _raise_interrupt(signum, frame):
 
 
 def _settings_record(aug):
-    return {
-        "recipe_version": augment.RECIPE_VERSION,
-        "size": aug.size,
-        "flips": aug.flips,
-        "jpeg_quality": aug.jpeg_quality,
-        "seed": aug.seed,
-    }
+    return {"recipe_version": augment.RECIPE_VERSION, **aug.copy_settings()}
 
 
 def _check_settings(workdir, aug, overwrite, auto=None):

@@ -2,6 +2,7 @@
 from a wheel in a fresh virtual environment, photos to submission."""
 
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -55,8 +56,18 @@ def test_ripik_dispatches_and_reports_its_version(capsys):
 
 def _fresh_venv(tmp_path):
     """A virtual environment with the wheel installed and this one's packages reused."""
-    dist = tmp_path / "dist"
-    build = [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+    dist, source = tmp_path / "dist", tmp_path / "source"
+    # A copy of the sources: setuptools builds in the source folder (build/, egg-info).
+    everywhere = shutil.ignore_patterns("__pycache__", "*.egg-info", ".*_cache")
+    at_root = {".git", ".venv", "work", "data", "build", "dist"}  # ripik_clf/data stays
+
+    def skip(folder, names):
+        return set(everywhere(folder, names)) | (
+            at_root & set(names) if folder == str(REPO) else set()
+        )
+
+    shutil.copytree(REPO, source, ignore=skip)
+    build = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
              "--no-build-isolation", "-q", "-w", str(dist)]  # fmt: skip
     subprocess.run(build, check=True, timeout=300)
     (wheel,) = dist.glob("ripik_clf-*.whl")

@@ -11,6 +11,24 @@ __version__ = "0.2.0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def fit(photos, test, out, *, workdir="work", settings=None, image_size=None, config=None):
+    """The recommended pipeline, as ``ripik fit``: photos (one folder per class) to a
+    submission and a report. ``settings``: ``{"section.key": value}`` as ``--set`` takes
+    them. Resumes what a run before left. Returns ``{"submission", "report", "workdir"}``.
+
+    Raises:
+        ripik_clf.errors.UserError: a bad input, in one line.
+    """
+    from ripik_clf.cli.fit import fit as run_fit
+    from ripik_clf.cli.ripik import parse
+
+    argv = ["fit", str(photos), "--test", str(test), "--out", str(out), "--workdir", str(workdir)]
+    argv += [f"--set={key}={value}" for key, value in (settings or {}).items()]
+    argv += ["--image-size", str(image_size)] if image_size else []
+    argv += ["--config", str(config)] if config else []
+    return run_fit(parse(argv))
+
+
 def __getattr__(name):
     """``from ripik_clf import Ensemble``: the submitted ensemble for notebooks and
     services (imported on first use: TensorFlow is slow to import)."""

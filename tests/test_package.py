@@ -107,3 +107,21 @@ def test_the_wheel_installs_ripik_and_fit_goes_from_photos_to_a_submission(tmp_p
     again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("(resumed run): kept") == 6  # 3 phases x 2 models
+
+
+@pytest.mark.slow  # the whole pipeline on tiny images, in this process
+def test_the_python_api_fits_like_the_command(tmp_path):
+    import ripik_clf
+    from ripik_clf.errors import UserError
+
+    data = make_folder_dataset(tmp_path / "photos", {"cat": 6, "dog": 6})
+    test = make_folder_dataset(tmp_path / "t", {"x": 3}) / "x"
+    small = {"augment.copies": 1, "augment.size": 32, "augment.workers": 1,
+             "augment.flips": "none", "train.head_epochs": 1, "train.full_epochs": 1,
+             "train.full_min_steps": 0, "ensemble.tta": "none", "train.weights": "none"}  # fmt: skip
+    result = ripik_clf.fit(data, test, tmp_path / "S.csv", workdir=tmp_path / "w",
+                           image_size=32, settings=small)  # fmt: skip
+    assert result["submission"].read_text().count("\n") == 1 + 3
+    assert result["report"].exists()
+    with pytest.raises(UserError, match="not a folder"):
+        ripik_clf.fit(tmp_path / "nope", test, tmp_path / "S2.csv", workdir=tmp_path / "w2")

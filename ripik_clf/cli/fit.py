@@ -42,7 +42,7 @@ def fit(args):
     config = resolve_config(_namespace(args, photos), may_resplit=True)
     _print_plan(config, photos)
     started = time.perf_counter()
-    _step("augment", lambda: augment.main(common, augment.DOC))
+    _step("augment", lambda: augment.main(common, augment.DOC))  # errors raised, not exits
     sized = common + (["--image-size", str(args.image_size)] if args.image_size else [])
     for phase in PHASES:
         for variant in config.train.models:
@@ -51,12 +51,13 @@ def fit(args):
                 print(f"{phase} phase of {variant}: {model} is there (resumed run): kept")
                 continue
             argv = [*sized, "--phase", phase, "--model", variant]
-            _step(f"{phase} phase: {variant}", lambda a=argv: train.train_main(a))
+            _step(f"{phase} phase: {variant}", lambda a=argv: train.train(a))
     argv = [*common, "--test", str(test), "--out", args.out]
-    _step("ensemble", lambda: ensemble.script_main(argv))
+    _step("ensemble", lambda: ensemble.main(argv, ensemble.DOC))
     minutes = (time.perf_counter() - started) / 60
-    print(f"\nfit: done in {minutes:.1f} min; submission {args.out}; report "
-          f"{wd.report_dir(config.workdir) / 'report.md'}")  # fmt: skip
+    report = wd.report_dir(config.workdir) / "report.md"
+    print(f"\nfit: done in {minutes:.1f} min; submission {args.out}; report {report}")
+    return {"submission": Path(args.out), "report": report, "workdir": Path(config.workdir)}
 
 
 def _passed(args):
@@ -87,12 +88,11 @@ def _print_plan(config, photos):
 
 
 def _step(name, run):
-    """One stage; a stage that exits (its one-line error) stops fit there."""
+    """One stage; an error stops fit there (raised: the command prints it in one line)."""
     print(f"\n=== fit: {name} ===", flush=True)
     try:
         run()
-    except SystemExit as stop:
-        if stop.code:
-            print(f"fit: stopped at {name}; fix it and run the same command again to resume",
-                  file=sys.stderr)  # fmt: skip
-            raise
+    except (UserError, OSError):
+        print(f"fit: stopped at {name}; fix what follows and run the same command again to "
+              "resume", file=sys.stderr)  # fmt: skip
+        raise

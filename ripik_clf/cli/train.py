@@ -199,11 +199,16 @@ def doc_parts(doc):
     return doc.splitlines()[0], doc.split("\n", 2)[2]
 
 
+def train(argv):
+    """``train.py``'s work, errors raised (``ripik fit`` and the Python API call it)."""
+    args = build_parser(*doc_parts(TRAIN_DOC), True).parse_args(argv)
+    run_phase(args, args.phase)
+
+
 @exit_on_user_error
 def train_main(argv=None):
     """``train.py`` / ``ripik train``."""
-    args = build_parser(*doc_parts(TRAIN_DOC), True).parse_args(argv)
-    run_phase(args, args.phase)
+    train(argv)
 
 
 @exit_on_user_error

@@ -118,7 +118,8 @@ def test_the_python_api_fits_like_the_command(tmp_path):
     test = make_folder_dataset(tmp_path / "t", {"x": 3}) / "x"
     small = {"augment.copies": 1, "augment.size": 32, "augment.workers": 1,
              "augment.flips": "none", "train.head_epochs": 1, "train.full_epochs": 1,
-             "train.full_min_steps": 0, "ensemble.tta": "none", "train.weights": "none"}  # fmt: skip
+             "train.full_min_steps": 0, "ensemble.tta": "none",
+             "train.weights": "none"}  # fmt: skip
     result = ripik_clf.fit(data, test, tmp_path / "S.csv", workdir=tmp_path / "w",
                            image_size=32, settings=small)  # fmt: skip
     assert result["submission"].read_text().count("\n") == 1 + 3

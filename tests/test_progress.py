@@ -62,6 +62,22 @@ def test_fit_progress_prints_the_plan_and_timed_lines(capsys):
     )
 
 
+def test_an_epoch_of_two_batches_still_gets_a_plan(capsys):
+    """Below plan_after + 1 batches an epoch never planned (the full phase on a small set
+    ran without a word about its length)."""
+    clock = FakeClock()
+    callback = FitProgress("full phase y", 64, 32, 5, interval=30, log_lines=True, clock=clock)
+    callback.on_epoch_begin(0)
+    for batch in range(2):
+        clock.now += 8.0
+        callback.on_train_batch_end(batch)
+    callback.on_epoch_end(0)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "full phase y: 64 images x 4 epochs left, ~1 min 04 s at 4.0 img/s (validation included)"
+    ]
+
+
 def test_format_seconds():
     assert [format_seconds(s) for s in (5, 75, 3 * 3600 + 120)] == [
         "5 s",

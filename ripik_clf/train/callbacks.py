@@ -41,6 +41,24 @@ class FitProgress(keras.callbacks.Callback):
         self.planned = False
         self.steps = -(-images_per_epoch // batch_size)
 
+    def _plan(self, left_epochs, rate, what="plus validation"):
+        self.planned = True
+        total = left_epochs * self.images / rate
+        print(
+            f"{self.name}: {self.images} images x {left_epochs} epochs"
+            f"{'' if left_epochs == self.epochs else ' left'}, "
+            f"~{format_seconds(total)} at {rate:.1f} img/s ({what})",
+            flush=True,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        """An epoch of fewer than ``plan_after`` + 1 batches never planned: plan from the
+        whole epoch's time (tracing and validation included: an upper bound)."""
+        left = self.epochs - epoch - 1
+        if not self.planned and left > 0:
+            rate = self.images / max(self.clock() - self.epoch_started, 1e-9)
+            self._plan(left, rate, "validation included")
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_started = epoch, self.clock()
         self.last_line, self.timed_from = self.epoch_started, None
@@ -53,15 +71,7 @@ class FitProgress(keras.callbacks.Callback):
         timed_batches = batch
         rate = timed_batches * self.batch_size / max(now - self.timed_from, 1e-9)
         if not self.planned and timed_batches >= self.plan_after:
-            self.planned = True
-            left_epochs = self.epochs - self.epoch
-            total = left_epochs * self.images / rate
-            print(
-                f"{self.name}: {self.images} images x {left_epochs} epochs"
-                f"{'' if left_epochs == self.epochs else ' left'}, "
-                f"~{format_seconds(total)} at {rate:.1f} img/s (plus validation)",
-                flush=True,
-            )
+            self._plan(self.epochs - self.epoch, rate)
         if self.log_lines and now - self.last_line >= self.interval:
             self.last_line = now
             done = batch + 1

@@ -5,11 +5,17 @@ these and print; every stage reads what earlier ones left in the work directory
 """
 
 import functools
+import sys
 from pathlib import Path
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
 from ripik_clf.startup import quiet_tensorflow
+
+
+def say(text):
+    """A status line on stderr (stdout may be a result: predict --json)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def _stage(run):
@@ -133,6 +139,7 @@ def run_predict(config, inputs, *, members=None, tta=None, exported=None):
             "predicting with the work directory's models (drop one or the other)"
         )
     files, unusable = image_files(inputs, config.data.allow_outside_root)
+    say(f"predict: {len(files)} image(s); loading the models...")
     if exported:
         classes, probabilities, failures = predict_exported(exported, files)
     elif (

@@ -236,6 +236,11 @@ def predict_exported(exported, files, batch_size=32):
     return spec["classes"], probabilities, failures
 
 
+def say(text):
+    """A status line on stderr while the export works."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def export_checked(config, run, fmt, out_dir, quantize="none", check_images=256):
     """Export a run's model and compare it with the Keras model on up to
     ``check_images`` images the run never trained on; refuse an export that disagrees.
@@ -248,8 +253,10 @@ def export_checked(config, run, fmt, out_dir, quantize="none", check_images=256)
     model_path = resolve_model_file(config.workdir, run)
     record = wd.read_run_record(model_path.parent, for_model=model_path)
     refuse_other_split(model_path.parent.name, record.split, saved_split_record(config.workdir))
+    say(f"export: converting {model_path} to {fmt} (about half a minute on a CPU)...")
     target = export_model(model_path, fmt, out_dir, quantize)
     images = _held_out_images(config, record, model_path, check_images)
+    say(f"export: checking {target} against the Keras model on {len(images)} held-out images...")
     difference, agreement = check_export(model_path, target, fmt, images)
     if agreement < MIN_AGREEMENT:
         raise UserError(

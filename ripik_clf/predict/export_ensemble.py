@@ -113,12 +113,15 @@ def export_ensemble_checked(config, fmt, out_dir, quantize="none", check_images=
         MIN_AGREEMENT,
         check_formats,
         run_export,
+        say,
         write_export,
     )
 
     check_formats(fmt, quantize)
+    say("export: loading the submitted ensemble...")
     ensemble = Ensemble.load(config.workdir)
     model = ensemble_model(ensemble)
+    say(f"export: converting {len(ensemble.members)} member(s) into one {fmt} model...")
     record = SimpleNamespace(
         image_size=input_size(ensemble), classes=ensemble.classes, temperature=True
     )
@@ -126,6 +129,7 @@ def export_ensemble_checked(config, fmt, out_dir, quantize="none", check_images=
     paths = _held_out_paths(config, ensemble)[:check_images]
     if not paths:
         raise UserError("no image held out by every member was found to check the export on")
+    say(f"export: checking it against the Keras ensemble on {len(paths)} held-out images...")
     expected, failures, _ = ensemble.predict_files(paths)
     keep = [i for i, p in enumerate(paths) if p not in {f for f, _ in failures}]
     expected = ensemble.vote(ensemble.families(expected))[keep]

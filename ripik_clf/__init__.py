@@ -6,7 +6,8 @@ import os
 # network at run time, so switch that off before anything imports it.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__version__ = "0.2.0"
+from ripik_clf.version import __version__  # noqa: E402, F401 - the package's version
+
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides our own messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

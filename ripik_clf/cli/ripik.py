@@ -11,7 +11,7 @@ ripik predict photo.jpg | export | audit | runs          # = python -m ripik_clf
 import sys
 import textwrap
 
-import ripik_clf
+from ripik_clf.version import __version__
 
 COMMANDS = {
     "fit": "the recommended pipeline, photos to submission, in one command (resumable)",
@@ -45,7 +45,7 @@ def main(argv=None):
         print(usage())
         return
     if argv[0] == "--version":
-        print(f"ripik {ripik_clf.__version__}")
+        print(f"ripik {__version__}")
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

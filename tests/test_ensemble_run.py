@@ -190,7 +190,7 @@ def test_greedy_selection_and_adaptive_tta(setup, capsys):
     out = capsys.readouterr().out
     assert "greedy selection:" in out and "Adaptive TTA: threshold" in out
     text = (setup / "work" / "report" / "report.md").read_text()
-    assert "Greedy selection (Caruana et al., 2004) chose:" in text
+    assert "Greedy selection (Caruana et al., 2004; no check against noise) chose:" in text
     assert "| soft ensemble | flip |" in text  # the greedy ensemble: the one submitted
 
     def probabilities(*extra):

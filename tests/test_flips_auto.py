@@ -52,13 +52,19 @@ def test_rotated_textures_get_every_orientation(tmp_path):
 
 
 @pytest.mark.slow  # 3,000 feature vectors (about 25 s): make test-slow, CI
-def test_the_demo_digits_get_no_flips(tmp_path, monkeypatch):
+def test_the_demo_digits_are_a_limit_of_the_probe(tmp_path, monkeypatch):
+    """Where the probe cannot see it: a 6 turned round is a 9, yet a linear probe on
+    ImageNet features of 32 px digits does not do worse with mirrored training views, so
+    no candidate beats `all` beyond noise and the default stays. This is why
+    configs/demo.yaml sets flips: none by hand (documented there)."""
     monkeypatch.setattr(flips, "MAX_TRAIN_IMAGES", 400)  # a per-class sample keeps it fast
     from ripik_clf.data.demo import ensure_demo_data
 
     ensure_demo_data()
     result = _measure(tmp_path, None)
-    assert result["chosen"] == "none", result["scores"]
+    evidence = result["choice"]["candidates"]
+    assert result["chosen"] == "all", result["scores"]
+    assert all(c["interval"][0] <= 0 for c in evidence.values())  # none beyond noise
 
 
 def test_a_candidate_must_beat_the_default_beyond_noise():

@@ -148,7 +148,7 @@ class Ensemble:
                     items[row_of[str(path)]].reason = reason
         else:
             rows, got, retried = self._predict_pixels(items, batch_size)
-        good = [k for k, item in enumerate(items) if item.reason is None]
+        good = {k for k, item in enumerate(items) if item.reason is None}
         if not good:
             raise UserError(f"none of the {len(items)} input(s) can be predicted (first: "
                             f"{items[0].name}: {items[0].reason})")  # fmt: skip

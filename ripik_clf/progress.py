@@ -14,6 +14,11 @@ from tqdm import tqdm
 LOG_INTERVAL_S = 30.0  # off a terminal: the longest silence, in seconds
 
 
+def say(text):
+    """A status line on stderr (stdout may be a result: predict --json)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def on_terminal():
     return sys.stdout.isatty()
 

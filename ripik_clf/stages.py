@@ -5,17 +5,12 @@ these and print; every stage reads what earlier ones left in the work directory
 """
 
 import functools
-import sys
 from pathlib import Path
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
+from ripik_clf.progress import say
 from ripik_clf.startup import quiet_tensorflow
-
-
-def say(text):
-    """A status line on stderr (stdout may be a result: predict --json)."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def _stage(run):

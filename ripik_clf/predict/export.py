@@ -11,6 +11,7 @@ from ripik_clf.config import EXPORT_FORMATS as FORMATS
 from ripik_clf.config import QUANTIZATIONS
 from ripik_clf.errors import UserError
 from ripik_clf.locks import load_model_file
+from ripik_clf.progress import say
 
 MIN_AGREEMENT = 0.995  # arg-max agreement with the Keras model on the check images
 
@@ -234,11 +235,6 @@ def predict_exported(exported, files, batch_size=32):
                     )
                 probabilities[positions] = got
     return spec["classes"], probabilities, failures
-
-
-def say(text):
-    """A status line on stderr while the export works."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def export_checked(config, run, fmt, out_dir, quantize="none", check_images=256):

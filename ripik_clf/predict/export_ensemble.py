@@ -113,9 +113,9 @@ def export_ensemble_checked(config, fmt, out_dir, quantize="none", check_images=
         MIN_AGREEMENT,
         check_formats,
         run_export,
-        say,
         write_export,
     )
+    from ripik_clf.progress import say
 
     check_formats(fmt, quantize)
     say("export: loading the submitted ensemble...")

@@ -107,7 +107,7 @@ FLIP_ALIASES = {"true": "all", "false": "none"}  # the old boolean setting
 
 MODEL_SOURCES = ("original", "augmented")
 LOSSES = ("crossentropy", "focal")
-ON_THE_FLY = ("none", "flip", "mixup", "cutmix")
+ON_THE_FLY = ("none", "flip", "crop", "mixup", "cutmix")
 EPOCH_MODES = ("sources", "all")
 OPTIMIZERS = ("adam", "adamw")
 FULL_STARTS = ("best", "head", "probe")
@@ -166,7 +166,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0  # focal loss only
     class_weights: bool = False  # weight classes by inverse frequency ("balanced")
-    on_the_fly: str = "none"  # full phase extra augmentation: none | flip | mixup | cutmix
+    on_the_fly: str = "none"  # full phase extra augmentation: none | flip | crop | mixup | cutmix
     precision: str = "auto"  # auto (mixed when a GPU is present) | mixed | float32
     # Full phase devices (train/distribute.py): auto = TF_CONFIG naming several workers ->
     # all of them, several GPUs -> all of them, else one device; off = one device; mirrored

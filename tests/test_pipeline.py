@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from ripik_clf.train.datasets import EpochClock, image_dataset, version_schedule, versioned_dataset
@@ -120,3 +121,36 @@ def test_on_the_fly_augmentation_changes_the_batches(tmp_path, kind):
         assert not np.array_equal(y1, y0)
         assert np.any((y1 > 0.01) & (y1 < 0.99))
         np.testing.assert_allclose(y1.sum(1), 1, atol=1e-5)
+
+
+def test_on_the_fly_crop_keeps_size_and_labels_and_changes_pixels(tmp_path):
+    paths, labels = _two_class_images(tmp_path)
+    plain = image_dataset(paths, labels, 2, 8, 16, seed=0)
+    cropped = image_dataset(paths, labels, 2, 8, 16, seed=0, on_the_fly="crop+none")
+    (x0, y0), (x1, y1) = next(iter(plain)), next(iter(cropped))
+    assert x1.shape == x0.shape and np.array_equal(np.asarray(y1), np.asarray(y0))
+    assert not np.allclose(np.asarray(x1), np.asarray(x0))
+    assert np.asarray(x1).min() >= 0 and np.asarray(x1).max() <= 200 + 1e-3
+
+
+def test_random_resized_crop_of_the_whole_image_is_the_image():
+    from ripik_clf.train.datasets import random_resized_crop
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (4, 9, 9, 3)), tf.float32)
+    whole = random_resized_crop(images, area=(1.0, 1.0), aspect=(1.0, 1.0))
+    np.testing.assert_allclose(np.asarray(whole), np.asarray(images), atol=1e-3)
+
+
+def test_random_resized_crop_areas_cover_the_range():
+    """A crop of a quarter of the image, read back from a ramp: the visible span of the
+    ramp is the crop's side; over many draws the sides fall in sqrt(area) bounds."""
+    from ripik_clf.train.datasets import random_resized_crop
+
+    ramp = np.tile(np.arange(64, dtype=np.float32)[None, :, None], (64, 1, 3))
+    images = tf.constant(np.stack([ramp] * 200))
+    out = np.asarray(random_resized_crop(images, area=(0.25, 0.25), aspect=(1.0, 1.0)))
+    spans = out[:, 0, -1, 0] - out[:, 0, 0, 0]  # columns covered, in ramp units
+    np.testing.assert_allclose(spans, 0.5 * 63, atol=1.0)  # side = sqrt(0.25) of the width
+    starts = out[:, 0, 0, 0]
+    assert starts.min() < 5 and starts.max() > 25  # the box moves around the image

@@ -406,10 +406,11 @@ def recorded_flips(workdir):
 
 
 def on_the_fly_flips(config, made=None):
-    """What ``train.on_the_fly: flip`` mirrors: the orientations augment.flips chose for
-    this data (horizontal without a choice on record); none when it chose none.
-    ``made``: the recorded flips, when the caller has read them already."""
-    if config.train.on_the_fly != "flip":
+    """What ``train.on_the_fly: flip`` (or ``crop``, crops then flips) mirrors: the
+    orientations augment.flips chose for this data (horizontal without a choice on
+    record); none when it chose none. ``made``: the recorded flips, when the caller has
+    read them already."""
+    if config.train.on_the_fly not in ("flip", "crop"):
         return "none"
     made = recorded_flips(config.workdir) if made is None else made
     return made if made in ("none", "horizontal", "all") else "horizontal"

@@ -206,7 +206,19 @@ def decode_all(paths, image_size, desc="decode"):
     return out
 
 
+CROP_AREA = (0.35, 1.0)  # random resized crops: share of the image's area kept ...
+CROP_ASPECT = (3 / 4, 4 / 3)  # ... and the crop's width / height, log-uniform
+
+
 def _on_the_fly_layer(kind, seed):
+    """``kind``: none | flip | flip_all | mixup | cutmix, optionally after ``crop+``
+    (random resized crops first, then the flips)."""
+    if kind.startswith("crop"):
+        rest = kind.partition("+")[2] or "none"
+        then = _on_the_fly_layer(rest, seed)
+        return lambda x, y: then(random_resized_crop(x), y)
+    if kind == "none":
+        return lambda x, y: (x, y)
     if kind in ("flip", "flip_all"):  # flip_all: augment.flips chose every orientation
         mode = "horizontal" if kind == "flip" else "horizontal_and_vertical"
         layer = keras.layers.RandomFlip(mode, seed=seed)
@@ -218,3 +230,21 @@ def _on_the_fly_layer(kind, seed):
         return mixed["images"], mixed["labels"]
 
     return mix
+
+
+def random_resized_crop(images, area=CROP_AREA, aspect=CROP_ASPECT):
+    """A batch of float images, each cropped to a random box (``area`` share of the image,
+    width / height log-uniform in ``aspect``, anywhere inside) and resized back to its
+    size: the standard random-resized-crop augmentation, vectorised over the batch. The
+    random ops draw from TensorFlow's global seed (set per run), like the other layers."""
+    n = tf.shape(images)[0]
+    size = tf.shape(images)[1:3]
+    share = tf.random.uniform([n], area[0], area[1])
+    ratio = tf.exp(tf.random.uniform([n], np.log(aspect[0]), np.log(aspect[1])))
+    height = tf.minimum(tf.sqrt(share / ratio), 1.0)  # in units of the image's side
+    width = tf.minimum(tf.sqrt(share * ratio), 1.0)
+    top = tf.random.uniform([n]) * (1.0 - height)
+    left = tf.random.uniform([n]) * (1.0 - width)
+    boxes = tf.stack([top, left, top + height, left + width], axis=1)
+    cropped = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(n), size)
+    return tf.cast(cropped, images.dtype)

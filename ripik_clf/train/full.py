@@ -357,13 +357,16 @@ def _with_run_settings(config, record):
 
 
 def _on_the_fly(config):
-    """train.on_the_fly, with ``flip`` following the orientations augment.flips chose."""
-    if config.train.on_the_fly != "flip":
-        return config.train.on_the_fly
+    """train.on_the_fly, with ``flip`` (and ``crop``'s flips) following the orientations
+    augment.flips chose."""
+    kind = config.train.on_the_fly
+    if kind not in ("flip", "crop"):
+        return kind
     flips = on_the_fly_flips(config)
-    if flips == "none":
+    if kind == "flip" and flips == "none":
         print("note: train.on_the_fly flip is off: augment.flips chose none for this data")
-    return {"none": "none", "horizontal": "flip", "all": "flip_all"}[flips]
+    flip = {"none": "none", "horizontal": "flip", "all": "flip_all"}[flips]
+    return flip if kind == "flip" else f"crop+{flip}"
 
 
 def _drop_unreadable(versions, sources_y, unreadable):

@@ -130,6 +130,7 @@ def test_full_phase_resumes_after_interruption(trained, tmp_path):
     history = pd.read_csv(out / "history_full.csv")
     assert history["epoch"].tolist() == [0, 1]  # epoch 0 was not redone
     assert metrics["epochs"] == 2 and (out / "full.keras").exists()
+    assert not keras.models.load_model(out / "full.keras").compiled  # weights only
     assert not (out / "backup_full").exists()
     assert set(json.loads((out / "metrics.json").read_text())) == {"head", "full"}
 
@@ -233,6 +234,25 @@ def test_classifier_save_load_round_trip(tmp_path):
         model.predict(x, verbose=0),
         atol=1e-6,
     )
+
+
+def test_a_shipped_model_keeps_its_weights_and_drops_its_training_state(tmp_path):
+    """full.keras is for predicting: AdamW's moments and the EMA copies stay out of it."""
+    from ripik_clf.models.classifier import for_prediction
+    from ripik_clf.models.registry import create_backbone
+
+    model = build_classifier(create_backbone("efficientnetb0", weights=None, image_size=32), 4, 0.2)
+    model.compile(keras.optimizers.AdamW(1e-3, use_ema=True), "categorical_crossentropy")
+    x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(x, np.eye(4)[np.arange(8) % 4], verbose=0)
+    model.save(tmp_path / "trained.keras")
+    for_prediction(model).save(tmp_path / "shipped.keras")
+    shipped = keras.models.load_model(tmp_path / "shipped.keras")
+    assert not shipped.compiled
+    same = shipped.predict(x, verbose=0), model.predict(x, verbose=0)
+    np.testing.assert_allclose(*same, atol=1e-6)
+    sizes = [(tmp_path / f"{name}.keras").stat().st_size for name in ("shipped", "trained")]
+    assert sizes[0] < 0.4 * sizes[1]  # weights alone: a third of weights + moments + EMA
 
 
 @pytest.mark.slow

@@ -326,13 +326,15 @@ def remove_stale_full_phase(out):
 
 
 def commit_phase_model(model, out, phase, config, data, probabilities):
-    """Save a phase's model (the commit point: a phase is finished when its model file
-    exists), then enter its validation probabilities in the prediction cache, keyed by
-    that file, so the ensemble reuses them (they equal its own no-TTA prediction)."""
+    """Save a phase's model, its weights only (the commit point: a phase is finished when
+    its model file exists), then enter its validation probabilities in the prediction
+    cache, keyed by that file, so the ensemble reuses them (they equal its own no-TTA
+    prediction)."""
+    from ripik_clf.models.classifier import for_prediction
     from ripik_clf.predict.cache import store_model_predictions
 
     path = wd.phase_model(out, phase)
-    save_model_atomically(model, path)
+    save_model_atomically(for_prediction(model), path)
     store_model_predictions(
         wd.predictions_dir(config.workdir), path, "none", data.val_paths, probabilities
     )

@@ -4,6 +4,7 @@ these and print; every stage reads what earlier ones left in the work directory
 (:mod:`ripik_clf.workdir`) and never makes the split unless it is the first to see the data.
 """
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -71,13 +72,39 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     results = {}
     for variant, k, run in _runs(config, fold):
         print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
-        results[run] = train(config, variant, fold=k, resplit=resplit, overwrite=overwrite)
+        with _tracked(config, run, phase, cluster.is_chief) as callbacks:
+            options = {"extra_callbacks": callbacks} if callbacks else {}
+            results[run] = train(
+                config, variant, fold=k, resplit=resplit, overwrite=overwrite, **options
+            )
+            callbacks.finish(results[run])
         resplit = False  # the split is made once, by the first run
-        if config.train.mlflow and results[run] is not None:  # None: not the chief
-            from ripik_clf.train.tracking import log_to_mlflow
-
-            log_to_mlflow(config, run, phase, results[run])
     return results
+
+
+class _NoTracking(list):
+    def finish(self, metrics):
+        pass
+
+
+@contextlib.contextmanager
+def _tracked(config, run, phase, is_chief):
+    """With ``train.mlflow`` (on the chief): an MLflow run for this phase, its epoch
+    callback (phases with epochs) and its ``finish`` once the model is saved; a phase that
+    fails ends its MLflow run FAILED. Otherwise nothing."""
+    if not (config.train.mlflow and is_chief):
+        yield _NoTracking()
+        return
+    from ripik_clf.train.tracking import PhaseTracker
+
+    tracker = PhaseTracker(config, run, phase)
+    callbacks = _NoTracking([tracker.callback()] if phase in ("head", "full") else [])
+    callbacks.finish = tracker.finish
+    try:
+        yield callbacks
+    except BaseException:
+        tracker.end("FAILED")
+        raise
 
 
 @_stage
@@ -110,7 +137,16 @@ def run_ensemble(config, out_path, answers=None, *, shard=None):
     from ripik_clf.predict.submission import run_ensemble as ensemble
     from ripik_clf.shards import WHOLE
 
-    return ensemble(config, out_path, answers, shard=shard or WHOLE)
+    result = ensemble(config, out_path, answers, shard=shard or WHOLE)
+    if config.train.mlflow and shard is None:  # the submission is whole: log it
+        from ripik_clf.train.tracking import log_ensemble
+
+        probabilities = wd.beside_submission(out_path, "probabilities")
+        files = [wd.report_dir(config.workdir), out_path, probabilities]
+        uri = log_ensemble(config, wd.read_ensemble_definition(config.workdir), files)
+        if uri:
+            say(f"MLflow: the ensemble is the model {uri} (mlflow.pyfunc.load_model)")
+    return result
 
 
 @_stage

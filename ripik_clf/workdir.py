@@ -645,7 +645,8 @@ class EnsembleMember:
     tta: str  # the views it votes with: none | flip | d4 (auto resolved)
     temperatures: dict  # {views: T} fitted on validation (two-stage TTA uses none too)
     size_bytes: int = 0  # of the model file when the ensemble was made: a retrained
-    mtime_ns: int = 0  # member is no longer the member that was submitted
+    mtime_ns: int = 0  # member is no longer the member that was submitted (0: size only,
+    # in a packaged ensemble whose files a model store copied)
 
 
 @dataclass

@@ -48,6 +48,11 @@ def parse_args(argv, doc):
         "--answers", metavar="CSV", help="answer key (image_id,label) to score the submission"
     )
     parser.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log the ensemble to MLflow (./mlruns) as an MLflow Model, with its report",
+    )
+    parser.add_argument(
         "--shard",
         metavar="I/N",
         help="predict only the I-th of N shares of the validation and test images (one "
@@ -119,6 +124,7 @@ def main(argv, doc):
         "members": "ensemble.members",
         "member_weights": "ensemble.member_weights",
         "allow_mixed": "ensemble.allow_mixed",
+        "mlflow": "train.mlflow",
     }
     config = resolve_config(args, flags)
     show_config(config, args.verbose, "report/config.yaml")

@@ -21,11 +21,15 @@ PHASES = ("head", "probe", "full")
 SECONDS_PER_PHOTO = 1.9
 
 
+MLFLOW_HELP = "log every phase and the ensemble (as an MLflow Model) to MLflow (./mlruns)"
+
+
 def add_fit_args(parser):
     parser.add_argument("photos", metavar="PHOTOS", help="training photos: one folder per class")
     parser.add_argument("--test", required=True, metavar="DIR", help="folder of test images")
     parser.add_argument("--out", required=True, metavar="FILE", help="the submission CSV")
     parser.add_argument("--image-size", type=int, metavar="N", help="model input in pixels")
+    parser.add_argument("--mlflow", action="store_true", help=MLFLOW_HELP)
 
 
 def fit(args):
@@ -65,6 +69,7 @@ def _passed(args):
     argv = ["--workdir", args.workdir] if args.workdir else []
     argv += ["--config", args.config] if args.config else []
     argv += [item for pair in args.set for item in ("--set", pair)]
+    argv += ["--set", "train.mlflow=true"] if getattr(args, "mlflow", False) else []
     return argv + (["--verbose"] if args.verbose else [])
 
 

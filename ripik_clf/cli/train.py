@@ -101,7 +101,10 @@ def build_parser(description, epilog, with_phase):
             help="head / probe phase: replace a saved split that no longer matches the data",
         )
     group.add_argument(
-        "--mlflow", action="store_true", help="log to a local MLflow file store (./mlruns)"
+        "--mlflow",
+        action="store_true",
+        help="log the phase to MLflow (./mlruns, or $MLFLOW_TRACKING_URI): each epoch's "
+        "metrics as it ends, then the run's files",
     )
     return parser
 

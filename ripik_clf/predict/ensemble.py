@@ -36,6 +36,7 @@ class Predictions:
     classes: list
     failures: list  # [(path, reason)]
     retried_with_tta: int = 0  # two-stage TTA: how many inputs got the TTA views
+    names: list = None  # per row: its file's path, or "input K" (a folder gives a row a file)
 
 
 class Ensemble:
@@ -158,7 +159,8 @@ class Ensemble:
         labels = [self.classes[k] if i in good else None for i, k in enumerate(voted.argmax(1))]
         voted[[i not in good for i in range(len(items))]] = np.nan
         failures = [(item.name, item.reason) for item in items if item.reason]
-        return Predictions(labels, voted, self.classes, failures, retried)
+        names = [item.name for item in items]
+        return Predictions(labels, voted, self.classes, failures, retried, names)
 
     def _predict_pixels(self, items, batch_size):
         """Items with pixels (arrays, PIL images, bytes) and any files among them,
@@ -212,7 +214,8 @@ def _recorded_member(workdir, spec, definition):
             f"member {spec.name} of the recorded ensemble is gone ({path}): run ensemble.py again"
         )
     stat = path.stat()
-    if spec.size_bytes and (stat.st_size, stat.st_mtime_ns) != (spec.size_bytes, spec.mtime_ns):
+    recorded = (spec.size_bytes, spec.mtime_ns or stat.st_mtime_ns)  # 0: packaged, size only
+    if spec.size_bytes and (stat.st_size, stat.st_mtime_ns) != recorded:
         raise UserError(
             f"member {spec.name} ({path}) changed after the ensemble was made (retrained?): "
             "run ensemble.py again, or name the members (--members)"
@@ -234,6 +237,31 @@ def _recorded_member(workdir, spec, definition):
             "run ensemble.py again"
         )
     return member
+
+
+def package_ensemble(workdir, folder):
+    """The recorded ensemble as a folder of its own that :meth:`Ensemble.load` reads:
+    ``report/ensemble.json`` and, per member, its model file and run record under
+    ``members/<k>/``. Its members are checked by size only (a model store copies files
+    and their times). What ``--mlflow`` logs as the ensemble's MLflow Model."""
+    import dataclasses
+    import shutil
+
+    submitted = Ensemble.load(workdir)  # refused as predict refuses it: gone or changed
+    folder = Path(folder)
+    members = []
+    for k, (spec, member) in enumerate(zip(submitted.definition.members, submitted.members)):
+        place = folder / "members" / str(k)
+        place.mkdir(parents=True)
+        shutil.copyfile(member.path, place / member.path.name)
+        run_record = member.path.parent / wd.RUN_JSON
+        if run_record.exists():
+            shutil.copyfile(run_record, place / wd.RUN_JSON)
+        path = (place / member.path.name).relative_to(folder).as_posix()
+        members.append(dataclasses.replace(spec, path=path, mtime_ns=0))
+    (folder / "report").mkdir()
+    wd.write_ensemble_definition(folder, dataclasses.replace(submitted.definition, members=members))
+    return folder
 
 
 def definition_of(

@@ -41,7 +41,9 @@ from ripik_clf.train.tracking import tensorboard_callback
 
 
 @one_writer("head")
-def train_head(config, model_name, *, fold=None, resplit=False, overwrite=False):
+def train_head(
+    config, model_name, *, fold=None, resplit=False, overwrite=False, extra_callbacks=()
+):
     """Train the classifier head on cached backbone features; save ``head.keras``."""
     tc = config.train
     started = time.perf_counter()
@@ -68,6 +70,7 @@ def train_head(config, model_name, *, fold=None, resplit=False, overwrite=False)
             ),
             WholeFileCSVLogger(wd.history_path(out, "head")),
             tensorboard_callback(out, "head"),
+            *extra_callbacks,
         ],
     )
     model = build_classifier(backbone, n, tc.dropout)

@@ -1,12 +1,13 @@
 """One writer at a time: a lock per run folder (and per shared workdir artefact).
 
 Two ``train.py --phase head`` on one work directory once both exited 0 and left a corrupt
-``head.keras``. Each writer now holds an exclusive ``flock`` on ``<folder>/.lock`` while it
-works; a second one stops at once with one line naming the holder. The kernel releases
-a flock when its process dies, even by ``kill -9``, so a lock is never left stale.
+``head.keras``. Each writer now holds an exclusive lock on ``<folder>/.lock`` while it
+works; a second one stops at once with one line naming the holder. The locks are the
+operating system's (``filelock``: ``flock`` on Linux and macOS, ``msvcrt`` on Windows;
+its readers-writer lock rests on SQLite's file locks), released when their process dies,
+even by ``kill -9``, so a lock is never left stale.
 """
 
-import fcntl
 import json
 import os
 import sys
@@ -14,52 +15,64 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, ReadWriteLock, Timeout
+
 from ripik_clf.atomic import atomic_write
 from ripik_clf.errors import UserError
 
 
 @contextmanager
-def exclusive(folder, what, *, shared=False, name=".lock", wait=False):
-    """Hold ``folder``'s lock for the ``with`` block; ``what`` names the work in messages.
-    ``shared``: any number of shared holders at once (shards of one job), never beside
-    an exclusive one. ``wait``: block until the lock is free (for short critical
-    sections that concurrent shards take in turn) instead of refusing.
+def exclusive(folder, what, *, shared=None, name=".lock", wait=False):
+    """Hold ``folder``'s lock ``name`` for the ``with`` block; ``what`` names the work in
+    messages. ``shared``: None for a plain exclusive lock; True or False for the two
+    sides of a readers-writer lock (any number of shared holders at once, the shards of
+    one job, never beside an exclusive one): every holder of such a lock says which side
+    it takes. ``wait``: block until the lock is free (for short critical sections that
+    concurrent shards take in turn) instead of refusing.
 
     Raises:
         UserError: another process holds it (its pid, command and start time named).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / name, "a+")  # noqa: SIM115 - held for the whole block
+    path = folder / name
+    note = path if shared is None else path.with_name(f"{name}.holder")
+    timeout = -1 if wait else 0
+    if shared is None:
+        lock, acquire = FileLock(path), "acquire"
+    else:  # separate instances: the shards of a test share one process
+        lock = ReadWriteLock(path, is_singleton=False)
+        acquire = "acquire_read" if shared else "acquire_write"
     try:
-        try:
-            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise UserError(
-                f"{folder} is in use by another process ({_holder(handle.read())}): wait "
-                f"for it to finish or stop it, then run {what} again"
-            ) from None
-        if shared:  # the holder's note belongs to the exclusive writer
-            yield
-            return
-        handle.seek(0)
-        handle.truncate()
-        command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
-        handle.write(json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}))
-        handle.flush()
+        getattr(lock, acquire)(timeout=timeout)
+    except Timeout:
+        raise UserError(
+            f"{folder} is in use by another process ({_holder(note)}): wait "
+            f"for it to finish or stop it, then run {what} again"
+        ) from None
+    try:
+        if not shared:  # the holder's note belongs to the exclusive writer
+            _write_note(note)
         yield
     finally:
-        handle.close()  # closing releases the flock
+        lock.release()
 
 
-def _holder(text):
+def _write_note(path):
+    command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
+    try:  # beside the lock's own bytes (Windows locks a file's bytes against readers)
+        Path(path).write_text(json.dumps({"pid": os.getpid(), "command": command,
+                                          "since": time.time()}))  # fmt: skip
+    except OSError:
+        pass  # a note is a courtesy: without it the holder is "unknown"
+
+
+def _holder(note):
     try:
-        holder = json.loads(text)
+        holder = json.loads(Path(note).read_text())
         since = time.strftime("%H:%M:%S", time.localtime(holder["since"]))
         return f"pid {holder['pid']}, `{holder['command']}`, since {since}"
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown"
 
 

@@ -286,13 +286,13 @@ def test_a_second_writer_of_the_copies_stops_and_names_the_holder(small_dataset,
 
     work = tmp_path / "w"
     run(small_dataset, work)
-    with exclusive(work, "augment_offline.py", name=".augment.lock"):
+    with exclusive(work, "augment_offline.py", shared=False, name=".augment.lock"):
         with pytest.raises(SystemExit) as stop:
             run(small_dataset, work, "--overwrite", size=48)
         assert stop.value.code == 2
     with exclusive(work, "augment_offline.py", shared=True, name=".augment.lock"):
         with pytest.raises(UserError, match="in use by another process"):
-            with exclusive(work, "x", name=".augment.lock"):
+            with exclusive(work, "x", shared=False, name=".augment.lock"):
                 pass
     assert (work / "augmented" / "settings.json").exists()  # nothing was deleted
 

@@ -8,13 +8,13 @@ scikit-learn ships 1,797 8x8 scans of digits 0-9 (no download). They are upscale
     data/demo/test_labels.csv          the test answer key: image_id,label
 """
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from PIL import Image
 
 DEFAULT_ROOT = Path("data/demo")
@@ -42,8 +42,7 @@ def ensure_demo_data(root=DEFAULT_ROOT, verbose=True):
     root.parent.mkdir(parents=True, exist_ok=True)
     # Two processes making it at once (the test suite's workers, two demos): one writes,
     # the other waits for it and finds it complete.
-    with open(root.with_name(f".{root.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(root.with_name(f".{root.name}.lock")):
         if (root / _COMPLETE).exists():
             return paths
         return _make(root, paths, verbose)

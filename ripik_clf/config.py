@@ -25,8 +25,10 @@ DEFAULT_MAX_PIXELS = 100_000_000  # larger images are refused (decompression bom
 @dataclass
 class DataConfig:
     # Training data: a folder with one sub-folder per class, or a CSV file.
-    # null = the built-in demo data (handwritten digits), created on first use.
     path: str | None = None
+    # true (configs/demo.yaml): with no path, the built-in demo digits, made on first use;
+    # false: no path is an error, never a silent demo
+    demo: bool = False
     image_col: str = "image"  # CSV only: column holding the image path
     label_col: str = "label"  # CSV only: column holding the class name
     image_root: str | None = (
@@ -34,7 +36,7 @@ class DataConfig:
     )
     # CSV only: a row whose path (symlinks resolved) leaves image_root is refused unless true
     allow_outside_root: bool = False
-    test: str | None = None  # folder of unlabelled test images (any depth); null = demo test set
+    test: str | None = None  # folder of unlabelled test images (any depth); null = demo's
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images (decompression bombs), in pixels
     # Curation, e.g. from `python -m ripik_clf audit`: a file with one image per line (id
     # relative to the data root, or a path) to leave out, and a CSV `image,label` of fixed

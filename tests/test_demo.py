@@ -1,9 +1,11 @@
 import pandas as pd
+import pytest
 from PIL import Image
 
 from ripik_clf.config import DataConfig
 from ripik_clf.data.dataset import load_dataset
 from ripik_clf.data.demo import ensure_demo_data
+from ripik_clf.errors import UserError
 
 
 def test_demo_data_materializes_once(tmp_path, capsys):
@@ -22,8 +24,35 @@ def test_demo_data_materializes_once(tmp_path, capsys):
     assert capsys.readouterr().out == ""  # already complete: nothing is redone
 
 
-def test_no_data_path_means_demo(tmp_path, monkeypatch):
+def test_no_data_path_is_refused_unless_the_config_asks_for_the_demo(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    dataset, skipped = load_dataset(DataConfig())
+    with pytest.raises(UserError, match="no training data: pass --data PHOTOS"):
+        load_dataset(DataConfig())
+    assert not (tmp_path / "data").exists()  # nothing made
+    dataset, skipped = load_dataset(DataConfig(demo=True))
     assert len(dataset) == 1527 and not skipped
     assert (tmp_path / "data" / "demo" / "test_labels.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "script, said",
+    [
+        (["augment_offline.py"], "no training data"),
+        (["train.py", "--phase", "head"], "no training data"),
+        (["ensemble.py"], "no test folder"),  # and never the demo's
+    ],
+)
+def test_a_fresh_work_directory_without_data_is_one_line(tmp_path, script, said):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / script[0]), *script[1:], "--workdir", str(tmp_path / "w")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {said}")
+    assert "Traceback" not in result.stderr and not (tmp_path / "data").exists()

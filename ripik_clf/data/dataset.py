@@ -295,12 +295,13 @@ def warn(message):
 
 
 def load_dataset(data_config):
-    """Discover the configured training data (with no path: the demo data, made if absent),
-    then apply ``data.exclude`` / ``data.relabel``."""
+    """Discover the configured training data (with no path and ``data.demo``: the demo
+    digits, made if absent), then apply ``data.exclude`` / ``data.relabel``."""
     path = data_config.path
     if path is None:
-        from ripik_clf.data.demo import ensure_demo_data
+        from ripik_clf.data.demo import ensure_demo_data, refuse_no_data
 
+        refuse_no_data(data_config)
         path = ensure_demo_data()["train"]
     dataset, skipped = discover(
         path,
@@ -320,7 +321,7 @@ def load_dataset(data_config):
 
 
 # The data.* keys that define the dataset; file paths among them are saved absolute.
-DATA_KEYS = ("path", "image_col", "label_col", "image_root", "allow_outside_root",
+DATA_KEYS = ("path", "demo", "image_col", "label_col", "image_root", "allow_outside_root",
              "max_pixels", "exclude", "relabel")  # fmt: skip
 PATH_KEYS = ("path", "image_root", "exclude", "relabel")
 

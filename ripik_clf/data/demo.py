@@ -29,6 +29,20 @@ def demo_paths(root=DEFAULT_ROOT):
     return {"train": root / "train", "test": root / "test", "answers": root / "test_labels.csv"}
 
 
+NO_DATA = (
+    "no training data: pass --data PHOTOS (a folder per class, or a CSV of image,label), "
+    "or set data.path; the built-in demo digits are configs/demo.yaml (make demo)"
+)
+
+
+def refuse_no_data(data_config):
+    """A config without a data path is refused unless it asks for the demo (data.demo)."""
+    from ripik_clf.errors import UserError
+
+    if data_config.path is None and not data_config.demo:
+        raise UserError(NO_DATA)
+
+
 def ensure_demo_data(root=DEFAULT_ROOT, verbose=True):
     """Create the demo dataset under ``root`` unless it is already complete.
 

@@ -63,7 +63,7 @@ def test_images(test_dir, allow_outside_root=False):
 def resolve_test_dir(config):
     if config.data.test:
         return Path(config.data.test), None
-    if config.data.path is None:  # the demo: its test folder and answer key
+    if config.data.path is None and config.data.demo:  # its test folder and answer key
         from ripik_clf.data.demo import ensure_demo_data
 
         paths = ensure_demo_data()

@@ -127,7 +127,8 @@ def _run_ensemble(config, out_path, answers, shard):
     keep = _handle_failures(unusable, failures, test_dir, test_ids, ens.on_bad_image, out_path)
     ids, probabilities = [test_ids[i] for i in keep], probabilities[:, keep]
     families = ensemble.families(probabilities)
-    _write_submission(out_path, ids, ensemble.vote(families), members[0].classes, ens)
+    voted = ensemble.vote(families)
+    _write_submission(out_path, ids, voted, members[0].classes, ens)
     report = EnsembleReport(
         names, weights, ens.tta, members[0].classes,
         rows=tables.validation_rows(
@@ -143,6 +144,8 @@ def _run_ensemble(config, out_path, answers, shard):
         member_temperatures=val.temperatures,
         notes=val.notes + _choice_notes(choices) + notes + tta_note
         + _calibration(val, ensemble, ens.tta),
+        member_folders=_run_folders(members),
+        **_test_view(truth, ids, voted, members[0].classes, test_dir),
     )  # fmt: skip
     report.notes[:0] = _below_best_member(report.rows, names, ens.tta)
     write_report(config.workdir, report)
@@ -152,6 +155,22 @@ def _run_ensemble(config, out_path, answers, shard):
     report_dir = wd.report_dir(config.workdir)
     return {"rows": report.rows, "test_rows": report.test_rows, "submission": out_path,
             "report": report_dir, "images": len(ids), "seconds": seconds}  # fmt: skip
+
+
+def _test_view(truth, ids, voted, classes, test_dir):
+    """What the report shows of the test set with an answer key: the labelled images'
+    classes, the submission's probabilities and the paths; nothing without a key."""
+    if truth is None:
+        return {}
+    known, y = tables.labelled_test(truth, ids, classes)
+    paths = [str(test_dir / ids[i]) for i in known]
+    return {"test_y": y, "test_probabilities": voted[known], "test_paths": paths}
+
+
+def _run_folders(members):
+    """``{run: folder}`` of the members that live in a run folder (for the curves)."""
+    return {m.path.parent.name: m.path.parent for m in members
+            if (m.path.parent / wd.RUN_JSON).exists()}  # fmt: skip
 
 
 def _below_best_member(rows, names, tta):

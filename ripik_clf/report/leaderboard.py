@@ -14,7 +14,7 @@ from ripik_clf import workdir as wd
 COLUMNS = [
     "run", "phase", "variant", "backbone", "image_size", "seed", "epochs", "steps",
     "val_n", "val_accuracy", "val_accuracy_95", "val_macro_f1", "val_nll", "seconds",
-    "images_per_s",
+    "images_per_s", "note",
 ]  # fmt: skip
 USED_TO_CHOOSE = (
     "val_*: the validation images each phase chose its best epoch on (a maximum: "
@@ -46,9 +46,17 @@ def leaderboard_rows(runs, batch_size):
                 "val_macro_f1": _number(m.get("macro_f1")),
                 "val_nll": _number(m.get("nll")), "seconds": round(seconds, 1),
                 "images_per_s": round(images * max(epochs, 1) / seconds, 1) if seconds else None,
+                "note": _kept_start(phase, m),
             })  # fmt: skip
     rows.sort(key=lambda r: (-(r["val_macro_f1"] or 0), r["run"], PHASE_ORDER.index(r["phase"])))
     return rows
+
+
+def _kept_start(phase, metrics):
+    """Said of a full phase no epoch of which beat its start model: it is that model."""
+    if phase == "full" and metrics.get("improved_on_start") is False:
+        return f"no epoch beat the start: full.keras is {metrics.get('started_from', 'head')}"
+    return None
 
 
 def _number(value):

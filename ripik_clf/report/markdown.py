@@ -1,14 +1,17 @@
-"""``WORKDIR/report/``: report.md with its figures, metrics.json and ensemble.json."""
+"""``WORKDIR/report/``: report.md with its figures, report.html (the same, figures inline,
+with the runs table and training curves), metrics.json and ensemble.json."""
 
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.predict.calibration import apply_temperature, negative_log_likelihood
 from ripik_clf.predict.voting import soft_vote
-from ripik_clf.report import plots
+from ripik_clf.report import html, plots
+from ripik_clf.report.leaderboard import USED_TO_CHOOSE, collect_runs, leaderboard_rows
 from ripik_clf.report.metrics import ECE_BINS, brier_score, expected_calibration_error
 
 
@@ -30,31 +33,93 @@ class EnsembleReport:
     temperature: float = 1.0  # the ensemble's own, on top of its members'
     member_temperatures: dict = field(default_factory=dict)  # {member: {TTA: T}}
     notes: list = field(default_factory=list)  # markdown lines after the header
+    # With an answer key: the test images it labels, their classes and the submission's
+    # probabilities (the ensemble's vote, temperature applied); None without one.
+    test_y: np.ndarray = None
+    test_probabilities: np.ndarray = None
+    test_paths: list = None
+    member_folders: dict = field(default_factory=dict)  # {run: its folder}, for the curves
 
 
 def write_report(workdir, report):
-    """Figures, ``report.md`` and ``metrics.json`` (ensemble.py writes ``ensemble.json``)."""
+    """Figures, ``report.md``, ``report.html`` and ``metrics.json`` (ensemble.py writes
+    ``ensemble.json``)."""
     out = wd.report_dir(workdir)
     out.mkdir(parents=True, exist_ok=True)
-    named = _figures(out, report)
+    figures = _figures(out, report)
     metrics = {f"{name} | {mode}": m for (name, mode), m in report.rows.items()}
     metrics |= {f"test: {name}": m for name, m in report.test_rows.items()}
     wd.write_report_metrics(workdir, finite(metrics))
-    lines = _header(report) + _tables(report) + _figure_links(report, named)
+    text = _header(report) + _tables(report)
+    lines = text + _figure_links(report, figures)
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    page = html.render_page("ripik_clf report", text + _footnote(report),
+                            _html_sections(report, figures, workdir))  # fmt: skip
+    atomic_write_text(out / "report.html", page)
 
 
 def _figures(out, report):
+    """Every figure, written as PNG: ``[(file name, caption)]`` in the report's order."""
     soft = apply_temperature(
         soft_vote(report.val_probabilities, report.weights), report.temperature
     )  # what <out>_probabilities.csv holds: the ensemble's temperature applied
     named = dict(zip(report.names, report.val_probabilities)) | {"soft ensemble": soft}
     y, classes = report.val_y, report.classes
+    figures = []
+    if report.test_y is not None:
+        test_p = report.test_probabilities
+        plots.plot_confusion(report.test_y, test_p.argmax(1), classes,
+                             out / "confusion_test.png", "submission on test")  # fmt: skip
+        plots.plot_hardest(report.test_y, test_p, classes, report.test_paths,
+                           out / "hardest_test.png", split="test")  # fmt: skip
+        figures += [("confusion_test.png", "Confusion matrix: the submission on test"),
+                    ("hardest_test.png", "Hardest test images")]  # fmt: skip
     for name, p in named.items():
         plots.plot_confusion(y, p.argmax(1), classes, out / f"confusion_{_slug(name)}.png", name)
+        figures.append((f"confusion_{_slug(name)}.png", f"Confusion matrix: {name} (validation)"))
     plots.plot_reliability(y, named, out / "reliability.png")
     plots.plot_hardest(y, soft, classes, report.val_paths, out / "hardest.png")
-    return named
+    figures += [("reliability.png", "Reliability diagram (validation)"),
+                ("hardest.png", "Hardest validation images")]  # fmt: skip
+    if report.member_folders:
+        histories = {run: _histories(folder) for run, folder in report.member_folders.items()}
+        plots.plot_training_curves(histories, out / "training_curves.png")
+        figures.append(("training_curves.png", "Training curves per run: head, then full"))
+    return figures
+
+
+def _histories(folder):
+    tables = {phase: wd.read_history(wd.history_path(folder, phase)) for phase in ("head", "full")}
+    return {phase: t.apply(pd.to_numeric, errors="coerce") for phase, t in tables.items() if len(t)}
+
+
+RUN_COLUMNS = (
+    "run",
+    "phase",
+    "epochs",
+    "val_n",
+    "val_accuracy",
+    "val_accuracy_95",
+    "val_macro_f1",
+    "val_nll",
+    "seconds",
+    "note",
+)  # the runs table's, shown
+
+
+def _html_sections(report, figures, workdir):
+    """report.html after the text: the figures in place, then the members' runs table."""
+    out = wd.report_dir(workdir)
+    sections = [("Figures", "\n".join(html.figure(out / name, caption)
+                                       for name, caption in figures))]  # fmt: skip
+    runs = [(name, record, metrics) for name, record, metrics in collect_runs(workdir)
+            if name in report.member_folders]  # fmt: skip
+    if runs:
+        rows = leaderboard_rows(runs, batch_size=1)
+        body = html.table(RUN_COLUMNS, [[r[c] for c in RUN_COLUMNS] for r in rows],
+                          row_class=lambda row: "kept" if row[-1] else None)  # fmt: skip
+        sections.append(("Runs of the members", f"<p>{USED_TO_CHOOSE}</p>\n{body}"))
+    return sections
 
 
 def _slug(name):
@@ -103,18 +168,24 @@ def _tables(report):
     return lines + [""]
 
 
-def _figure_links(report, named):
+def _figure_links(report, figures):
+    return [
+        "## Figures",
+        "",
+        "All of them inline: [report.html](report.html). "
+        "[All metrics, per class too](metrics.json).",
+        "",
+        *[f"- [{caption}]({name})" for name, caption in figures],
+        "",
+        *_footnote(report),
+    ]
+
+
+def _footnote(report):
     rate = report.n_test / max(report.seconds, 1e-9)
     return [
         f"Test set: {report.n_test} images predicted in {report.seconds:.1f} s "
         f"({rate:.1f} images/s with `{report.tta}` TTA).",
-        "",
-        "## Figures",
-        "",
-        "- [All metrics, per class too](metrics.json)",
-        "- [Reliability diagram](reliability.png)",
-        "- [Most confident mistakes](hardest.png)",
-        *[f"- [Confusion matrix: {n}](confusion_{_slug(n)}.png)" for n in named],
         "",
         "Brier score: mean squared distance of the probabilities to the one-hot truth (lower is "
         f"better). ECE: expected calibration error over {ECE_BINS} confidence bins. Hard "

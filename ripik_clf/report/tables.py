@@ -51,13 +51,9 @@ def read_answers(answers, id_col, label_col):
     return dict(zip(ids, labels))
 
 
-def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
-    """``{row name: metrics}`` on the test images the answer key labels: each member
-    (``{name: probabilities}``), each family's fold mean (``{name: probabilities}``, when
-    there are fold runs) and the two ensembles (the soft one with its ``temperature``, as
-    in ``<out>_probabilities.csv``); {} without a key."""
-    if truth is None:
-        return {}
+def labelled_test(truth, ids, classes):
+    """The test images the answer key labels with a known class: their positions in
+    ``ids`` and their class indices."""
     index = {c: i for i, c in enumerate(classes)}
     known = [i for i, name in enumerate(ids) if truth.get(name) in index]
     if not known:
@@ -66,13 +62,23 @@ def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
             f"(test ids look like {ids[0]!r}, the key's like {next(iter(truth), None)!r}; "
             f"classes: {', '.join(classes)})"
         )
+    return known, np.array([index[truth[ids[i]]] for i in known])
+
+
+def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
+    """``{row name: metrics}`` on the test images the answer key labels: each member
+    (``{name: probabilities}``), each family's fold mean (``{name: probabilities}``, when
+    there are fold runs) and the two ensembles (the soft one with its ``temperature``, as
+    in ``<out>_probabilities.csv``); {} without a key."""
+    if truth is None:
+        return {}
+    known, y = labelled_test(truth, ids, classes)
     if len(known) < len(ids):
         print(
             f"note: test scores cover the {len(known)} of {len(ids)} test images the answer "
             "key labels with a known class",
             file=sys.stderr,
         )
-    y = np.array([index[truth[ids[i]]] for i in known])
     rows = {name: summary_row(y, p[known], classes) for name, p in members.items()}
     if len(families) < len(members):  # fold runs: each model family's mean too
         rows |= {

@@ -32,8 +32,10 @@ def _report(tmp_path, answers, rng):
     paths = [str(write_image(tmp_path / "img" / f"v{i}.png", seed=i)) for i in range(24)]
     folder = tmp_path / "w" / "runs" / "original"
     folder.mkdir(parents=True)
-    history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [1.0, 0.6, 0.4],
-                            "val_loss": [1.1, 0.8, 0.7], "val_macro_f1": [0.5, 0.7, 0.8]})  # fmt: skip
+    history = pd.DataFrame({
+        "epoch": [0, 1, 2], "loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7],
+        "val_macro_f1": [0.5, 0.7, 0.8],
+    })  # fmt: skip
     history.to_csv(wd.history_path(folder, "head"), index=False)
     history.to_csv(wd.history_path(folder, "full"), index=False)
     wd.write_run_record(folder, wd.RunRecord(CLASSES, 32, "efficientnet_lite0", variant="original"))
@@ -65,13 +67,14 @@ def test_report_html_is_one_self_contained_page_with_every_figure(tmp_path, answ
     page = (out / "report.html").read_text()
     sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert len(sources) == len(pngs) and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == len(pngs)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
     for source in sources:  # each one a whole PNG
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert ("confusion_test.png" in pngs) == answers and ("hardest_test.png" in pngs) == answers
     assert "training_curves.png" in pngs
     assert "<table>" in page and "| model |" not in page  # markdown tables rendered
-    runs = page[page.index("Runs of the members"):]
+    runs = page[page.index("Runs of the members") :]
     assert '<tr class="kept">' in runs and "full.keras is head" in runs  # the start was kept
     markdown = (out / "report.md").read_text()
     assert "report.html" in markdown and all(f"]({name})" in markdown for name in pngs)
@@ -98,7 +101,7 @@ def test_the_hardest_sheet_fills_its_rows(n_wrong):
     mistakes = [i for i in chosen if p[i].argmax() != y[i]]
     assert mistakes == list(chosen[: len(mistakes)]) and len(mistakes) == min(n_wrong, 16)
     assert len(chosen) % SHEET_COLUMNS == 0 and 0 < len(chosen) <= 16  # no blank cells
-    confidence = p[chosen[len(mistakes):]].max(1)
+    confidence = p[chosen[len(mistakes) :]].max(1)
     assert list(confidence) == sorted(confidence)  # then the least sure correct ones
 
 

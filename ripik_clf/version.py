@@ -1,3 +1,3 @@
 """The version of ripik_clf (also in pyproject.toml; a test keeps them equal)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

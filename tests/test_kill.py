@@ -138,6 +138,7 @@ def test_a_probe_phase_killed_anywhere_finishes_with_the_uninterrupted_model(
 ENSEMBLE_MOMENTS = [
     ("replace", "submission.csv", 1),  # the submission's commit
     ("replace", "report.md", 1),  # the report, half written
+    ("replace", "report.html", 1),  # its page
     ("replace", "ensemble.json", 1),  # the ensemble record's commit (the last write)
 ]
 
@@ -156,7 +157,7 @@ def test_ensemble_killed_anywhere_writes_everything_when_run_again(reference, tm
     _killed_then_run_again(lambda k: _script(argv, k), kill)
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 3
     assert wd.read_ensemble_definition(work).members[0].name == "original"
-    assert (work / "report" / "report.md").exists()
+    assert (work / "report" / "report.md").exists() and (work / "report" / "report.html").exists()
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,7 @@ def test_the_wheel_installs_ripik_and_fit_goes_from_photos_to_a_submission(tmp_p
     rows = (tmp_path / "S.csv").read_text().splitlines()
     assert rows[0] == "image_id,label" and len(rows) == 1 + 4
     assert (tmp_path / "w" / "report" / "report.md").exists()
+    assert (tmp_path / "w" / "report" / "report.html").exists()  # the outside check
     again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("(resumed run): kept") == 6  # 3 phases x 2 models

@@ -22,9 +22,9 @@ Examples:
 
 Writes the submission (one row per test image, sorted; columns image_id,label), beside it
 <out>_probabilities.csv (e.g. submission_probabilities.csv: each class's probability) and,
-when images were skipped, <out>_skipped.csv; and WORKDIR/report/: report.md,
-reliability.png, hardest.png, confusion_<model>.png (validation split; test too when an
-answer key exists).
+when images were skipped, <out>_skipped.csv; and WORKDIR/report/: report.html (one page,
+figures inline), report.md with its figures (confusion matrices, reliability, hardest
+images, training curves; validation split, and test too when an answer key exists).
 """
 
 
@@ -145,7 +145,7 @@ def main(argv, doc):
         print("\ntest (answer key)\n" + metrics_table(rows))
     print(
         f"\nsubmission: {result['submission']} ({result['images']} rows); "
-        f"report: {result['report']}/report.md"
+        f"report: {result['report']}/report.html"
     )
 
 

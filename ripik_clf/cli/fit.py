@@ -59,7 +59,7 @@ def fit(args):
     argv = [*common, "--test", str(test), "--out", args.out]
     _step("ensemble", lambda: ensemble.main(argv, ensemble.DOC))
     minutes = (time.perf_counter() - started) / 60
-    report = wd.report_dir(config.workdir) / "report.md"
+    report = wd.report_dir(config.workdir) / "report.html"
     print(f"\nfit: done in {minutes:.1f} min; submission {args.out}; report {report}")
     return {"submission": Path(args.out), "report": report, "workdir": Path(config.workdir)}
 

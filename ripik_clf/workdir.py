@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ripik_clf.atomic import atomic_write_csv, atomic_write_text
+from ripik_clf.atomic import atomic_write_csv, atomic_write_text, finish_publication
 from ripik_clf.errors import UserError
 
 SPLITS_CSV = "splits.csv"
@@ -684,6 +684,12 @@ def ensemble_definition_path(workdir):
     return report_dir(workdir) / ENSEMBLE_JSON
 
 
+def publication_journal(workdir):
+    """The journal of ensemble.py's publication (atomic.publication): while it exists, the
+    submission, its report and ensemble.json are being renamed into place together."""
+    return report_dir(workdir) / ".publish.json"
+
+
 def write_ensemble_definition(workdir, definition):
     """``report/ensemble.json``, written by ensemble.py after the submission."""
     atomic_write_text(ensemble_definition_path(workdir), json.dumps(definition.to_json(), indent=2))
@@ -692,6 +698,14 @@ def write_ensemble_definition(workdir, definition):
 def read_ensemble_definition(workdir):
     """The last submitted ensemble; None when ensemble.py has not run here (or its record
     is of an older version, without members' files)."""
+    journal = publication_journal(workdir)
+    try:
+        finish_publication(journal)  # a kill mid-publication: finish it, never read a mix
+    except OSError as err:
+        raise UserError(
+            f"ensemble.py was interrupted while publishing ({journal}) and it cannot be "
+            f"finished here ({err.strerror}): {RESUBMIT}"
+        ) from None
     path = ensemble_definition_path(workdir)
     if not path.exists():
         return None

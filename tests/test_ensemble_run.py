@@ -316,3 +316,32 @@ def test_shards_fill_the_prediction_cache_and_the_merge_predicts_nothing(
         pd.read_csv(tmp_path / "merged_probabilities.csv"),
         pd.read_csv(tmp_path / "whole_probabilities.csv"),
     )
+
+
+@pytest.mark.parametrize("side", ["probabilities", "submission"])
+def test_an_output_that_cannot_be_written_leaves_the_previous_set_whole(setup, capsys, side):
+    """A side file that is a folder once left a new submission beside the old
+    ensemble.json: now nothing of the new set is published, so the submission, its
+    probabilities and the record predict follows still agree."""
+    from ripik_clf import workdir as wd
+    from ripik_clf.predict.ensemble import Ensemble
+
+    out = setup / "whole.csv"
+    run(setup, "--tta", "none", "--on-bad-image", "skip", out="whole.csv")
+    before = {p: p.read_bytes() for p in (out, wd.beside_submission(out, "probabilities"),
+                                          wd.ensemble_definition_path(setup / "work"))}  # fmt: skip
+    blocker = out if side == "submission" else wd.beside_submission(out, side)
+    saved = blocker.read_bytes() if blocker.exists() else None
+    blocker.unlink(missing_ok=True)
+    blocker.mkdir()
+    try:
+        line = _fails(setup, capsys, "--tta", "flip", "--on-bad-image", "skip", out="whole.csv")
+    finally:
+        blocker.rmdir()
+        if saved is not None:
+            blocker.write_bytes(saved)
+    assert "is a folder" in line
+    assert {p: p.read_bytes() for p in before} == before  # the old set, untouched
+    assert not list(setup.glob(".*.staged")) and not list((setup / "work").rglob(".*.staged"))
+    ensemble = Ensemble.load(setup / "work")
+    assert ensemble.definition.tta == "none"  # the record of the submission on disk

@@ -118,6 +118,43 @@ PROBE_MOMENTS = [
 ]
 
 
+PUBLISH_MOMENTS = [  # ensemble.py's publication: the journal's commit, then each rename
+    ("replace", ".publish.json", 1),
+    ("replace", "submission.csv", 1),
+    ("replace", "submission_probabilities.csv", 1),
+    ("replace", "report.html", 1),
+    ("replace", "ensemble.json", 1),
+]
+
+
+@pytest.mark.parametrize("kill", PUBLISH_MOMENTS, ids=lambda k: f"{k[0]}-{k[1]}")
+def test_a_kill_while_publishing_never_leaves_a_submission_predict_disagrees_with(
+    reference, tmp_path, kill
+):
+    """A first submission (no TTA), then another (flip TTA: other probabilities) killed
+    at a commit point of its publication, and no rerun: what predict rebuilds from
+    ensemble.json gives the probabilities of the submission on disk, old or new."""
+    import numpy as np
+    import pandas as pd
+
+    from conftest import write_image
+    from ripik_clf.predict.ensemble import Ensemble
+
+    work = _copy(reference, tmp_path, "work")
+    tests = [write_image(tmp_path / "test" / f"t{i}.png", seed=90 + i) for i in range(3)]
+    argv = ["ensemble.py", "--workdir", str(work), "--test", str(tmp_path / "test"), "--out",
+            str(tmp_path / "submission.csv"), "--members", "original", "--tta"]  # fmt: skip
+    assert _script([*argv, "none"]).returncode == 0
+    killed = _script([*argv, "flip"], kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    result = Ensemble.load(work).predict([str(p) for p in tests])  # finishes a publication
+    on_disk = pd.read_csv(tmp_path / "submission_probabilities.csv").set_index("image_id")
+    expected = on_disk.loc[[p.name for p in tests], result.classes].to_numpy()
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+    labels = pd.read_csv(tmp_path / "submission.csv").set_index("image_id")["label"]
+    assert result.labels == [labels[p.name] for p in tests]
+
+
 @pytest.fixture(scope="module")
 def reference_probe(reference, tmp_path_factory):
     """The uninterrupted probe phase, after the head and full phases."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ripik_clf import workdir as wd
-from ripik_clf.atomic import atomic_write_csv
+from ripik_clf.atomic import atomic_write_csv, finish_publication, publication
 from ripik_clf.data.dataset import scan_image_folder
 from ripik_clf.data.images import IMAGE_EXTENSIONS
 from ripik_clf.data.splits import saved_split_record
@@ -90,6 +90,7 @@ def run_ensemble(config, out_path, answers=None, shard=WHOLE):
 
 def _run_ensemble(config, out_path, answers, shard):
     ens = config.ensemble
+    finish_publication(wd.publication_journal(config.workdir))  # a killed run's, first
     for written in (out_path, *(wd.beside_submission(out_path, k) for k in SIDE_FILES)):
         wd.check_output(written, config, "--out")
     if not out_path.parent.is_dir():
@@ -128,30 +129,33 @@ def _run_ensemble(config, out_path, answers, shard):
     ids, probabilities = [test_ids[i] for i in keep], probabilities[:, keep]
     families = ensemble.families(probabilities)
     voted = ensemble.vote(families)
-    _write_submission(out_path, ids, voted, members[0].classes, ens)
-    report = EnsembleReport(
-        names, weights, ens.tta, members[0].classes,
-        rows=tables.validation_rows(
-            val.raw, val.y, names, members[0].classes, weights, {ens.tta: temperature}
-        ),
-        test_rows=tables.test_rows(
-            truth, ids,
-            {m.name: p for m, p in zip(members, probabilities)}, dict(zip(names, families)),
-            members[0].classes, weights, temperature,
-        ),
-        val_probabilities=val.raw[ens.tta], val_y=val.y, val_paths=val.paths,
-        n_test=len(ids), seconds=seconds, temperature=temperature,
-        member_temperatures=val.temperatures,
-        notes=val.notes + _choice_notes(choices) + notes + tta_note
-        + _calibration(val, ensemble, ens.tta),
-        member_folders=_run_folders(members),
-        **_test_view(truth, ids, voted, members[0].classes, test_dir),
-    )  # fmt: skip
-    report.notes[:0] = _below_best_member(report.rows, names, ens.tta)
-    write_report(config.workdir, report)
-    config.save(wd.config_path(wd.report_dir(config.workdir)))  # the resolved config
-    # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
-    wd.write_ensemble_definition(config.workdir, ensemble.definition)
+    # All of it or none of it: a failure or a kill leaves the previous submission, report
+    # and ensemble.json together (a journal finishes a publication a kill cut short).
+    with publication(wd.publication_journal(config.workdir)):
+        _write_submission(out_path, ids, voted, members[0].classes, ens)
+        report = EnsembleReport(
+            names, weights, ens.tta, members[0].classes,
+            rows=tables.validation_rows(
+                val.raw, val.y, names, members[0].classes, weights, {ens.tta: temperature}
+            ),
+            test_rows=tables.test_rows(
+                truth, ids,
+                {m.name: p for m, p in zip(members, probabilities)}, dict(zip(names, families)),
+                members[0].classes, weights, temperature,
+            ),
+            val_probabilities=val.raw[ens.tta], val_y=val.y, val_paths=val.paths,
+            n_test=len(ids), seconds=seconds, temperature=temperature,
+            member_temperatures=val.temperatures,
+            notes=val.notes + _choice_notes(choices) + notes + tta_note
+            + _calibration(val, ensemble, ens.tta),
+            member_folders=_run_folders(members),
+            **_test_view(truth, ids, voted, members[0].classes, test_dir),
+        )  # fmt: skip
+        report.notes[:0] = _below_best_member(report.rows, names, ens.tta)
+        write_report(config.workdir, report)
+        config.save(wd.config_path(wd.report_dir(config.workdir)))  # the resolved config
+        # What predict, export --ensemble and Ensemble.load rebuild: the submitted ensemble.
+        wd.write_ensemble_definition(config.workdir, ensemble.definition)
     report_dir = wd.report_dir(config.workdir)
     return {"rows": report.rows, "test_rows": report.test_rows, "submission": out_path,
             "report": report_dir, "images": len(ids), "seconds": seconds}  # fmt: skip

@@ -10,7 +10,8 @@ these forms.
 import base64
 import html
 import re
-from pathlib import Path
+
+from ripik_clf.atomic import written
 
 # A self-check the browser runs: every figure decoded (checked headless in
 # benchmarks/report_browser.py, which reads the attribute back from the page).
@@ -50,7 +51,7 @@ def render_page(title, markdown_lines, sections):
 
 def figure(path, caption):
     """An ``<img>`` holding the PNG at ``path`` itself (base64), with its caption."""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    data = base64.b64encode(written(path).read_bytes()).decode("ascii")
     return (
         f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"

@@ -10,8 +10,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
+from ripik_clf.atomic import atomic_write  # noqa: E402
 from ripik_clf.data.images import read_rgb  # noqa: E402
 from ripik_clf.report.metrics import expected_calibration_error  # noqa: E402
+
+
+def _save(fig, path, dpi):
+    """Written whole (a kill never leaves half a PNG) and closed."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    plt.close(fig)
 
 
 def plot_confusion(y_true, y_pred, classes, path, title):
@@ -37,8 +44,7 @@ def plot_confusion(y_true, y_pred, classes, path, title):
                         color="white" if matrix[i, j] > 0.5 else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
 
 
 def plot_reliability(y_true, named_probabilities, path, split="validation"):
@@ -65,8 +71,7 @@ def plot_reliability(y_true, named_probabilities, path, split="validation"):
     hist.set_xlabel("confidence (max probability)")
     hist.set_ylabel("images")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
 
 
 def adaptive_bins(y_true, probabilities):
@@ -127,8 +132,7 @@ def plot_hardest(y_true, probabilities, classes, image_paths, path, count=16, sp
     fig.suptitle(f"Hardest {split} images: {mistakes} most confident mistakes (red), then "
                  "the correct ones least sure (top-2 probabilities)")  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, 100)
 
 
 def plot_training_curves(histories, path):
@@ -159,5 +163,4 @@ def plot_training_curves(histories, path):
     if not runs:
         axes[0, 0].text(0.5, 0.5, "no training history", ha="center")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, 100)

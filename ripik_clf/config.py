@@ -174,6 +174,9 @@ class TrainConfig:
     # all of them, several GPUs -> all of them, else one device; off = one device; mirrored
     # = every local device (GPUs, else the logical CPUs set up before TensorFlow starts).
     distribute: str = "auto"
+    # Several workers (TF_CONFIG): seconds to wait for every worker to join before the
+    # full phase stops with one line (a peer that never comes, a wrong address)
+    peer_timeout: float = 300.0
     # XLA for the full phase's training step: auto = on when a GPU is present (on a CPU
     # the compile time outweighs what it saves on runs this size).
     xla: str = "auto"  # auto | on | off
@@ -255,6 +258,8 @@ class TrainConfig:
             _require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "1 or more")
         for key in ("head_lr", "full_lr"):
             _require(0 < getattr(self, key) < 1, f"train.{key}", getattr(self, key), "0 < x < 1")
+        _require(0 < self.peer_timeout <= 86400, "train.peer_timeout", self.peer_timeout,
+                 "seconds, 0 < x <= 86400")  # fmt: skip
         get_spec(self.backbone)
         resolve_image_size(self.backbone, self.image_size)
         if self.run is not None:

@@ -22,7 +22,7 @@ def test_no_tf_config_is_one_worker_the_chief():
 
 def test_a_two_worker_tf_config_names_this_worker():
     cluster = cluster_from_env(_config(["localhost:1", "localhost:2"], index=1))
-    assert cluster == Cluster(2, 1) and not cluster.is_chief
+    assert cluster == Cluster(2, 1, ("localhost:1", "localhost:2")) and not cluster.is_chief
 
 
 BAD = [
@@ -37,6 +37,11 @@ BAD = [
     _config(["a:1"], ps=["c:3"]),
     _config("a:1"),
     _config(["a:1", ""]),
+    _config(["localhost:abc", "b:2"]),  # a port that is no number
+    _config(["a:1", "b:0"]),
+    _config(["a:1", "b:70000"]),
+    _config(["a:1", "b"]),
+    _config(["a:1", ":2"]),
 ]
 
 
@@ -92,3 +97,106 @@ def test_the_loop_trains_the_same_model_with_and_without_xla():
     for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-4)
+
+
+def test_a_port_in_use_is_one_line_before_tensorflow_is_asked():
+    import socket
+
+    from ripik_clf.train.distribute import rendezvous
+
+    with socket.socket() as holder:
+        holder.bind(("", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        cluster = cluster_from_env(_config([f"localhost:{port}", "localhost:2"], index=0))
+        with pytest.raises(UserError, match=f"cannot listen on port {port}"):
+            rendezvous(cluster, timeout=1)
+
+
+def test_workers_that_all_answer_meet_and_one_that_does_not_is_named(capsys):
+    import threading
+
+    from ripik_clf.train.distribute import rendezvous
+
+    ports = _free_ports(3)
+    addresses = [f"localhost:{p}" for p in ports]
+    clusters = [cluster_from_env(_config(addresses[:2], index=k)) for k in (0, 1)]
+    errors = []
+
+    def worker(cluster):
+        try:
+            rendezvous(cluster, timeout=30)
+        except UserError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clusters[1:]]
+    for t in threads:
+        t.start()
+    rendezvous(clusters[0], timeout=30)  # the other one answers: both go on
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    lonely = cluster_from_env(_config([addresses[0], addresses[2]], index=0))
+    with pytest.raises(UserError, match=f"{addresses[2]} did not join within 1 s"):
+        rendezvous(lonely, timeout=1)
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _lonely_worker(tmp_path, timeout):
+    """A full phase as worker 1 of 2 whose worker 0 never starts (a child process)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO, make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 4, "b": 4}, size=16)
+    ports = _free_ports(2)
+    environ = os.environ | _config([f"localhost:{p}" for p in ports], index=1)
+    argv = [sys.executable, str(REPO / "train.py"), "--phase", "full", "--data", str(data),
+            "--workdir", str(tmp_path / "w"), "--set", f"train.peer_timeout={timeout}"]  # fmt: skip
+    return subprocess.Popen(argv, env=environ, cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_peer_that_never_comes_is_one_line_after_the_timeout(tmp_path):
+    import time
+
+    started = time.monotonic()
+    worker = _lonely_worker(tmp_path, timeout=5)
+    out, err = worker.communicate(timeout=180)
+    assert worker.returncode == 2, err[-2000:]
+    assert "waiting up to 5 s (train.peer_timeout)" in out
+    assert err.strip().splitlines()[-1].endswith("check their addresses")
+    assert "did not join within 5 s" in err and "Traceback" not in err
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_worker_waiting_for_its_peers(tmp_path):
+    import signal
+    import time
+
+    worker = _lonely_worker(tmp_path, timeout=600)
+    deadline = time.monotonic() + 120
+    line = ""
+    while "waiting up to" not in line and time.monotonic() < deadline:
+        line = worker.stdout.readline()
+    assert "waiting up to 600 s" in line
+    time.sleep(2)  # inside TensorFlow's wait, which once ignored SIGTERM
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in err and "Traceback" not in err

@@ -60,8 +60,7 @@ def test_the_demo_digits_are_a_limit_of_the_probe(tmp_path, monkeypatch):
     monkeypatch.setattr(flips, "MAX_TRAIN_IMAGES", 400)  # a per-class sample keeps it fast
     from ripik_clf.data.demo import ensure_demo_data
 
-    ensure_demo_data()
-    result = _measure(tmp_path, None)
+    result = _measure(tmp_path, str(ensure_demo_data()["train"]))
     evidence = result["choice"]["candidates"]
     assert result["chosen"] == "all", result["scores"]
     assert all(c["interval"][0] <= 0 for c in evidence.values())  # none beyond noise

@@ -65,7 +65,7 @@ def train_full(
     if resplit:  # before any work: the flag is refused, whatever else is missing
         raise UserError("the full phase never makes a split: --resplit belongs to the head phase")
     # Then: a multi-worker strategy must exist before TensorFlow runs anything.
-    strategy, cluster = training_strategy(config.train.distribute)
+    strategy, cluster = training_strategy(config.train.distribute, config.train.peer_timeout)
     out = run_dir(config, run_of(config, model_name, fold))
     if not wd.phase_model(out, "head").exists():
         raise UserError(f"no head model in {out}: run train.py --phase head first")

@@ -255,6 +255,31 @@ def test_a_shipped_model_keeps_its_weights_and_drops_its_training_state(tmp_path
     assert sizes[0] < 0.4 * sizes[1]  # weights alone: a third of weights + moments + EMA
 
 
+@pytest.mark.parametrize("damage", ["a file in its place", "a full disk"])
+def test_tensorboard_logs_that_cannot_be_written_are_a_note_not_a_lost_phase(
+    trained, tmp_path, capsys, monkeypatch, damage
+):
+    import errno
+
+    config = _own_copy(trained, tmp_path)
+    out = run_dir(config, "original")
+    logs = out / "tensorboard"
+    if damage == "a file in its place":
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.write_text("not a folder")
+    else:
+
+        def full_disk(self, epoch, logs=None):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(keras.callbacks.TensorBoard, "on_epoch_end", full_disk)
+    train_head(config, "original", overwrite=True)
+    notes = [line for line in capsys.readouterr().out.splitlines() if "TensorBoard" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: TensorBoard logs in")
+    assert (out / "head.keras").exists()
+    assert "head" in json.loads((out / "metrics.json").read_text())
+
+
 @pytest.mark.slow
 def test_mixed_precision_full_phase(trained, tmp_path):
     config = _own_copy(trained, tmp_path)

@@ -34,11 +34,57 @@ def tracking_uri():
 
 def tensorboard_callback(folder, phase):
     """Keras' TensorBoard logs in ``runs/<run>/tensorboard/<phase>/`` (no graph, no
-    profiling: per-epoch scalars, cheap)."""
+    profiling: per-epoch scalars, cheap), as a guest: a log folder that cannot be made
+    or written (a file in its place, a read-only folder, a full disk) is one note and the
+    logs stop; the phase trains on and its model is saved."""
     import keras
 
     log_dir = Path(folder) / "tensorboard" / phase
-    return keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)
+    inner = keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)
+
+    class Guest(keras.callbacks.Callback):
+        failed = None
+
+        def set_model(self, model):
+            super().set_model(model)
+            self._call("set_model", model)
+
+        def set_params(self, params):
+            super().set_params(params)
+            self._call("set_params", params)
+
+        def _call(self, name, *args):
+            if self.failed:
+                return
+            try:
+                getattr(inner, name)(*args)
+            except Exception as err:  # noqa: BLE001 - any failure to write the logs
+                self.failed = one_line(f"{type(err).__name__}: {err}")
+                print(f"note: TensorBoard logs in {log_dir} stopped ({self.failed}); "
+                      "training goes on")  # fmt: skip
+
+        def on_train_begin(self, logs=None):
+            self._call("on_train_begin", logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._call("on_epoch_begin", epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._call("on_epoch_end", epoch, logs)
+
+        def on_train_end(self, logs=None):
+            self._call("on_train_end", logs)
+
+        def on_test_begin(self, logs=None):
+            self._call("on_test_begin", logs)
+
+        def on_test_end(self, logs=None):
+            self._call("on_test_end", logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._call("on_train_batch_end", batch, logs)
+
+    return Guest()
 
 
 def mlflow_client():

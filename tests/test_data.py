@@ -244,3 +244,48 @@ def test_a_pipe_in_a_class_folder_is_listed_as_skipped_never_opened(tmp_path):
     assert [why for path, why in skipped if "pipe.png" in str(path)] == [
         "not a regular file (a pipe, socket or device)"
     ]
+
+
+DECODER_FAILURES = [ValueError("bad"), SyntaxError("bad"), EOFError(), IndexError("x"),
+                    KeyError("x"), TypeError("x"), ZeroDivisionError(), AttributeError("x"),
+                    RuntimeError("x"), __import__("struct").error("unpack"),
+                    Image.DecompressionBombError("big")]  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["header", "pixels"])
+@pytest.mark.parametrize("failure", DECODER_FAILURES, ids=lambda e: type(e).__name__)
+def test_any_decoder_failure_is_a_bad_image_in_both_places(tmp_path, monkeypatch, where, failure):
+    """Both places that open images (the header probe and the decoder) turn whatever a
+    decoder raises into BadImage: listed in skipped.csv or named, never a traceback."""
+    from ripik_clf.data import images
+
+    path = write_image(tmp_path / "x.png")
+    real_open = Image.open
+    calls = []
+
+    def failing_open(*args, **kwargs):
+        calls.append(1)
+        if where == "header" or len(calls) > 1:  # the second open is read_rgb's decode
+            raise failure
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", failing_open)
+    with pytest.raises(images.BadImage) as bad:
+        images.read_rgb(path)
+    assert type(failure).__name__ in str(bad.value) and "\n" not in str(bad.value)
+
+
+def test_a_decoder_failure_while_scanning_is_listed_not_fatal(tmp_path, monkeypatch):
+    from ripik_clf.data import images
+
+    data = make_folder_dataset(tmp_path / "data", {"a": 3, "b": 3})
+    real_open = Image.open
+
+    def struct_error_for_one(source, *args, **kwargs):
+        if "a/img_000" in str(source):
+            raise __import__("struct").error("unpack requires a buffer of 4 bytes")
+        return real_open(source, *args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", struct_error_for_one)
+    dataset, skipped = discover(data)
+    assert len(dataset) == 5 and len(skipped) == 1 and "error" in skipped[0][1]

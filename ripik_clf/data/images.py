@@ -38,6 +38,13 @@ def file_sha1(path):
         return None
 
 
+# What a decoder raises on bad bytes besides OSError: Pillow's format plugins raise
+# ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+# ZeroDivisionError ... for malformed headers. Every one is a bad image, never a
+# traceback (KeyboardInterrupt and SystemExit are not Exceptions: they still stop).
+DECODER_ERRORS = (Exception,)
+
+
 class BadImage(Exception):
     """A file that is not a usable image; ``str(err)`` is the reason shown to the user."""
 
@@ -59,10 +66,14 @@ def probe(path, max_pixels=DEFAULT_MAX_PIXELS):
             raise BadImage("empty file (0 bytes)")
         with Image.open(_readable(path)) as im:
             fmt, (width, height) = im.format, im.size
+    except BadImage:
+        raise
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised content)") from None
     except OSError as err:
         raise BadImage(f"cannot open: {err}") from None
+    except DECODER_ERRORS as err:
+        raise BadImage(f"unreadable header ({type(err).__name__}: {err})") from None
     if fmt not in SUPPORTED_FORMATS:
         raise BadImage(f"unsupported format {fmt} (supported: {', '.join(SUPPORTED_FORMATS)})")
     if width * height > max_pixels:
@@ -100,8 +111,8 @@ def read_rgb(path, max_pixels=DEFAULT_MAX_PIXELS):
             return _to_rgb8(im)
     except OSError as err:
         raise BadImage(f"corrupt or truncated image data: {err}") from None
-    except (ValueError, SyntaxError) as err:  # Pillow raises these for some bad headers
-        raise BadImage(f"corrupt image: {err}") from None
+    except DECODER_ERRORS as err:
+        raise BadImage(f"corrupt image ({type(err).__name__}: {err})") from None
 
 
 def _to_rgb8(im):

@@ -72,14 +72,32 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     results = {}
     for variant, k, run in _runs(config, fold):
         print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
-        with _tracked(config, run, phase, cluster.is_chief) as callbacks:
-            options = {"extra_callbacks": callbacks} if callbacks else {}
-            results[run] = train(
-                config, variant, fold=k, resplit=resplit, overwrite=overwrite, **options
-            )
-            callbacks.finish(results[run])
+        try:
+            with _tracked(config, run, phase, cluster.is_chief) as callbacks:
+                options = {"extra_callbacks": callbacks} if callbacks else {}
+                results[run] = train(
+                    config, variant, fold=k, resplit=resplit, overwrite=overwrite, **options
+                )
+                callbacks.finish(results[run])
+        except (UserError, OSError) as err:
+            raise _with_saved(err, config, phase, results, variant, k) from err
         resplit = False  # the split is made once, by the first run
     return results
+
+
+def _with_saved(err, config, phase, results, variant, fold):
+    """A failure after other runs of this command finished says their models are safe
+    and how to go on (a finished run is refused without --overwrite)."""
+    saved = [str(wd.phase_model(wd.run_dir(config.workdir, run), phase)) for run in results]
+    if not saved:
+        return err
+    if isinstance(err, UserError) or not err.filename:
+        message = str(err)
+    else:
+        message = f"cannot write {err.filename}: {err.strerror}"
+    go_on = f"--model {variant}" + (f" --fold {fold}" if fold is not None else "")
+    return UserError(f"{message} (saved before it, safe: {', '.join(saved)}; go on with "
+                     f"{go_on})")  # fmt: skip
 
 
 class _NoTracking(list):

@@ -390,6 +390,32 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(
     assert errno.errorcode[errno_code] in ("ENOSPC", "EROFS")
 
 
+def test_a_failure_after_another_run_was_saved_says_it_is_safe(trained, tmp_path, monkeypatch):
+    """Two runs in one command: the second fails after the first saved its model; the
+    line names the saved model and how to go on (the first is not trained again)."""
+    import errno
+    import os
+
+    from ripik_clf import stages
+
+    config = _own_copy(trained, tmp_path)
+    real_save = keras.Model.save
+
+    def augmented_disk_full(self, path, *args, **kwargs):
+        if "augmented" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", augmented_disk_full)
+    with pytest.raises(UserError) as failed:
+        stages.run_train(config, "head", overwrite=True)
+    saved = run_dir(config, "original") / "head.keras"
+    assert str(failed.value).endswith(
+        f"(saved before it, safe: {saved}; go on with --model augmented)"
+    )
+    assert "No space left on device" in str(failed.value) and saved.exists()
+
+
 def test_the_head_phase_says_which_training_images_it_left_out(tmp_path, capsys):
     data = make_folder_dataset(tmp_path / "data", {"a": 6, "b": 6})
     config = load_config(None, {

@@ -21,6 +21,7 @@ def _stage(run):
     @functools.wraps(run)
     def start(config, *args, **kwargs):
         wd.check_own_folders(config.workdir)
+        wd.finish_swaps(config.workdir)  # what a kill between a swap's two renames left
         quiet_tensorflow()
         return run(config, *args, **kwargs)
 
@@ -75,14 +76,31 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
         try:
             with _tracked(config, run, phase, cluster.is_chief) as callbacks:
                 options = {"extra_callbacks": callbacks} if callbacks else {}
-                results[run] = train(
-                    config, variant, fold=k, resplit=resplit, overwrite=overwrite, **options
+                results[run] = _train_run(
+                    train, config, variant, k, phase, resplit, overwrite, options
                 )
                 callbacks.finish(results[run])
         except (UserError, OSError) as err:
             raise _with_saved(err, config, phase, results, variant, k) from err
         resplit = False  # the split is made once, by the first run
     return results
+
+
+def _train_run(train, config, variant, fold, phase, resplit, overwrite, options):
+    """One run's phase; ``--overwrite`` of a run with other settings trains beside it and
+    swaps it in when done (train/replace.py), so the old run is never lost."""
+    from ripik_clf.locks import exclusive
+    from ripik_clf.train import replace
+
+    if not replace.trains_beside(config, variant, fold, phase, overwrite):
+        return train(config, variant, fold=fold, resplit=resplit, overwrite=overwrite, **options)
+    replace.start_beside(config, variant, fold)
+    twin = replace.beside(config, variant)
+    metrics = train(twin, variant, fold=fold, resplit=resplit, overwrite=overwrite, **options)
+    old = wd.run_dir(config.workdir, wd.run_name(config.train.run or variant, fold))
+    with exclusive(old, "the swap of --overwrite"):  # no writer of the old run meanwhile
+        replace.swap_in(config, variant, fold)
+    return metrics
 
 
 def _with_saved(err, config, phase, results, variant, fold):

@@ -21,6 +21,7 @@ fold of it (``augmented_fold3``); its phases (head, probe, full) are its model f
 import glob
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -332,6 +333,31 @@ def check_run_name(run):
 
 def run_dir(workdir, run):
     return Path(workdir) / RUNS / check_run_name(run)
+
+
+# --overwrite of a run with other settings trains it beside the old one and swaps it in
+# (train/replace.py): the run in training, and the old one during the swap.
+OVERWRITE_PREFIX, REPLACED_SUFFIX = "overwrite.", ".replaced"
+
+
+def finish_swaps(workdir):
+    """Finish a swap a kill cut between its two renames: the new run into the old one's
+    place, then the old one deleted (every stage starts with this)."""
+    import shutil
+
+    root = Path(workdir) / RUNS
+    for aside in sorted(root.glob(f"*{REPLACED_SUFFIX}")) if root.is_dir() else []:
+        old = aside.with_name(aside.name.removesuffix(REPLACED_SUFFIX))
+        new = old.with_name(OVERWRITE_PREFIX + old.name)
+        if not old.exists() and new.is_dir():
+            os.replace(new, old)
+        if old.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def is_run_in_progress(name):
+    """A folder of runs/ that is not a run yet, or no longer one (an --overwrite swap)."""
+    return name.startswith(OVERWRITE_PREFIX) or name.endswith(REPLACED_SUFFIX)
 
 
 def model_file(workdir, member):

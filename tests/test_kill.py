@@ -118,6 +118,33 @@ PROBE_MOMENTS = [
 ]
 
 
+OVERWRITE_MOMENTS = [  # --overwrite with another input size: trained beside, swapped in
+    ("replace", "head.keras", 1),  # the new run's model, beside the old one
+    ("replace", "original.replaced", 1),  # the swap: the old run set aside
+    ("replace", "original", 1),  # the swap: the new run in its place
+]
+
+
+@pytest.mark.parametrize("kill", OVERWRITE_MOMENTS, ids=lambda k: f"{k[0]}-{k[1]}")
+def test_overwrite_killed_anywhere_loses_no_trained_model(reference, tmp_path, kill):
+    """After the kill the old run is whole (its head and full models, as trained) or the
+    swap is done; the same command again ends with the new run in its place."""
+    work = _copy(reference, tmp_path, "work")
+    run = wd.run_dir(work, "original")
+    old = {name: (run / name).read_bytes() for name in ("head.keras", "full.keras")}
+    argv = ["train.py", "--phase", "head", "--workdir", str(work), *SMALL, "--set",
+            "train.image_size=48", "--overwrite"]  # fmt: skip
+    killed = _script(argv, kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    wd.finish_swaps(work)  # what any next stage does first
+    if wd.read_run_record(run).image_size == 32:  # not swapped: the old run, untouched
+        assert {name: (run / name).read_bytes() for name in old} == old
+    again = _script(argv)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert wd.read_run_record(run).image_size == 48 and (run / "head.keras").exists()
+    assert sorted(p.name for p in run.parent.iterdir() if p.is_dir()) == ["original"]
+
+
 PUBLISH_MOMENTS = [  # ensemble.py's publication: the journal's commit, then each rename
     ("replace", ".publish.json", 1),
     ("replace", "submission.csv", 1),

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, make_folder_dataset, write_image
+from ripik_clf import workdir as wd
 from ripik_clf.augment.runner import run_augmentation
 from ripik_clf.config import load_config
 from ripik_clf.data.dataset import load_dataset
@@ -414,6 +415,59 @@ def test_a_failure_after_another_run_was_saved_says_it_is_safe(trained, tmp_path
         f"(saved before it, safe: {saved}; go on with --model augmented)"
     )
     assert "No space left on device" in str(failed.value) and saved.exists()
+
+
+def test_overwrite_with_other_settings_trains_beside_and_swaps_when_done(
+    trained, tmp_path, monkeypatch
+):
+    """--overwrite with another input size: while the new head trains (and when it
+    fails), the old run is whole; when it is done it takes the old one's place."""
+    import copy
+
+    from ripik_clf import stages
+
+    config = _own_copy(trained, tmp_path)
+    out = run_dir(config, "original")
+    shutil.copy(out / "head.keras", out / "full.keras")  # stands in for a full phase
+    before = {p.name: p.read_bytes() for p in out.glob("*.keras")}
+    bigger = copy.deepcopy(config)
+    bigger.train.image_size, bigger.train.models = 48, ["original"]
+
+    def dies(*args, **kwargs):
+        assert (out / "full.keras").exists()  # the old run, whole, while the new trains
+        raise RuntimeError("killed mid-training")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "fit", dies)
+        with pytest.raises(RuntimeError):
+            stages.run_train(bigger, "head", overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.glob("*.keras")} == before
+    assert wd.read_run_record(out).image_size == 32
+
+    stages.run_train(bigger, "head", overwrite=True)  # the same command again
+    assert wd.read_run_record(out).image_size == 48
+    assert not (out / "full.keras").exists()  # the old run's, replaced
+    runs = sorted(p.name for p in out.parent.iterdir())
+    assert not [r for r in runs if r.startswith("overwrite.") or r.endswith(".replaced")]
+    assert "overwrite." not in (out / "config.yaml").read_text()  # named as it is now
+
+
+@pytest.mark.parametrize("state", ["old gone", "both there", "no swap begun"])
+def test_a_swap_cut_between_its_renames_is_finished(tmp_path, state):
+    runs = tmp_path / "runs"
+    for name in {"old gone": ["original.replaced", "overwrite.original"],
+                 "both there": ["original.replaced", "original"],
+                 "no swap begun": ["original", "overwrite.original"]}[state]:  # fmt: skip
+        (runs / name).mkdir(parents=True)
+        (runs / name / "what").write_text(name)
+    wd.finish_swaps(tmp_path)
+    left = sorted(p.name for p in runs.iterdir())
+    if state == "no swap begun":  # an unfinished training beside: the old run stays
+        assert left == ["original", "overwrite.original"]
+    else:
+        assert left == ["original"]
+    expected = "overwrite.original" if state == "old gone" else "original"
+    assert (runs / "original" / "what").read_text() == expected
 
 
 def test_the_head_phase_says_which_training_images_it_left_out(tmp_path, capsys):

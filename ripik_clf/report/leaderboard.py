@@ -81,7 +81,9 @@ def collect_runs(workdir):
     root = wd.run_dir(workdir, "x").parent
     found = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        record = wd.read_run_record(folder) if folder.is_dir() else None
+        if not folder.is_dir() or wd.is_run_in_progress(folder.name):
+            continue
+        record = wd.read_run_record(folder)
         if record is not None:
             found.append((folder.name, record, wd.read_run_metrics(folder)))
     return found

@@ -41,15 +41,9 @@ def claim_run(out, config, variant, size, phase, overwrite):
     """Refuse to replace what a run folder holds unless ``overwrite``: a run trained with
     other settings (variant, backbone, weights, input size, seed), or a finished model of
     this phase or a later one. With ``overwrite``, a run of other settings is cleared."""
-    tc = config.train
     record = wd.read_run_record(out)
-    wanted = {"variant": variant, "backbone": tc.backbone, "weights": tc.weights,
-              "image_size": size, "seed": tc.seed}  # fmt: skip
     if record is not None:
-        held = {k: getattr(record, k) for k in wanted}
-        if held["seed"] is None:  # an older run record: its seed was not written
-            held["seed"] = wanted["seed"]
-        changed = {k: (held[k], v) for k, v in wanted.items() if held[k] != v}
+        changed = changed_settings(record, config.train, variant, size)
         if changed and not overwrite:
             said = ", ".join(f"{k} {a!r} (asked: {b!r})" for k, (a, b) in changed.items())
             raise UserError(
@@ -67,6 +61,17 @@ def claim_run(out, config, variant, size, phase, overwrite):
             f"run {out.name!r} already has {', '.join(p.name for p in finished)}: pass "
             f"--overwrite to train its {phase} phase again, or --run NAME for a new run"
         )
+
+
+def changed_settings(record, tc, variant, size):
+    """``{setting: (held, asked)}`` of a run's record against what a phase is asked to
+    train: the variant, backbone, weights, input size and seed ({} when the same)."""
+    wanted = {"variant": variant, "backbone": tc.backbone, "weights": tc.weights,
+              "image_size": size, "seed": tc.seed}  # fmt: skip
+    held = {k: getattr(record, k) for k in wanted}
+    if held["seed"] is None:  # an older run record: its seed was not written
+        held["seed"] = wanted["seed"]
+    return {k: (held[k], v) for k, v in wanted.items() if held[k] != v}
 
 
 def remove_run_models(out):

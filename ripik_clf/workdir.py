@@ -476,6 +476,11 @@ class RunRecord:
     seed: int | None = None  # train.seed it was trained with (None = older run)
     temperature: dict = field(default_factory=dict)  # per phase's model file
     workers: int = 1  # machines that trained its last phase together (train/distribute.py)
+    # The full phase's recipe, the same on 1 or N replicas: its global batch (train.
+    # batch_size, shared among the replicas) and peak learning rate (train.full_lr)
+    replicas: int = 1
+    global_batch: int | None = None
+    peak_lr: float | None = None
 
     def temperature_of(self, model_path):
         """The temperature fitted for one of its model files (by phase); 1 when none."""

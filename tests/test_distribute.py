@@ -114,6 +114,7 @@ def test_a_port_in_use_is_one_line_before_tensorflow_is_asked():
 
 
 def test_workers_that_all_answer_meet_and_one_that_does_not_is_named(capsys):
+    import socket
     import threading
 
     from ripik_clf.train.distribute import rendezvous
@@ -133,9 +134,13 @@ def test_workers_that_all_answer_meet_and_one_that_does_not_is_named(capsys):
     for t in threads:
         t.start()
     rendezvous(clusters[0], timeout=30)  # the other one answers: both go on
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    with socket.socket() as server:  # what TensorFlow's server then listens with
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("", ports[0]))
+        server.listen()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors and not any(t.is_alive() for t in threads)
     lonely = cluster_from_env(_config([addresses[0], addresses[2]], index=0))
     with pytest.raises(UserError, match=f"{addresses[2]} did not join within 1 s"):
         rendezvous(lonely, timeout=1)
@@ -200,3 +205,12 @@ def test_sigterm_stops_a_worker_waiting_for_its_peers(tmp_path):
     out, err = worker.communicate(timeout=30)
     assert worker.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 4, 8])
+def test_the_global_batch_is_the_recipes_at_any_number_of_replicas(replicas):
+    from ripik_clf.train.full import recipe_batch
+
+    assert recipe_batch(32, replicas) == 32  # the same steps and learning rate at any N
+    with pytest.raises(UserError, match=f"does not divide among {replicas * 3} replicas"):
+        recipe_batch(32, replicas * 3)

@@ -75,8 +75,8 @@ def _two_workers(work, kill_worker_1=None):
     ``(kind, name, n)``). Returns their (return codes, outputs)."""
     ports = [f"localhost:{_free_port()}" for _ in range(2)]
     prefix = ["-c", kc.KILLER, *map(str, kill_worker_1)] if kill_worker_1 else None
-    workers = [_train(work, 4, _cluster_env(0, ports)),
-               _train(work, 4, _cluster_env(1, ports), prefix)]  # fmt: skip
+    workers = [_train(work, 8, _cluster_env(0, ports)),
+               _train(work, 8, _cluster_env(1, ports), prefix)]  # fmt: skip
     outputs = []
     for worker in workers:
         try:
@@ -126,7 +126,11 @@ def test_two_workers_train_the_model_one_worker_trains_at_the_same_global_batch(
     digests = _final_digests(outputs)
     assert digests[0] == digests[1]  # one model, trained together
     run = wd.run_dir(work, "original")
-    assert wd.read_run_record(run).workers == 2
+    record = wd.read_run_record(run)
+    # One recipe at any N: train.batch_size 8 is the global batch on 1 and on 2 workers
+    # (4 each), the same steps and learning rate as the one-worker reference.
+    assert (record.workers, record.replicas, record.global_batch) == (2, 2, 8)
+    assert record.peak_lr == pytest.approx(3e-4)
     assert "trained with worker 0, which saved it" in outputs[1]
     assert _max_difference(run / "full.keras", one_worker) < TOLERANCE
 
@@ -156,9 +160,10 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_the_one_device_model(
 ):
     work = tmp_path / "work"
     shutil.copytree(after_head, work)
-    child = _train(work, 4, prefix=["-c", TWO_CPUS], extra=["--set", "train.distribute=mirrored"])
+    child = _train(work, 8, prefix=["-c", TWO_CPUS], extra=["--set", "train.distribute=mirrored"])
     output = child.communicate(timeout=400)[0]
     assert child.returncode == 0, output[-2000:]
     assert "2 replicas on one machine (MirroredStrategy)" in output
+    assert "steps of 8 images (peak learning rate" in output  # as one device's plan
     run = wd.run_dir(work, "original")
     assert _max_difference(run / "full.keras", one_worker) < TOLERANCE

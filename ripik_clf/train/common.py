@@ -365,14 +365,18 @@ def validation_metrics(data, probabilities):
     }
 
 
-def save_run(out, config, data, size, phase, metrics, probabilities, *, workers=1):
+def save_run(out, config, data, size, phase, metrics, probabilities, **recipe):
     """Write what later stages read: the resolved config, the validation probabilities,
-    the run record (its temperatures kept per phase, and how many workers trained its
-    last phase) and the phase's metrics."""
+    the run record (its temperatures kept per phase; ``recipe``: the full phase's
+    workers, replicas, global batch and peak learning rate) and the phase's metrics."""
     config.save(wd.config_path(out))
     wd.write_val_probabilities(out, phase, data.val_images, data.classes, probabilities)
     earlier = wd.read_run_record(out)
     temperature = (earlier.temperature if earlier else {}) | {phase: metrics["temperature"]}
+    if not recipe and earlier and phase != "head":  # the probe keeps the full phase's
+        recipe = {
+            k: getattr(earlier, k) for k in ("workers", "replicas", "global_batch", "peak_lr")
+        }
     all_metrics = wd.read_run_metrics(out) | {phase: metrics}
     if phase == "head":  # a new head makes the old full model stale
         temperature.pop("full", None)
@@ -390,7 +394,7 @@ def save_run(out, config, data, size, phase, metrics, probabilities, *, workers=
         flips=trained_flips(config, data.variant),
         seed=config.train.seed,
         temperature=temperature,  # per phase's model, fitted on validation (calibration.py)
-        workers=workers,
+        **recipe,
     )
     wd.write_run_record(out, record)
     wd.write_run_metrics(out, all_metrics)

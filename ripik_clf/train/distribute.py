@@ -10,9 +10,8 @@ from the environment, and this process's place in the cluster.
 
 Keras 3's ``fit`` cannot run under ``MultiWorkerMirroredStrategy`` (keras-team/keras
 #20585), so every case trains with the same step run by ``strategy.run``
-(train/loop.py). ``train.batch_size`` is the batch of one replica: the global batch is
-``batch_size x replicas`` and the learning rate is not scaled with it (scale
-``train.full_lr`` yourself, linearly, if you grow the global batch).
+(train/loop.py). ``train.batch_size`` is the global batch at any number of replicas,
+each taking an equal share (train/full.py ``recipe_batch``): one recipe on 1 or N.
 """
 
 import json

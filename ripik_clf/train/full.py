@@ -79,7 +79,7 @@ def train_full(
         claim_run(out, config, model_name, size, "full", overwrite)
     skipped = wd.read_skipped(out)
     versions, sources_y = _drop_unreadable(data.train_versions, data.train_sources_y, skipped)
-    global_batch = tc.batch_size * strategy.num_replicas_in_sync
+    global_batch = recipe_batch(tc.batch_size, strategy.num_replicas_in_sync)
     steps_per_epoch = int(np.ceil(len(versions) / global_batch))
     epochs = full_phase_epochs(tc, steps_per_epoch)
     if epochs != tc.full_epochs:
@@ -91,7 +91,8 @@ def train_full(
     xla = use_xla(tc.xla)
     print(
         f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps of "
-        f"{global_batch} images on {describe(strategy, cluster)}"
+        f"{global_batch} images (peak learning rate {tc.full_lr:g}, the same at any number "
+        f"of replicas) on {describe(strategy, cluster)}"
         f"{', XLA' if xla else ''}, from {start.name} "
         f"(validation macro-F1 {start_score:.4f})"
     )
@@ -160,10 +161,25 @@ def train_full(
         start_choice=start_choice.to_record() if start_choice else None,
         improved_on_start=improved,
     )
-    save_run(out, config, data, size, "full", metrics, val_probabilities, workers=cluster.workers)
+    recipe = {"workers": cluster.workers, "replicas": strategy.num_replicas_in_sync,
+              "global_batch": global_batch, "peak_lr": tc.full_lr}  # fmt: skip
+    save_run(out, config, data, size, "full", metrics, val_probabilities, **recipe)
     commit_phase_model(best, out, "full", config, data, val_probabilities)  # last
     best_path.unlink(missing_ok=True)
     return metrics
+
+
+def recipe_batch(batch_size, replicas):
+    """The global batch: ``train.batch_size`` whatever the number of replicas, each
+    replica taking an equal share, so the recipe (steps per epoch, the learning rate at
+    every step, warm-up, patience, the step floor, EMA) is the same on 1 or N devices.
+    (It was ``batch_size`` per replica: N workers trained another recipe, unannounced.)"""
+    if batch_size % replicas:
+        raise UserError(
+            f"train.batch_size {batch_size} (the global batch) does not divide among "
+            f"{replicas} replicas: make it a multiple of {replicas}"
+        )
+    return batch_size
 
 
 def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_the_fly, batch):

@@ -38,13 +38,8 @@ def exclusive(folder, what, *, shared=None, name=".lock", wait=False):
     path = folder / name
     note = path if shared is None else path.with_name(f"{name}.holder")
     timeout = -1 if wait else 0
-    if shared is None:
-        lock, acquire = FileLock(path), "acquire"
-    else:  # separate instances: the shards of a test share one process
-        lock = ReadWriteLock(path, is_singleton=False)
-        acquire = "acquire_read" if shared else "acquire_write"
     try:
-        getattr(lock, acquire)(timeout=timeout)
+        lock = _acquired(path, shared, timeout)
     except Timeout:
         raise UserError(
             f"{folder} is in use by another process ({_holder(note)}): wait "
@@ -56,6 +51,31 @@ def exclusive(folder, what, *, shared=None, name=".lock", wait=False):
         yield
     finally:
         lock.release()
+
+
+def _acquired(path, shared, timeout):
+    """The lock at ``path``, acquired: a plain one (``shared`` None), else a side of
+    filelock's readers-writer lock, a SQLite file of its own (``NAME.db``: an older
+    version's plain lock file of the same name is no database). A damaged one holds
+    nothing worth keeping: it is made anew. Separate instances: the shards of a test
+    share one process."""
+    import sqlite3
+
+    if shared is None:
+        lock = FileLock(path)
+        lock.acquire(timeout=timeout)
+        return lock
+    database = path.with_name(path.name + ".db")
+    for attempt in (1, 2):
+        lock = ReadWriteLock(database, is_singleton=False)
+        try:
+            (lock.acquire_read if shared else lock.acquire_write)(timeout=timeout)
+            return lock
+        except sqlite3.DatabaseError:
+            if attempt == 2:
+                raise
+            database.unlink(missing_ok=True)
+    return None
 
 
 def _write_note(path):

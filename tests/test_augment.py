@@ -349,3 +349,18 @@ def test_every_setting_that_decides_a_copy_reaches_the_record_and_the_check():
     assert {f.name for f in fields(AugmentConfig)} - set(AugmentConfig.NOT_IN_COPIES) == set(
         aug.copy_settings()
     )
+
+
+@pytest.mark.parametrize("left", ["an older version's plain lock", "a damaged lock database"])
+def test_lock_files_left_by_an_older_version_or_damaged_are_not_fatal(tmp_path, left):
+    """The copies' lock (a readers-writer lock in SQLite) beside what an older version
+    left under its name (a plain lock file with a holder note), or a lock database that
+    is no database: augmentation takes the lock all the same."""
+    from ripik_clf.locks import exclusive
+
+    (tmp_path / ".augment.lock").write_text('{"pid": 1, "command": "old", "since": 0}')
+    if left == "a damaged lock database":
+        (tmp_path / ".augment.lock.db").write_text("not a database")
+    for shared in (False, True):
+        with exclusive(tmp_path, "augment_offline.py", shared=shared, name=".augment.lock"):
+            pass

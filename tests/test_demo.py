@@ -42,17 +42,15 @@ def test_no_data_path_is_refused_unless_the_config_asks_for_the_demo(tmp_path, m
         (["ensemble.py"], "no test folder"),  # and never the demo's
     ],
 )
-def test_a_fresh_work_directory_without_data_is_one_line(tmp_path, script, said):
-    import subprocess
-    import sys
+def test_a_fresh_work_directory_without_data_is_one_line(
+    tmp_path, monkeypatch, capsys, script, said
+):
+    import importlib
 
-    from conftest import REPO
-
-    result = subprocess.run(
-        [sys.executable, str(REPO / script[0]), *script[1:], "--workdir", str(tmp_path / "w")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {said}")
-    assert "Traceback" not in result.stderr and not (tmp_path / "data").exists()
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(script[0].removesuffix(".py")).main
+    with pytest.raises(SystemExit) as stop:
+        main([*script[1:], "--workdir", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.strip().splitlines()[-1].startswith(f"error: {said}")
+    assert "Traceback" not in err and not (tmp_path / "data").exists()

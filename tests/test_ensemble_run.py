@@ -318,6 +318,7 @@ def test_shards_fill_the_prediction_cache_and_the_merge_predicts_nothing(
     )
 
 
+@pytest.mark.slow  # the class's fast tests: tests/test_publication.py
 @pytest.mark.parametrize("side", ["probabilities", "submission"])
 def test_an_output_that_cannot_be_written_leaves_the_previous_set_whole(setup, capsys, side):
     """A side file that is a folder once left a new submission beside the old

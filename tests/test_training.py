@@ -256,7 +256,9 @@ def test_a_shipped_model_keeps_its_weights_and_drops_its_training_state(tmp_path
     assert sizes[0] < 0.4 * sizes[1]  # weights alone: a third of weights + moments + EMA
 
 
-@pytest.mark.parametrize("damage", ["a file in its place", "a full disk"])
+@pytest.mark.parametrize(
+    "damage", ["a file in its place", pytest.param("a full disk", marks=pytest.mark.slow)]
+)
 def test_tensorboard_logs_that_cannot_be_written_are_a_note_not_a_lost_phase(
     trained, tmp_path, capsys, monkeypatch, damage
 ):
@@ -391,6 +393,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(
     assert errno.errorcode[errno_code] in ("ENOSPC", "EROFS")
 
 
+@pytest.mark.slow
 def test_a_failure_after_another_run_was_saved_says_it_is_safe(trained, tmp_path, monkeypatch):
     """Two runs in one command: the second fails after the first saved its model; the
     line names the saved model and how to go on (the first is not trained again)."""
@@ -417,6 +420,7 @@ def test_a_failure_after_another_run_was_saved_says_it_is_safe(trained, tmp_path
     assert "No space left on device" in str(failed.value) and saved.exists()
 
 
+@pytest.mark.slow
 def test_overwrite_with_other_settings_trains_beside_and_swaps_when_done(
     trained, tmp_path, monkeypatch
 ):

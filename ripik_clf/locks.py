@@ -66,16 +66,17 @@ def _acquired(path, shared, timeout):
         lock.acquire(timeout=timeout)
         return lock
     database = path.with_name(path.name + ".db")
-    for attempt in (1, 2):
+
+    def side():
         lock = ReadWriteLock(database, is_singleton=False)
-        try:
-            (lock.acquire_read if shared else lock.acquire_write)(timeout=timeout)
-            return lock
-        except sqlite3.DatabaseError:
-            if attempt == 2:
-                raise
-            database.unlink(missing_ok=True)
-    return None
+        (lock.acquire_read if shared else lock.acquire_write)(timeout=timeout)
+        return lock
+
+    try:
+        return side()
+    except sqlite3.DatabaseError:  # not a database: made anew, once
+        database.unlink(missing_ok=True)
+        return side()
 
 
 def _write_note(path):

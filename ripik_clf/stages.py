@@ -97,7 +97,7 @@ def _train_run(train, config, variant, fold, phase, resplit, overwrite, options)
     replace.start_beside(config, variant, fold)
     twin = replace.beside(config, variant)
     metrics = train(twin, variant, fold=fold, resplit=resplit, overwrite=overwrite, **options)
-    old = wd.run_dir(config.workdir, wd.run_name(config.train.run or variant, fold))
+    old, _ = replace.folders(config, variant, fold)
     with exclusive(old, "the swap of --overwrite"):  # no writer of the old run meanwhile
         replace.swap_in(config, variant, fold)
     return metrics

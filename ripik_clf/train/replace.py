@@ -39,20 +39,24 @@ def beside(config, variant):
     return twin
 
 
+def folders(config, variant, fold):
+    """``(old, new)``: the run folder being replaced and the one trained beside it."""
+    old = run_dir(config, run_of(config, variant, fold))
+    return old, run_dir(config, run_of(beside(config, variant), variant, fold))
+
+
 def start_beside(config, variant, fold):
-    new = run_dir(config, run_of(beside(config, variant), variant, fold))
+    old, new = folders(config, variant, fold)
     if new.exists():
         print(f"note: {new} is what an interrupted --overwrite left: trained again")
         shutil.rmtree(new)
-    old = run_dir(config, run_of(config, variant, fold))
     print(f"replacing run {old.name} (--overwrite): trained beside it in {new.name}/, "
           "swapped in when done")  # fmt: skip
 
 
 def swap_in(config, variant, fold):
     """The new run takes the old one's place: two renames, then the old one is deleted."""
-    old = run_dir(config, run_of(config, variant, fold))
-    new = run_dir(config, run_of(beside(config, variant), variant, fold))
+    old, new = folders(config, variant, fold)
     _record_run_name(new, config.train.run)
     aside = old.with_name(old.name + REPLACED)
     shutil.rmtree(aside, ignore_errors=True)

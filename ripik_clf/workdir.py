@@ -458,6 +458,11 @@ def read_skipped(folder):
     return set(load_csv(Path(folder) / SKIPPED_CSV, ("path",), RETRAIN)["path"])
 
 
+# RunRecord's fields that the full phase writes (a later probe phase keeps them).
+FULL_PHASE_RECIPE = ("workers", "replicas", "global_batch", "peak_lr", "warmup_steps",
+                     "schedule_steps", "optimizer_steps")  # fmt: skip
+
+
 @dataclass
 class RunRecord:
     """``runs/<run>/run.json``: what predicting with, validating or fine-tuning a run's
@@ -477,10 +482,14 @@ class RunRecord:
     temperature: dict = field(default_factory=dict)  # per phase's model file
     workers: int = 1  # machines that trained its last phase together (train/distribute.py)
     # The full phase's recipe, the same on 1 or N replicas: its global batch (train.
-    # batch_size, shared among the replicas) and peak learning rate (train.full_lr)
+    # batch_size, shared among the replicas), its learning-rate rule (train/recipe.py
+    # learning_rate_rule: peak, warm-up and planned steps) and the optimizer steps it took
     replicas: int = 1
     global_batch: int | None = None
     peak_lr: float | None = None
+    warmup_steps: int | None = None
+    schedule_steps: int | None = None
+    optimizer_steps: int | None = None
 
     def temperature_of(self, model_path):
         """The temperature fitted for one of its model files (by phase); 1 when none."""

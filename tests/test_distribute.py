@@ -209,8 +209,42 @@ def test_sigterm_stops_a_worker_waiting_for_its_peers(tmp_path):
 
 @pytest.mark.parametrize("replicas", [1, 2, 4, 8])
 def test_the_global_batch_is_the_recipes_at_any_number_of_replicas(replicas):
-    from ripik_clf.train.full import recipe_batch
+    from ripik_clf.train.recipe import recipe_batch
 
     assert recipe_batch(32, replicas) == 32  # the same steps and learning rate at any N
     with pytest.raises(UserError, match=f"does not divide among {replicas * 3} replicas"):
         recipe_batch(32, replicas * 3)
+
+
+def _stated_rate(step, peak, warmup, total):
+    """The rule as its docstring states it, written out independently of Keras."""
+    if step < warmup:
+        return peak * step / warmup
+    done = min(step - warmup, total - warmup) / max(total - warmup, 1)
+    return peak * 0.5 * (1 + np.cos(np.pi * done))
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 1.5])
+def test_at_twice_the_global_batch_every_step_has_the_rules_learning_rate(warmup_epochs):
+    from ripik_clf.config import TrainConfig
+    from ripik_clf.train.recipe import learning_rate_rule, learning_rate_schedule
+
+    images, tc = 640, TrainConfig(full_lr=2e-4, full_epochs=5, full_warmup_epochs=warmup_epochs)
+    rules = {}
+    for batch in (32, 64):
+        steps_per_epoch = -(-images // batch)
+        rule = rules[batch] = learning_rate_rule(tc, steps_per_epoch)
+        assert rule["schedule_steps"] == steps_per_epoch * 5
+        assert rule["warmup_steps"] == round(steps_per_epoch * warmup_epochs)
+        schedule = learning_rate_schedule(rule)
+        steps = range(rule["schedule_steps"] + 1)
+        rates = [float(schedule(step)) for step in steps]
+        expected = [
+            _stated_rate(s, 2e-4, rule["warmup_steps"], rule["schedule_steps"]) for s in steps
+        ]
+        np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-9)  # float32
+    # Twice the global batch: the same peak (no scaling rule), half the steps, the same
+    # warm-up in images seen.
+    assert rules[64]["peak_lr"] == rules[32]["peak_lr"] == 2e-4
+    assert rules[64]["schedule_steps"] * 2 == rules[32]["schedule_steps"]
+    assert rules[64]["warmup_steps"] * 2 == rules[32]["warmup_steps"]

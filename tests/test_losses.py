@@ -5,7 +5,7 @@ import pytest
 
 from ripik_clf.config import TrainConfig
 from ripik_clf.train.common import class_weights, make_loss
-from ripik_clf.train.full import full_phase_optimizer
+from ripik_clf.train.recipe import full_phase_optimizer
 
 Y = np.array([[1.0, 0, 0], [0, 1, 0]], dtype="float32")
 P = np.array([[0.9, 0.05, 0.05], [0.3, 0.6, 0.1]], dtype="float32")
@@ -53,7 +53,7 @@ def test_full_phase_warm_up_then_cosine_decay():
 
 
 def test_the_full_phase_runs_at_least_its_minimum_steps():
-    from ripik_clf.train.full import full_phase_epochs
+    from ripik_clf.train.recipe import full_phase_epochs
 
     assert full_phase_epochs(TrainConfig(full_epochs=10, full_min_steps=200), 14) == 15
     assert full_phase_epochs(TrainConfig(full_epochs=10, full_min_steps=200), 20) == 10

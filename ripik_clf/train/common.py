@@ -368,15 +368,14 @@ def validation_metrics(data, probabilities):
 def save_run(out, config, data, size, phase, metrics, probabilities, **recipe):
     """Write what later stages read: the resolved config, the validation probabilities,
     the run record (its temperatures kept per phase; ``recipe``: the full phase's
-    workers, replicas, global batch and peak learning rate) and the phase's metrics."""
+    ``workdir.FULL_PHASE_RECIPE``: workers, global batch, learning-rate rule, steps)
+    and the phase's metrics."""
     config.save(wd.config_path(out))
     wd.write_val_probabilities(out, phase, data.val_images, data.classes, probabilities)
     earlier = wd.read_run_record(out)
     temperature = (earlier.temperature if earlier else {}) | {phase: metrics["temperature"]}
     if not recipe and earlier and phase != "head":  # the probe keeps the full phase's
-        recipe = {
-            k: getattr(earlier, k) for k in ("workers", "replicas", "global_batch", "peak_lr")
-        }
+        recipe = {k: getattr(earlier, k) for k in wd.FULL_PHASE_RECIPE}
     all_metrics = wd.read_run_metrics(out) | {phase: metrics}
     if phase == "head":  # a new head makes the old full model stale
         temperature.pop("full", None)

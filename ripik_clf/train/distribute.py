@@ -11,7 +11,7 @@ from the environment, and this process's place in the cluster.
 Keras 3's ``fit`` cannot run under ``MultiWorkerMirroredStrategy`` (keras-team/keras
 #20585), so every case trains with the same step run by ``strategy.run``
 (train/loop.py). ``train.batch_size`` is the global batch at any number of replicas,
-each taking an equal share (train/full.py ``recipe_batch``): one recipe on 1 or N.
+each taking an equal share (train/recipe.py ``recipe_batch``): one recipe on 1 or N.
 """
 
 import json

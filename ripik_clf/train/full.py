@@ -47,6 +47,13 @@ from ripik_clf.train.common import (
 from ripik_clf.train.datasets import EpochClock, versioned_dataset
 from ripik_clf.train.distribute import barrier, describe, training_strategy, use_xla
 from ripik_clf.train.loop import fit_distributed
+from ripik_clf.train.recipe import (
+    describe_rule,
+    full_phase_epochs,
+    full_phase_optimizer,
+    learning_rate_rule,
+    recipe_batch,
+)
 from ripik_clf.train.tracking import tensorboard_callback
 
 # --- phase 2: full ---------------------------------------------------------------------
@@ -91,8 +98,8 @@ def train_full(
     xla = use_xla(tc.xla)
     print(
         f"full phase {out.name}: {tc.full_epochs} epochs x {steps_per_epoch} steps of "
-        f"{global_batch} images (peak learning rate {tc.full_lr:g}, the same at any number "
-        f"of replicas) on {describe(strategy, cluster)}"
+        f"{global_batch} images ({describe_rule(learning_rate_rule(tc, steps_per_epoch))}, the "
+        f"same at any number of replicas) on {describe(strategy, cluster)}"
         f"{', XLA' if xla else ''}, from {start.name} "
         f"(validation macro-F1 {start_score:.4f})"
     )
@@ -133,6 +140,7 @@ def train_full(
                 jit_compile=xla,
             )
         seconds = time.perf_counter() - started
+        optimizer_steps = int(model.optimizer.iterations.numpy())  # resumed runs: all of them
         if cluster.workers > 1:  # equal on every worker: they trained one model together
             print(f"worker {cluster.index} of {cluster.workers}: final weights {_digest(model)}")
         if not cluster.is_chief:  # trained in step with the chief, which saves the model
@@ -162,24 +170,12 @@ def train_full(
         improved_on_start=improved,
     )
     recipe = {"workers": cluster.workers, "replicas": strategy.num_replicas_in_sync,
-              "global_batch": global_batch, "peak_lr": tc.full_lr}  # fmt: skip
+              "global_batch": global_batch, **learning_rate_rule(tc, steps_per_epoch),
+              "optimizer_steps": optimizer_steps}  # fmt: skip
     save_run(out, config, data, size, "full", metrics, val_probabilities, **recipe)
     commit_phase_model(best, out, "full", config, data, val_probabilities)  # last
     best_path.unlink(missing_ok=True)
     return metrics
-
-
-def recipe_batch(batch_size, replicas):
-    """The global batch: ``train.batch_size`` whatever the number of replicas, each
-    replica taking an equal share, so the recipe (steps per epoch, the learning rate at
-    every step, warm-up, patience, the step floor, EMA) is the same on 1 or N devices.
-    (It was ``batch_size`` per replica: N workers trained another recipe, unannounced.)"""
-    if batch_size % replicas:
-        raise UserError(
-            f"train.batch_size {batch_size} (the global batch) does not divide among "
-            f"{replicas} replicas: make it a multiple of {replicas}"
-        )
-    return batch_size
 
 
 def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_the_fly, batch):
@@ -285,28 +281,6 @@ def _full_phase_callbacks(out, tc, clock, n_sources, start_score, batch):
         tensorboard_callback(out, "full"),
         CommitBackup(backup),  # last: the epoch is done when every write above is
     ]
-
-
-def full_phase_optimizer(tc, steps_per_epoch):
-    """Adam(W) with a linear warm-up to ``full_lr`` over ``full_warmup_epochs``, then
-    cosine decay to 0: a warm-up keeps the first large steps from wrecking the head."""
-    total = steps_per_epoch * tc.full_epochs
-    warmup = min(int(round(steps_per_epoch * tc.full_warmup_epochs)), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else tc.full_lr,
-        decay_steps=max(total - warmup, 1),
-        warmup_target=tc.full_lr if warmup else None,
-        warmup_steps=warmup,
-    )
-    ema = {"use_ema": tc.ema, "ema_momentum": tc.ema_momentum}
-    if tc.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=tc.weight_decay, **ema)
-    return keras.optimizers.Adam(schedule, **ema)
-
-
-def full_phase_epochs(tc, steps_per_epoch):
-    """``full_epochs``, or more when they would be fewer than ``full_min_steps`` steps."""
-    return max(tc.full_epochs, -(-tc.full_min_steps // max(steps_per_epoch, 1)))
 
 
 def _start_model(folder, rule, data):

@@ -43,6 +43,12 @@ def make_folder_dataset(root, counts, size=32, ext=".png"):
     return root
 
 
+# augment_offline.py's quick settings for tests: one 32 px copy per image, one process,
+# and the flips of the design's recipe (augment.flips: auto would measure them with Lite0
+# features at 224 px: ~7 s a call; test_flips_auto tests the measurement).
+QUICK_COPIES = ["--copies", "1", "--size", "32", "--workers", "1", "--set", "augment.flips=all"]
+
+
 def augmented_workdir(tmp_path, counts=None, tests=3):
     """A work directory after ``augment_offline.py`` (one 32 px copy per image, a third
     held out) of a folder dataset, and ``tmp_path/test`` with ``tests`` unlabelled images.
@@ -55,8 +61,8 @@ def augmented_workdir(tmp_path, counts=None, tests=3):
     for i in range(tests):
         write_image(tmp_path / "test" / f"t{i}.png", seed=50 + i)
     work = str(tmp_path / "work")
-    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
-                          "32", "--workers", "1", "--set", "split.val_fraction=0.34"])  # fmt: skip
+    augment_offline.main(["--data", str(data), "--workdir", work, *QUICK_COPIES,
+                          "--set", "split.val_fraction=0.34"])  # fmt: skip
     return data, work
 
 

@@ -29,8 +29,9 @@ def run(data, workdir, *extra, copies=3, size=32, workers=1):
         str(size),
         "--workers",
         str(workers),
+        *(["--set", "augment.flips=all"] if not any("flips" in a for a in extra) else []),
         *extra,
-    ]
+    ]  # flips: as conftest.QUICK_COPIES
     augment_offline.main(argv)
 
 

@@ -9,7 +9,7 @@ import augment_offline
 import ensemble
 import finetune
 import train
-from conftest import make_folder_dataset, write_image
+from conftest import QUICK_COPIES, make_folder_dataset, write_image
 from ripik_clf import workdir as wd
 
 pytestmark = pytest.mark.slow  # two trainings each (CI runs them: make test-slow)
@@ -24,8 +24,7 @@ def _workdir(tmp_path):
     for i in range(4):
         write_image(tmp_path / "test" / f"t{i}.png", seed=70 + i)
     work = str(tmp_path / "work")
-    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1",
-                          "--size", "32", "--workers", "1"])  # fmt: skip
+    augment_offline.main(["--data", str(data), "--workdir", work, *QUICK_COPIES])
     return work
 
 

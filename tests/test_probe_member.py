@@ -10,7 +10,7 @@ import pytest
 import augment_offline
 import ensemble
 import train
-from conftest import make_folder_dataset, write_image
+from conftest import QUICK_COPIES, make_folder_dataset, write_image
 from ripik_clf.models.probe import fit_probe, probe_as_dense
 
 
@@ -33,7 +33,7 @@ def test_probe_phase_and_a_probe_member_in_the_ensemble(tmp_path):
         write_image(tmp_path / "test" / f"t{i}.png", seed=90 + i)
     common = ["--data", str(data), "--workdir", str(tmp_path / "work")]
     small = ["--weights", "none", "--image-size", "32"]
-    augment_offline.main([*common, "--copies", "1", "--size", "32", "--workers", "1"])
+    augment_offline.main([*common, *QUICK_COPIES])
     train.main([*common, *small, "--phase", "probe", "--model", "augmented"])
     run = tmp_path / "work" / "runs" / "augmented"
     metrics = json.loads((run / "metrics.json").read_text())["probe"]

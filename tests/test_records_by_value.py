@@ -33,11 +33,17 @@ def edits():
 EDITS = list(edits())
 
 
-@pytest.mark.parametrize("name,edit", EDITS, ids=[e[0] for e in EDITS])
-def test_an_ensemble_record_edited_by_value_is_refused(setup, name, edit):  # noqa: F811
+@pytest.fixture(scope="module")
+def submitted(setup):  # noqa: F811
+    """The ensemble.json of one ensemble run, as written (each case edits a copy)."""
     run(setup, "--select", "none", "--tta", "none")
+    return (setup / "work" / "report" / "ensemble.json").read_text()
+
+
+@pytest.mark.parametrize("name,edit", EDITS, ids=[e[0] for e in EDITS])
+def test_an_ensemble_record_edited_by_value_is_refused(setup, submitted, name, edit):  # noqa: F811
     path = setup / "work" / "report" / "ensemble.json"
-    record = json.loads(path.read_text())
+    record = json.loads(submitted)
     edit(record)
     path.write_text(json.dumps(record))
     code, line = call(cli, ["predict", str(setup / "test"), "--workdir", str(setup / "work")])

@@ -7,7 +7,7 @@ import pytest
 import augment_offline
 import ensemble
 import train
-from conftest import make_folder_dataset, write_image
+from conftest import QUICK_COPIES, make_folder_dataset, write_image
 from ripik_clf.__main__ import main as cli_main
 
 
@@ -18,7 +18,7 @@ def resplit(tmp_path_factory):
     data = make_folder_dataset(root / "data", {"a": 6, "b": 6, "c": 6}, size=32)
     write_image(root / "test" / "t0.png", seed=70)
     common = ["--data", str(data), "--workdir", str(root / "work")]
-    aug = ["--copies", "1", "--size", "32", "--workers", "1"]
+    aug = QUICK_COPIES
     augment_offline.main([*common, *aug])
     train.main([*common, "--phase", "head", "--image-size", "32", "--epochs", "1"])
     for run in ("original", "augmented"):

@@ -148,6 +148,9 @@ def test_the_stages_after_the_split_never_walk_the_data_nor_predict_validation_a
     ensemble.main(["--out", str(out), "--test", str(tmp_path / "test"), "--workdir", work,
                    "--tta", "none", *ONE])  # fmt: skip
     assert len(pd.read_csv(out)) == 3
+    saved = (Path(work) / "runs" / "original" / "config.yaml").read_text()
+    assert f"path: {data}" in saved  # the recorded dataset, resolved into each run
+    assert "val_fraction: 0.34" in saved  # and its split settings
     val_paths = set(wd.read_split_table(work).query("split == 'val'")["path"])
     assert val_paths and {(p, "flip") for p in val_paths} <= set(predicted)  # TTA: predicted
     assert not {(p, "none") for p in val_paths} & set(predicted)  # the full phase's, reused

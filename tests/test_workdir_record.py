@@ -1,44 +1,24 @@
 """The workdir records its dataset: after ``augment_offline.py --data X`` the later stages
-need no ``--data`` (the design card's commands, as a user types them)."""
+need no ``--data`` (the design card's commands, as a user types them: test_split_record
+runs them without the data, which they never walk)."""
 
 import json
 
-import pandas as pd
 import pytest
 
 import augment_offline
-import ensemble
 import train
-from conftest import (
-    ONE_VARIANT,
-    TINY_TRAIN,
-    augmented_workdir,
-    make_folder_dataset,
-)
+from conftest import QUICK_COPIES, TINY_TRAIN, make_folder_dataset
 from ripik_clf.data.splits import recorded_settings
 
-ONE, TRAIN = ONE_VARIANT, TINY_TRAIN
-
-
-def test_train_and_ensemble_need_no_data_after_augment(tmp_path):
-    data, work = augmented_workdir(tmp_path)
-    train.main(["--phase", "head", "--workdir", work, *TRAIN])
-    train.main(["--phase", "full", "--workdir", work, *TRAIN])
-    ensemble.main(["--out", str(tmp_path / "s.csv"), "--test", str(tmp_path / "test"),
-                   "--workdir", work, "--tta", "none", *ONE])  # fmt: skip
-    assert len(pd.read_csv(tmp_path / "s.csv")) == 3
-    for run in ("original",):
-        saved = (tmp_path / "work" / "runs" / run / "config.yaml").read_text()
-        assert f"path: {data}" in saved  # the recorded dataset, resolved into each run
-        assert "val_fraction: 0.34" in saved  # and its split settings
+TRAIN = TINY_TRAIN
 
 
 def test_naming_another_dataset_ignores_the_record_and_the_split_check_refuses(tmp_path, capsys):
     data = make_folder_dataset(tmp_path / "data", {"cat": 4, "dog": 4})
     other = make_folder_dataset(tmp_path / "other", {"ant": 4, "bee": 4})
     work = str(tmp_path / "work")
-    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1",
-                          "--size", "32", "--workers", "1"])  # fmt: skip
+    augment_offline.main(["--data", str(data), "--workdir", work, *QUICK_COPIES])
     assert recorded_settings(work)["data.path"] == str(data.resolve())
     with pytest.raises(SystemExit) as stop:
         train.main(["--phase", "head", "--workdir", work, "--data", str(other), *TRAIN])

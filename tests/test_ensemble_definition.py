@@ -151,6 +151,7 @@ def test_member_weights_change_the_submission_and_the_old_flag_still_works(
     assert set(first) == set(COLOURS)  # the good member alone tells the colours apart
 
 
+@pytest.mark.slow  # 30 s; fast siblings: test_ensemble_run's predict, the API test below
 def test_predict_and_the_python_api_use_the_submitted_ensemble(two_members, tmp_path, capsys):
     """Greedy keeps the good member alone; the equal-weight vote of the three (what
     predict used to do) says "blue" everywhere, so agreeing with the submission is not luck."""

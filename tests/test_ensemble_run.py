@@ -278,6 +278,7 @@ def test_a_full_disk_while_writing_the_submission_is_one_line(setup, capsys, mon
     assert not [p for p in setup.iterdir() if ".tmp-" in p.name]
 
 
+@pytest.mark.slow  # 24 s; the shard mechanism's fast test: test_shards (features)
 def test_shards_fill_the_prediction_cache_and_the_merge_predicts_nothing(
     setup, capsys, monkeypatch, tmp_path
 ):

@@ -90,7 +90,8 @@ def test_the_loop_trains_the_same_model_with_and_without_xla():
     for jit in (False, True):
         model = _tiny_model(1)
         history = fit_distributed(model, train, train.take(2), strategy=one_device, epochs=3,
-                                  steps_per_epoch=5, verbose=0, jit_compile=jit)  # fmt: skip
+                                  steps_per_epoch=5, global_batch=8, examples=(40, 16),
+                                  verbose=0, jit_compile=jit)  # fmt: skip
         weights.append(model.get_weights())
         histories.append(history.history)
     assert histories[0]["loss"][-1] < histories[0]["loss"][0]  # it trained

@@ -16,6 +16,7 @@ run sees exactly what an uninterrupted one would.
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -99,6 +100,42 @@ def image_dataset(
     )
 
 
+@dataclass(frozen=True)
+class Share:
+    """This worker's share of every global batch: ``worker`` of ``workers`` machines
+    training ``replicas`` replicas in all (an equal number on each)."""
+
+    worker: int = 0
+    workers: int = 1
+    replicas: int = 1
+
+
+def share_positions(count, global_batch, share=Share()):
+    """Which positions of an epoch's order this worker reads, step by step (pure).
+
+    Each global batch (the last one may be short) is cut into ``share.replicas``
+    contiguous slices of ``ceil(size / replicas)`` positions (train/loop.py slices a
+    worker's share among its replicas the same way); a worker reads the slices of its own
+    replicas, so the workers' shares of a step are disjoint and together the whole
+    global batch, the one-worker epoch.
+
+    Returns:
+        int64 ``(steps, width)``: each step's positions, padded with -1 (a share of the
+        short last batch may be short or empty: every worker still takes every step).
+    """
+    local = share.replicas // share.workers
+    rows = []
+    for start in range(0, count, global_batch):
+        size = min(global_batch, count - start)
+        per = -(-size // share.replicas)
+        first, last = (min(w * local * per, size) for w in (share.worker, share.worker + 1))
+        rows.append(np.arange(start + first, start + last))
+    table = np.full((len(rows), max(map(len, rows), default=0)), -1, np.int64)
+    for step, row in enumerate(rows):
+        table[step, : len(row)] = row
+    return table
+
+
 def versioned_dataset(
     versions,
     labels,
@@ -113,11 +150,14 @@ def versioned_dataset(
     on_the_fly="none",
     cache=None,
     desc="decode",
+    share=Share(),
 ):
     """Batches of one version per source (see module docstring).
 
     Args:
         versions: per source, its image paths (the original first, then its copies).
+        batch_size: the global batch; this worker's dataset yields its ``share`` of each
+            (the whole batch on one worker).
         clock: an :class:`EpochClock` (training): the epoch's versions and order come from
             :func:`version_schedule` for ``epochs`` epochs. Without one, every source must
             have one version; ``shuffle`` reshuffles every pass.
@@ -128,67 +168,87 @@ def versioned_dataset(
         raise UserError("no images to train or validate on")
     if clock is None and len(flat_paths) != n:
         raise ValueError("several versions per source need an EpochClock")
-    cache = fits_in_memory(len(flat_paths), image_size) if cache is None else cache
+    positions = share_positions(n, batch_size, share)
     if clock is not None:
-        indices = _scheduled_indices(versions, clock, epochs, seed)
+        table = version_schedule([len(g) for g in versions], epochs, seed)
         flat_labels = np.repeat(np.asarray(labels, np.int32), [len(g) for g in versions])
+        # Decoded: only the versions this worker's steps read, in some epoch.
+        used = np.unique(table[:, positions[positions >= 0]])
+        orders = _scheduled_orders(table, clock)
     else:
-        flat_labels = np.asarray(labels, np.int32)
-        indices = tf.data.Dataset.range(n)
+        flat_labels, used = np.asarray(labels, np.int32), np.arange(n)
+        orders = tf.data.Dataset.range(n).batch(n)  # one order per pass: the list's
         if shuffle:  # a buffer of the whole list: indices are cheap, images are not
-            indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            orders = orders.unbatch().shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            orders = orders.batch(n)
+    steps = orders.flat_map(lambda order: _share_of_each_step(order, positions))
+    steps = steps.apply(tf.data.experimental.assert_cardinality(len(positions)))
     label_table = tf.constant(flat_labels)
 
     def one_hot(index):
         return tf.one_hot(tf.gather(label_table, index), num_classes)
 
+    used_paths = [flat_paths[i] for i in used]
+    cache = fits_in_memory(len(used_paths), image_size) if cache is None else cache
+    # Flat version index -> its row among the decoded ones (-1: never read here).
+    row_of = np.full(len(flat_paths), -1, np.int64)
+    row_of[used] = np.arange(len(used))
     if cache:
-        ds = _batches_from_memory(indices, flat_paths, image_size, batch_size, one_hot, desc)
+        ds = _batches_from_memory(steps, used_paths, row_of, image_size, one_hot, desc)
     else:
-        ds = _batches_from_files(indices, flat_paths, image_size, batch_size, one_hot)
+        ds = _batches_from_files(steps, flat_paths, image_size, one_hot)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if on_the_fly != "none":
         ds = ds.map(_on_the_fly_layer(on_the_fly, seed), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _scheduled_indices(versions, clock, epochs, seed):
-    """Indices into the flat version list: this epoch's row of :func:`version_schedule`,
-    read from ``clock`` each time the dataset is iterated."""
-    table = tf.constant(version_schedule([len(g) for g in versions], epochs, seed))
-    indices = tf.data.Dataset.range(1).flat_map(
-        lambda _: tf.data.Dataset.from_tensor_slices(
-            tf.gather(table, clock.epoch.read_value() % epochs)
-        )
+def _scheduled_orders(table, clock):
+    """One element per pass: this epoch's row of :func:`version_schedule`, read from
+    ``clock`` when the dataset is iterated."""
+    epochs, rows = len(table), tf.constant(table)
+    return tf.data.Dataset.range(1).map(
+        lambda _: tf.gather(rows, clock.epoch.read_value() % epochs)
     )
-    return indices.apply(tf.data.experimental.assert_cardinality(len(versions)))
 
 
-def _batches_from_memory(indices, paths, image_size, batch_size, one_hot, desc):
+def _share_of_each_step(order, positions):
+    """The flat version indices of this worker's share of each step of ``order``."""
+    counts = tf.constant((positions >= 0).sum(axis=1))
+    steps = tf.data.Dataset.from_tensor_slices((tf.constant(positions), counts))
+    return steps.map(lambda row, count: tf.gather(order, row[:count]))
+
+
+def _batches_from_memory(steps, paths, row_of, image_size, one_hot, desc):
     # A resource, not a graph constant (no 2 GB graph limit), kept in host memory
     # where the input pipeline runs, even when a GPU is present.
     with tf.device("/CPU:0"):
         images = tf.Variable(
             decode_all(paths, image_size, desc), trainable=False, name="decoded_images"
         )
-    return indices.batch(batch_size).map(
-        lambda i: (tf.gather(images, i), one_hot(i)), num_parallel_calls=tf.data.AUTOTUNE
+    rows = tf.constant(row_of)
+    return steps.map(
+        lambda i: (tf.gather(images, tf.gather(rows, i)), one_hot(i)),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
 
 
-def _batches_from_files(indices, paths, image_size, batch_size, one_hot):
+def _batches_from_files(steps, paths, image_size, one_hot):
+    """Each step's share decoded as it is needed (several steps at once)."""
     path_table = np.asarray(paths, dtype=str)
 
-    def load(index):
-        return load_for_model(path_table[int(index)], image_size)
+    def load(indices):
+        out = np.empty((len(indices), image_size, image_size, 3), np.uint8)
+        for k, index in enumerate(indices):
+            out[k] = load_for_model(path_table[int(index)], image_size)
+        return out
 
-    def decode(index):
-        image = tf.numpy_function(load, [index], tf.uint8, stateful=False)
-        image.set_shape((image_size, image_size, 3))
-        return image, one_hot(index)
+    def decode(indices):
+        images = tf.numpy_function(load, [indices], tf.uint8, stateful=False)
+        images.set_shape((None, image_size, image_size, 3))
+        return images, one_hot(indices)
 
-    ds = indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size)
+    return steps.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def decode_all(paths, image_size, desc="decode"):

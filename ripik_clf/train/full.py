@@ -44,7 +44,7 @@ from ripik_clf.train.common import (
     save_run,
     validation_metrics,
 )
-from ripik_clf.train.datasets import EpochClock, versioned_dataset
+from ripik_clf.train.datasets import EpochClock, Share, versioned_dataset
 from ripik_clf.train.distribute import barrier, describe, training_strategy, use_xla
 from ripik_clf.train.loop import fit_distributed
 from ripik_clf.train.recipe import (
@@ -105,8 +105,9 @@ def train_full(
     )
     clock = EpochClock()
     on_the_fly = _on_the_fly(config)
+    share = Share(cluster.index, cluster.workers, strategy.num_replicas_in_sync)
     train_ds, val_ds = _full_phase_datasets(
-        tc, out.name, data, versions, sources_y, size, clock, on_the_fly, global_batch
+        tc, out.name, data, (versions, sources_y), size, clock, on_the_fly, share
     )
     accelerator_setup(tc.precision)
     with strategy.scope():
@@ -134,6 +135,8 @@ def train_full(
                 strategy=strategy,
                 epochs=tc.full_epochs,
                 steps_per_epoch=steps_per_epoch,
+                global_batch=global_batch,
+                examples=(len(versions), len(data.val_paths)),
                 callbacks=callbacks,
                 class_weight=class_weights(sources_y, n, tc.class_weights),
                 verbose=VERBOSE,
@@ -158,6 +161,8 @@ def train_full(
         if improved
         else _load_for_finetuning(start, size, len(data.classes), tc.dropout)
     )
+    if cluster.workers > 1:  # the chief read its share of them: now every image
+        val_ds = _full_phase_datasets(tc, out.name, data, None, size, None, None, Share())[1]
     val_probabilities = best.predict(val_ds, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(
@@ -178,21 +183,22 @@ def train_full(
     return metrics
 
 
-def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_the_fly, batch):
-    """The training stream (a version of each source per epoch, chosen by ``clock``, in
-    global batches of ``batch``) and the validation images, as tf.data datasets."""
+def _full_phase_datasets(tc, name, data, train, size, clock, on_the_fly, share):
+    """This worker's ``share`` of the training stream (``train``: (versions, labels); a
+    version of each source per epoch, chosen by ``clock``; None: no stream) and of the
+    validation images, in global batches of ``train.batch_size``, as tf.data datasets."""
     n = len(data.classes)
-    train_ds = versioned_dataset(
-        versions,
-        sources_y,
+    train_ds = train and versioned_dataset(
+        *train,
         n,
         size,
-        batch,
+        tc.batch_size,
         seed=tc.seed,
         clock=clock,
         epochs=tc.full_epochs,
         on_the_fly=on_the_fly,
         desc=f"{name}: decode training images",
+        share=share,
     )
     val_ds = versioned_dataset(
         [[p] for p in data.val_paths],
@@ -201,6 +207,7 @@ def _full_phase_datasets(tc, name, data, versions, sources_y, size, clock, on_th
         size,
         tc.batch_size,
         desc=f"{name}: decode validation images",
+        share=share,
     )
     return train_ds, val_ds
 

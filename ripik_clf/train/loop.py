@@ -8,9 +8,12 @@ test begin and end around validation, ``model.stop_training``, the first epoch s
 the progress lines work unchanged. The loss of a step is the mean over the global batch
 (weighted by the class weights), as ``fit`` computes it on one device: each replica sums
 its share and divides by the global batch size, and the optimizer sums the replicas'
-gradients. Training metrics (loss, accuracy, macro-F1) are summed over all replicas;
-validation is computed by every worker on the whole validation set with the same weights,
-so every worker takes the same early-stopping and checkpoint decisions.
+gradients. Training metrics (loss, accuracy, macro-F1) are summed over all replicas.
+
+Each worker's datasets hold only its share of every global batch (train/datasets.py
+``share_positions``: its replicas' contiguous slices), training and validation alike;
+validation sums over every replica of every worker, so each worker gets the whole set's
+figures and takes the same early-stopping and checkpoint decisions.
 """
 
 import keras
@@ -26,6 +29,8 @@ def fit_distributed(
     strategy,
     epochs,
     steps_per_epoch,
+    global_batch,
+    examples,
     callbacks=(),
     class_weight=None,
     verbose=2,
@@ -34,9 +39,10 @@ def fit_distributed(
     """Train ``model`` (built and compiled under ``strategy``'s scope) for ``epochs``.
 
     Args:
-        train_ds: global batches ``(images, one-hot labels)``; every worker iterates
-            the same batches and each replica trains on its slice of each.
-        val_ds: validation batches (whole set, on every worker).
+        train_ds, val_ds: ``(images, one-hot labels)``: this worker's share of each
+            global batch (``train/datasets.share_positions``).
+        global_batch: the images of a step on all replicas together.
+        examples: ``(training, validation)`` images of an epoch (all workers).
         class_weight: ``{class: weight}`` or None.
         jit_compile: compile each replica's forward and backward pass with XLA (the
             gradients' all-reduce and the update stay outside: XLA cannot hold them).
@@ -49,7 +55,8 @@ def fit_distributed(
     for c, w in (class_weight or {}).items():
         weights[int(c)] = w
     step = _train_step(model, strategy, tf.constant(weights), jit_compile)
-    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    evaluate = _validation_step(model, strategy)
+    slices = _Slices(strategy, global_batch)
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
         [*callbacks, history],
@@ -71,7 +78,8 @@ def fit_distributed(
         confusion = np.zeros((num_classes, num_classes))  # its total is the image count
         for batch, (x, y) in enumerate(train_ds):  # the iterator reads the epoch clock
             callback_list.on_train_batch_begin(batch)
-            step_loss, matrix = step(*_per_replica(strategy, x, y))
+            size = slices.global_size(batch, examples[0])
+            step_loss, matrix = step(slices.per_replica(x, y, size), tf.constant(size))
             loss_sum += float(step_loss)
             confusion += matrix.numpy()
             logs = {"loss": loss_sum / confusion.sum(), "accuracy": accuracy(confusion)}
@@ -80,7 +88,7 @@ def fit_distributed(
                 break
         logs = {**logs, "macro_f1": macro_f1(confusion)}
         callback_list.on_test_begin()
-        val_logs = _validate(model, predict, val_ds, num_classes)
+        val_logs = _validate(model, evaluate, slices, val_ds, examples[1])
         callback_list.on_test_end(val_logs)
         logs.update({f"val_{k}": v for k, v in val_logs.items()})
         callback_list.on_epoch_end(epoch, logs)
@@ -91,21 +99,31 @@ def fit_distributed(
     return history
 
 
-def _per_replica(strategy, x, y):
-    """``(x, y)`` of the global batch, split into one contiguous slice per replica when
-    there are several (the last batch of an epoch may leave a replica an empty slice: its
-    sums are zero), and the global batch size."""
-    size = tf.shape(x)[0]
-    replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
-        return (x, y), size
+class _Slices:
+    """A worker's share of a global batch cut into its replicas' slices: replica ``r``
+    of ``R`` takes positions ``[r * per, (r + 1) * per)`` of the global batch, ``per =
+    ceil(size / R)`` (a replica may get an empty slice of the short last batch: its sums
+    are zero); a worker's share is its replicas' slices, contiguous."""
 
-    def share(context):
-        per = (size + replicas - 1) // replicas
-        start = context.replica_id_in_sync_group * per
-        return x[start : start + per], y[start : start + per]
+    def __init__(self, strategy, global_batch):
+        self.strategy, self.global_batch = strategy, global_batch
+        self.replicas = strategy.num_replicas_in_sync
+        # This worker's replicas (the default strategy, one device, has no worker list).
+        self.local = len(strategy.extended.worker_devices) if self.replicas > 1 else 1
 
-    return strategy.experimental_distribute_values_from_function(share), size
+    def global_size(self, step, examples):
+        return min(self.global_batch, examples - step * self.global_batch)
+
+    def per_replica(self, x, y, size):
+        if self.replicas == 1:
+            return x, y
+        per = -(-size // self.replicas)
+
+        def mine(context):  # replica ids: a worker's are consecutive (id // local = worker)
+            start = (context.replica_id_in_sync_group % self.local) * per
+            return x[start : start + per], y[start : start + per]
+
+        return self.strategy.experimental_distribute_values_from_function(mine)
 
 
 def _train_step(model, strategy, class_weights, jit_compile=False):
@@ -145,16 +163,34 @@ def _train_step(model, strategy, class_weights, jit_compile=False):
     return step
 
 
-def _validate(model, predict, val_ds, num_classes):
+def _validation_step(model, strategy):
+    """A tf.function returning the sums, over every replica of every worker, of the
+    validation loss and of the confusion matrix of one global batch."""
+    num_classes = model.output_shape[-1]
+
+    def replica_sums(x, y):
+        probabilities = tf.cast(model(x, training=False), tf.float32)
+        loss = tf.reduce_sum(model.loss.call(y, probabilities))
+        truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
+        return loss, tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        results = strategy.run(lambda xy: replica_sums(xy[0], xy[1]), (batch,))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+    return step
+
+
+def _validate(model, evaluate, slices, val_ds, examples):
     """Loss, accuracy and macro-F1 on the whole validation set (``evaluate``'s values:
-    the mean unweighted loss over images)."""
-    loss_sum = 0.0
-    confusion = np.zeros((num_classes, num_classes))
-    for x, y in val_ds:
-        probabilities = tf.cast(predict(x), tf.float32)
-        loss_sum += float(tf.reduce_sum(model.loss.call(y, probabilities)))
-        truth = np.argmax(y.numpy(), axis=-1)
-        np.add.at(confusion, (truth, np.argmax(probabilities.numpy(), axis=-1)), 1)
+    the mean unweighted loss over images), whatever share of it this worker read."""
+    loss_sum, confusion = 0.0, 0
+    for batch, (x, y) in enumerate(val_ds):
+        size = slices.global_size(batch, examples)
+        step_loss, matrix = evaluate(slices.per_replica(x, y, size))
+        loss_sum += float(step_loss)
+        confusion = confusion + matrix.numpy()
     regularization = float(sum(model.losses)) if model.losses else 0.0  # as evaluate adds
     return {
         "loss": loss_sum / confusion.sum() + regularization,

@@ -57,7 +57,8 @@ def _finish(children):
 
 
 def _setups(global_batch):
-    """(name, replicas, per-replica batch, how to start it)."""
+    """(name, replicas, per-replica batch, how to start it); train.batch_size is the
+    global batch in every setup (each replica takes its share)."""
     half = global_batch // 2
     return [
         ("1 worker", 1, global_batch, lambda argv: [_run(argv)]),
@@ -98,7 +99,7 @@ def benchmark(epochs, image_size, global_batch):
         for name, replicas, batch, start in _setups(global_batch):
             work = Path(tmp) / name.split()[0] / "work"
             shutil.copytree(base, work, dirs_exist_ok=True)
-            argv = [*full, "--workdir", str(work), "--set", f"train.batch_size={batch}"]
+            argv = [*full, "--workdir", str(work), "--set", f"train.batch_size={global_batch}"]
             started = time.perf_counter()
             _finish(start(argv))
             wall = time.perf_counter() - started

@@ -103,6 +103,7 @@ class AugmentConfig:
 FLIP_MODES = ("auto", "none", "horizontal", "all")
 FLIP_CHOICES = FLIP_MODES[1:]  # what auto chooses between
 DISTRIBUTE_MODES = ("auto", "off", "mirrored")
+DECODED_IMAGES = ("auto", "memory", "files")
 XLA_MODES = ("auto", "on", "off")
 FLIP_ALIASES = {"true": "all", "false": "none"}  # the old boolean setting
 
@@ -174,6 +175,10 @@ class TrainConfig:
     # all of them, several GPUs -> all of them, else one device; off = one device; mirrored
     # = every local device (GPUs, else the logical CPUs set up before TensorFlow starts).
     distribute: str = "auto"
+    # Where the full phase reads its images from (train/datasets.py): memory = decoded
+    # once into RAM, files = decoded as each batch is read; auto = memory when this
+    # worker's share of the versions its epochs show takes under a quarter of the RAM.
+    decoded_images: str = "auto"
     # Several workers (TF_CONFIG): seconds to wait for every worker to join before the
     # full phase stops with one line (a peer that never comes, a wrong address)
     peer_timeout: float = 300.0
@@ -237,6 +242,12 @@ class TrainConfig:
             "train.distribute",
             self.distribute,
             " | ".join(DISTRIBUTE_MODES),
+        )
+        _require(
+            self.decoded_images in DECODED_IMAGES,
+            "train.decoded_images",
+            self.decoded_images,
+            " | ".join(DECODED_IMAGES),
         )
         _require(self.xla in XLA_MODES, "train.xla", self.xla, " | ".join(XLA_MODES))
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "1 or more")

@@ -21,6 +21,7 @@ per class with the split's seed (about 50 s with Lite0 at 224 px on a 2-core CPU
 """
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -96,6 +97,7 @@ def measure_flips(config, dataset, splits):
     """
     from ripik_clf.train.head import frozen_backbone
 
+    started = time.perf_counter()
     train, val = _probe_sets(dataset, splits, config.split.seed)
     _, extractor, size, _ = frozen_backbone(config)
     index = {c: i for i, c in enumerate(sorted(dataset["label"].unique()))}
@@ -118,6 +120,7 @@ def measure_flips(config, dataset, splits):
         "val_images": int(keep_v.sum()),
         "backbone": config.train.backbone,
         "image_size": size,
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 

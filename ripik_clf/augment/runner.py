@@ -268,7 +268,8 @@ def resolve_auto_flips(config, dataset, splits, overwrite=False):
 def flips_table(auto):
     lines = [
         f"flips: auto on {auto['train_images']} training / {auto['val_images']} validation "
-        f"images ({auto['backbone']}, {auto['image_size']} px)",
+        f"images ({auto['backbone']}, {auto['image_size']} px"
+        + (f", {auto['seconds']:.0f} s)" if "seconds" in auto else ")"),
         "| flips | val log loss | val macro-F1 | val accuracy |",
         "|---|---:|---:|---:|",
     ]

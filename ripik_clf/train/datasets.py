@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from ripik_clf.data.images import decoded_batches, load_for_model
 from ripik_clf.errors import UserError
-from ripik_clf.progress import progress
+from ripik_clf.progress import progress, say
 
 MEMORY_SHARE_FOR_CACHE = 0.25  # hold decoded images in RAM when they take less than this
 
@@ -190,6 +190,10 @@ def versioned_dataset(
 
     used_paths = [flat_paths[i] for i in used]
     cache = fits_in_memory(len(used_paths), image_size) if cache is None else cache
+    if clock is not None:
+        _say_what_this_worker_reads(
+            desc, share, positions, len(used), len(flat_paths), epochs, cache
+        )
     # Flat version index -> its row among the decoded ones (-1: never read here).
     row_of = np.full(len(flat_paths), -1, np.int64)
     row_of[used] = np.arange(len(used))
@@ -201,6 +205,15 @@ def versioned_dataset(
     if on_the_fly != "none":
         ds = ds.map(_on_the_fly_layer(on_the_fly, seed), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _say_what_this_worker_reads(desc, share, positions, used, versions, epochs, cache):
+    """One line: how much of the input this worker reads and decodes, and where."""
+    who = f"worker {share.worker} of {share.workers}, " if share.workers > 1 else ""
+    reads = int((positions >= 0).sum())
+    where = (f"{used:,} of {versions:,} versions decoded into memory" if cache
+             else f"{reads * epochs:,} decodes from files over {epochs} epochs")  # fmt: skip
+    say(f"{desc.split(':')[0]}: {who}{reads:,} images an epoch; {where}")
 
 
 def _scheduled_orders(table, clock):

@@ -199,6 +199,7 @@ def _full_phase_datasets(tc, name, data, train, size, clock, on_the_fly, share):
         on_the_fly=on_the_fly,
         desc=f"{name}: decode training images",
         share=share,
+        cache={"auto": None, "memory": True, "files": False}[tc.decoded_images],
     )
     val_ds = versioned_dataset(
         [[p] for p in data.val_paths],

@@ -5,6 +5,7 @@ these and print; every stage reads what earlier ones left in the work directory
 """
 
 import contextlib
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -74,12 +75,12 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
     for variant, k, run in _runs(config, fold):
         print(f"=== {phase} phase: {run} ({variant}, {config.train.backbone}) ===")
         try:
-            with _tracked(config, run, phase, cluster.is_chief) as callbacks:
-                options = {"extra_callbacks": callbacks} if callbacks else {}
+            with _tracked(config, run, phase, cluster.is_chief) as tracking:
+                options = {"extra_callbacks": tracking.callbacks} if tracking.callbacks else {}
                 results[run] = _train_run(
                     train, config, variant, k, phase, resplit, overwrite, options
                 )
-                callbacks.finish(results[run])
+                tracking.finish(results[run])
         except (UserError, OSError) as err:
             raise _with_saved(err, config, phase, results, variant, k) from err
         resplit = False  # the split is made once, by the first run
@@ -118,9 +119,12 @@ def _with_saved(err, config, phase, results, variant, fold):
                      f"{go_on})")  # fmt: skip
 
 
-class _NoTracking(list):
-    def finish(self, metrics):
-        pass
+@dataclasses.dataclass
+class _Tracking:
+    """A phase's tracking: its Keras callbacks, and what to call once the model is saved."""
+
+    callbacks: list = dataclasses.field(default_factory=list)
+    finish: object = lambda metrics: None
 
 
 @contextlib.contextmanager
@@ -129,15 +133,14 @@ def _tracked(config, run, phase, is_chief):
     callback (phases with epochs) and its ``finish`` once the model is saved; a phase that
     fails ends its MLflow run FAILED. Otherwise nothing."""
     if not (config.train.mlflow and is_chief):
-        yield _NoTracking()
+        yield _Tracking()
         return
     from ripik_clf.train.tracking import PhaseTracker
 
     tracker = PhaseTracker(config, run, phase)
-    callbacks = _NoTracking([tracker.callback()] if phase in ("head", "full") else [])
-    callbacks.finish = tracker.finish
+    callbacks = [tracker.callback()] if phase in ("head", "full") else []
     try:
-        yield callbacks
+        yield _Tracking(callbacks, tracker.finish)
     except BaseException:
         tracker.end("FAILED")
         raise

@@ -32,6 +32,26 @@ def tracking_uri():
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+class Guest:
+    """Calls into an outside service that must never stop the work (MLflow, a TensorBoard
+    log folder): the first failure is one note naming the service and what goes on, and
+    every later call does nothing."""
+
+    def __init__(self, service, goes_on):
+        self.service, self.goes_on, self.failed = service, goes_on, None
+
+    def call(self, action, *args):
+        """``action(*args)``, or None once the service failed."""
+        if self.failed:
+            return None
+        try:
+            return action(*args)
+        except Exception as err:  # noqa: BLE001 - any failure of the service
+            self.failed = one_line(f"{type(err).__name__}: {err}")
+            print(f"note: {self.service} stopped ({self.failed}); {self.goes_on}")
+            return None
+
+
 def tensorboard_callback(folder, phase):
     """Keras' TensorBoard logs in ``runs/<run>/tensorboard/<phase>/`` (no graph, no
     profiling: per-epoch scalars, cheap), as a guest: a log folder that cannot be made
@@ -42,49 +62,39 @@ def tensorboard_callback(folder, phase):
     log_dir = Path(folder) / "tensorboard" / phase
     inner = keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)
 
-    class Guest(keras.callbacks.Callback):
-        failed = None
+    guest = Guest(f"TensorBoard logs in {log_dir}", "training goes on")
 
+    class Logs(keras.callbacks.Callback):
         def set_model(self, model):
             super().set_model(model)
-            self._call("set_model", model)
+            guest.call(inner.set_model, model)
 
         def set_params(self, params):
             super().set_params(params)
-            self._call("set_params", params)
-
-        def _call(self, name, *args):
-            if self.failed:
-                return
-            try:
-                getattr(inner, name)(*args)
-            except Exception as err:  # noqa: BLE001 - any failure to write the logs
-                self.failed = one_line(f"{type(err).__name__}: {err}")
-                print(f"note: TensorBoard logs in {log_dir} stopped ({self.failed}); "
-                      "training goes on")  # fmt: skip
+            guest.call(inner.set_params, params)
 
         def on_train_begin(self, logs=None):
-            self._call("on_train_begin", logs)
+            guest.call(inner.on_train_begin, logs)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._call("on_epoch_begin", epoch, logs)
+            guest.call(inner.on_epoch_begin, epoch, logs)
 
         def on_epoch_end(self, epoch, logs=None):
-            self._call("on_epoch_end", epoch, logs)
+            guest.call(inner.on_epoch_end, epoch, logs)
 
         def on_train_end(self, logs=None):
-            self._call("on_train_end", logs)
+            guest.call(inner.on_train_end, logs)
 
         def on_test_begin(self, logs=None):
-            self._call("on_test_begin", logs)
+            guest.call(inner.on_test_begin, logs)
 
         def on_test_end(self, logs=None):
-            self._call("on_test_end", logs)
+            guest.call(inner.on_test_end, logs)
 
         def on_train_batch_end(self, batch, logs=None):
-            self._call("on_train_batch_end", batch, logs)
+            guest.call(inner.on_train_batch_end, batch, logs)
 
-    return Guest()
+    return Logs()
 
 
 def mlflow_client():
@@ -107,7 +117,10 @@ class Tracker:
     Every call after a failure does nothing (the failure was said once)."""
 
     def __init__(self, name, tags, params):
-        self.name, self.run_id, self.failed = name, None, None
+        self.name, self.run_id = name, None
+        self.guest = Guest(
+            f"MLflow tracking of {name}", "the work directory keeps everything it logs"
+        )
         mlflow = mlflow_client()
         self.run(self._open, mlflow, tags, params)
 
@@ -120,16 +133,8 @@ class Tracker:
             self.client.log_batch(self.run_id, params=[_param(k, v) for k, v in chunk])
 
     def run(self, action, *args):
-        """``action(*args)``, or None once tracking failed (a failure is said here)."""
-        if self.failed:
-            return None
-        try:
-            return action(*args)
-        except Exception as err:  # noqa: BLE001 - any failure of the store or server
-            self.failed = one_line(f"{type(err).__name__}: {err}")
-            print(f"note: MLflow tracking of {self.name} stopped ({self.failed}); "
-                  "the work directory keeps everything it logs")  # fmt: skip
-            return None
+        """``action(*args)``, or None once tracking failed (a failure is said once)."""
+        return self.guest.call(action, *args)
 
     def log_metrics(self, values, step=0):
         metrics = [_metric(k, v, step) for k, v in values.items() if _number(v)]

@@ -40,6 +40,7 @@ import json, resource, sys
 import numpy as np
 from ripik_clf.train.datasets import EpochClock, Share, versioned_dataset
 spec = json.load(open(sys.argv[1]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # TensorFlow and the list
 clock = EpochClock()
 ds = versioned_dataset(spec["versions"], spec["labels"], 4, spec["size"], spec["batch"],
                        seed=1, clock=clock, epochs=spec["epochs"], cache=spec["memory"],
@@ -49,7 +50,8 @@ read = 0
 for epoch in range(spec["epochs"]):
     clock.epoch.assign(epoch)
     read += sum(int(x.shape[0]) for x, _ in ds)
-print("read", read, "peak RSS KiB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("read", read, "peak RSS KiB:", peak, "input KiB:", peak - before)
 """
 PEAK_RSS = r"""
 import atexit, resource, sys
@@ -158,6 +160,9 @@ def _measure(output):
     (decoded into memory, or decodes from files over all epochs)."""
     decoded = int(DECODED.search(output).group(1).replace(",", ""))
     rss = int(re.search(r"peak RSS KiB: (\d+)", output).group(1)) / 1024
+    grown = re.search(r"input KiB: (\d+)", output)  # the input pipeline's own growth
+    if grown:
+        return decoded, rss, int(grown.group(1)) / 1024
     return decoded, rss
 
 
@@ -192,17 +197,25 @@ def full_phase_benchmark(images, epochs, copies, batch=32):
 
 
 def print_table(rows, title):
+    """Per setup: what each worker decoded, its peak RSS and (input pipeline alone) how
+    much of that the pipeline added to the process; ratios of one worker's to this."""
+    grown = len(rows[0][2][0]) == 3
     print(f"\n{title}, {os.cpu_count()} CPU cores\n")
-    print("| images | workers | decoded images per worker | peak RSS MiB per worker "
-          "| 1 worker / this, decoded | 1 worker / this, peak RSS | wall s |")  # fmt: skip
-    print("|---|---:|---|---|---:|---:|---:|")
+    print("| input | workers | decoded images per worker | peak RSS MiB per worker "
+          + ("| of which the input pipeline, MiB " if grown else "")
+          + "| 1 worker / this: decoded | peak RSS " + ("| input pipeline " if grown else "")
+          + "| wall s |")  # fmt: skip
+    print("|---|---:|---|---" + ("|---" if grown else "") + "|---:|---:"
+          + ("|---:" if grown else "") + "|---:|")  # fmt: skip
     by_mode = {}
     for mode, workers, measured, wall in rows:
-        decoded, rss = zip(*measured, strict=True)
-        one = by_mode.setdefault(mode, (max(decoded), max(rss)))
-        print(f"| {mode} | {workers} | {', '.join(f'{d:,}' for d in decoded)} | "
-              f"{', '.join(f'{r:.0f}' for r in rss)} | {one[0] / max(decoded):.2f}x | "
-              f"{one[1] / max(rss):.2f}x | {wall:.0f} |")  # fmt: skip
+        columns = list(zip(*measured, strict=True))  # decoded, rss[, grown], per worker
+        worst = [max(c) for c in columns]
+        one = by_mode.setdefault(mode, worst)
+        values = [", ".join(f"{v:,.0f}" for v in c) for c in columns]
+        ratios = [f"{a / max(b, 1e-9):.2f}x" for a, b in zip(one, worst, strict=True)]
+        print(f"| {mode} | {workers} | {' | '.join(values)} | {' | '.join(ratios)} | "
+              f"{wall:.0f} |")  # fmt: skip
 
 
 def main(argv=None):

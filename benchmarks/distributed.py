@@ -41,14 +41,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _run(argv, env=None, prefix=()):
+def run(argv, env=None, prefix=()):
+    """A Python child in the repository (output captured), e.g. ``train.py ...``."""
     environ = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     out = subprocess.PIPE
     return subprocess.Popen([sys.executable, *prefix, *argv], cwd=REPO, env=environ, stdout=out,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
-def _finish(children):
+def finish(children):
+    """Their outputs; a child that failed ends the benchmark with its output."""
     outputs = [c.communicate()[0] for c in children]
     for child, output in zip(children, outputs):
         if child.returncode != 0:
@@ -61,20 +63,21 @@ def _setups(global_batch):
     global batch in every setup (each replica takes its share)."""
     half = global_batch // 2
     return [
-        ("1 worker", 1, global_batch, lambda argv: [_run(argv)]),
-        ("2 workers (TF_CONFIG, localhost)", 2, half, lambda argv: _cluster(argv)),
+        ("1 worker", 1, global_batch, lambda argv: [run(argv)]),
+        ("2 workers (TF_CONFIG, localhost)", 2, half, lambda argv: cluster(argv)),
         ("MirroredStrategy, 2 logical CPUs", 2, half,
-         lambda argv: [_run([*argv[1:], "--set", "train.distribute=mirrored"],
+         lambda argv: [run([*argv[1:], "--set", "train.distribute=mirrored"],
                             prefix=["-c", TWO_CPUS])]),
     ]  # fmt: skip
 
 
-def _cluster(argv):
-    ports = [f"localhost:{_free_port()}" for _ in range(2)]
+def cluster(argv, workers=2, prefix=()):
+    """``workers`` children on localhost ports, each with its TF_CONFIG."""
+    ports = [f"localhost:{_free_port()}" for _ in range(workers)]
     return [
-        _run(argv, {"TF_CONFIG": json.dumps({"cluster": {"worker": ports},
-                                             "task": {"type": "worker", "index": i}})})
-        for i in range(2)
+        run(argv, {"TF_CONFIG": json.dumps({"cluster": {"worker": ports},
+                                            "task": {"type": "worker", "index": i}})}, prefix)
+        for i in range(workers)
     ]  # fmt: skip
 
 
@@ -95,17 +98,17 @@ def benchmark(epochs, image_size, global_batch):
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "head"
-        _finish([_run(["train.py", "--phase", "head", *common, "--workdir", str(base)])])
+        finish([run(["train.py", "--phase", "head", *common, "--workdir", str(base)])])
         for name, replicas, batch, start in _setups(global_batch):
             work = Path(tmp) / name.split()[0] / "work"
             shutil.copytree(base, work, dirs_exist_ok=True)
             argv = [*full, "--workdir", str(work), "--set", f"train.batch_size={global_batch}"]
             started = time.perf_counter()
-            _finish(start(argv))
+            finish(start(argv))
             wall = time.perf_counter() - started
-            run = wd.run_dir(work, "original")
-            metrics = wd.read_run_metrics(run)["full"]
-            weights = fingerprint_of_model(run / "full.keras")
+            folder = wd.run_dir(work, "original")
+            metrics = wd.read_run_metrics(folder)["full"]
+            weights = fingerprint_of_model(folder / "full.keras")
             reference = reference or weights
             difference = max(float(abs(a - b).max()) for a, b in zip(weights, reference))
             rate = metrics["train_images"] * metrics["epochs"] / metrics["seconds"]

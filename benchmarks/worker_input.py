@@ -23,8 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from distributed import cluster, finish, run  # noqa: E402
 
 READER = r"""
 import json, resource, sys
@@ -113,46 +114,19 @@ def input_benchmark(sources, size, epochs, batch=32):
                         "versions": versions, "labels": labels, "size": size, "batch": batch,
                         "epochs": epochs, "memory": mode == "memory", "worker": worker,
                         "workers": workers}))  # fmt: skip
-                    children.append(_python(["-c", READER, str(spec)]))
-                outputs = _finish(children)
+                    children.append(run([str(spec)], prefix=["-c", READER]))
+                outputs = finish(children)
                 rows.append((mode, workers, [_measure(o) for o in outputs],
                              time.perf_counter() - started))  # fmt: skip
                 print(rows[-1], flush=True)
     return rows
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _python(argv, env=None):
-    environ = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
-    out = subprocess.PIPE
-    return subprocess.Popen([sys.executable, *argv], cwd=REPO, env=environ, stdout=out,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-
-
-def _start(argv, env=None):
-    return _python(["-c", PEAK_RSS, *argv], env)
-
-
-def _finish(children):
-    outputs = [c.communicate()[0] for c in children]
-    for child, output in zip(children, outputs, strict=True):
-        if child.returncode != 0:
-            sys.exit(f"a training process failed:\n{output[-3000:]}")
-    return outputs
-
-
 def _workers(argv, count):
+    """``train.py`` children under the peak-RSS wrapper: one, or a cluster."""
     if count == 1:
-        return [_start(argv)]
-    ports = [f"localhost:{_free_port()}" for _ in range(count)]
-    return [_start(argv, {"TF_CONFIG": json.dumps({"cluster": {"worker": ports},
-                                                   "task": {"type": "worker", "index": i}})})
-            for i in range(count)]  # fmt: skip
+        return [run(argv, prefix=["-c", PEAK_RSS])]
+    return cluster(argv, count, prefix=["-c", PEAK_RSS])
 
 
 def _measure(output):
@@ -177,10 +151,10 @@ def full_phase_benchmark(images, epochs, copies, batch=32):
         started = time.perf_counter()
         write_images(data, images)
         print(f"{images} images written in {time.perf_counter() - started:.0f} s", flush=True)
-        _finish([subprocess.Popen([sys.executable, "augment_offline.py", "--data", str(data),
-                                   "--workdir", str(base), "--copies", str(copies), "--size",
-                                   "32", "--set", "augment.flips=none"], cwd=REPO)])  # fmt: skip
-        _finish([_start(["train.py", "--phase", "head", "--workdir", str(base), *common,
+        finish([run(["augment_offline.py", "--data", str(data), "--workdir", str(base),
+                     "--copies", str(copies), "--size", "32", "--set",
+                     "augment.flips=none"])])  # fmt: skip
+        finish([run(["train.py", "--phase", "head", "--workdir", str(base), *common,
                          "--set", "train.head_epochs=1"])])  # fmt: skip
         for mode in ("memory", "files"):
             for workers in (1, 2):
@@ -188,7 +162,7 @@ def full_phase_benchmark(images, epochs, copies, batch=32):
                 shutil.copytree(base, work)
                 argv = [*full, "--workdir", str(work), "--set", f"train.decoded_images={mode}"]
                 started = time.perf_counter()
-                outputs = _finish(_workers(argv, workers))
+                outputs = finish(_workers(argv, workers))
                 wall = time.perf_counter() - started
                 rows.append((mode, workers, [_measure(o) for o in outputs], wall))
                 print(rows[-1], flush=True)

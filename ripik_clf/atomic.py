@@ -99,7 +99,11 @@ class Publication:
                 self.abort()
                 raise UserError(f"{path} is a folder: nothing was written (name a file)")
         pairs = [[str(staged), str(path)] for path, staged in self.staged.items()]
-        atomic_write_text(self.journal, json.dumps(pairs))  # the commit point
+        try:
+            atomic_write_text(self.journal, json.dumps(pairs))  # the commit point
+        except OSError:  # a full disk before it: the old set stands, the new is dropped
+            self.abort()
+            raise
         finish_publication(self.journal)
 
     def abort(self):

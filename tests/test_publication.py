@@ -125,3 +125,28 @@ def test_the_journal_names_staged_files_and_targets(tmp_path, monkeypatch):
         atomic_write_text(tmp_path / "sub.csv", "new")
     ((staged, target),) = seen[0]
     assert staged.endswith(".sub.csv.staged") and target == str(tmp_path / "sub.csv")
+
+
+def test_a_full_disk_at_the_commit_point_leaves_the_old_set_and_no_staged_file(
+    tmp_path, monkeypatch
+):
+    """The journal is the last write: if the disk fills there, nothing was renamed, and
+    the staged files (the disk space the new set took) are removed, not left behind."""
+    import errno
+
+    import ripik_clf.atomic as atomic
+
+    journal = _old_set(tmp_path)
+    original = atomic.atomic_write_text
+
+    def full_at_the_journal(path, text):
+        if path == journal:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(path, text)
+
+    monkeypatch.setattr(atomic, "atomic_write_text", full_at_the_journal)
+    with pytest.raises(OSError, match="No space left"), publication(journal):
+        for name in NAMES:
+            atomic.atomic_write_text(tmp_path / name, f"new {name}")
+    assert _contents(tmp_path) == {n: f"old {n}" for n in NAMES}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NAMES)

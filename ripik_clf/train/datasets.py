@@ -188,17 +188,13 @@ def versioned_dataset(
     def one_hot(index):
         return tf.one_hot(tf.gather(label_table, index), num_classes)
 
-    used_paths = [flat_paths[i] for i in used]
-    cache = fits_in_memory(len(used_paths), image_size) if cache is None else cache
+    cache = fits_in_memory(len(used), image_size) if cache is None else cache
     if clock is not None:
         _say_what_this_worker_reads(
             desc, share, positions, len(used), len(flat_paths), epochs, cache
         )
-    # Flat version index -> its row among the decoded ones (-1: never read here).
-    row_of = np.full(len(flat_paths), -1, np.int64)
-    row_of[used] = np.arange(len(used))
     if cache:
-        ds = _batches_from_memory(steps, used_paths, row_of, image_size, one_hot, desc)
+        ds = _batches_from_memory(steps, flat_paths, used, image_size, one_hot, desc)
     else:
         ds = _batches_from_files(steps, flat_paths, image_size, one_hot)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
@@ -232,13 +228,16 @@ def _share_of_each_step(order, positions):
     return steps.map(lambda row, count: tf.gather(order, row[:count]))
 
 
-def _batches_from_memory(steps, paths, row_of, image_size, one_hot, desc):
-    """Batches gathered from one uint8 array of the decoded images, on the host.
+def _batches_from_memory(steps, paths, used, image_size, one_hot, desc):
+    """Batches gathered from one uint8 array of the decoded images ``paths[used]`` (the
+    versions this worker reads), on the host.
 
     The array is the only copy: a ``tf.Variable`` made from it held three (the array, the
     constant it was converted to, the variable's own buffer): 6.4 GB of peak RSS for
     2.0 GB of images (benchmarks/worker_input.py), against a budget that counts one."""
-    images = decode_all(paths, image_size, desc)
+    images = decode_all([paths[i] for i in used], image_size, desc)
+    row_of = np.full(len(paths), -1, np.int64)  # flat version index -> its row (-1: unread)
+    row_of[used] = np.arange(len(used))
     rows = tf.constant(row_of)
 
     def gather(positions):

@@ -162,7 +162,7 @@ def train_full(
         else _load_for_finetuning(start, size, len(data.classes), tc.dropout)
     )
     if cluster.workers > 1:  # the chief read its share of them: now every image
-        val_ds = _full_phase_datasets(tc, out.name, data, None, size, None, None, Share())[1]
+        val_ds = _validation_dataset(tc, out.name, data, size, Share())
     val_probabilities = best.predict(val_ds, verbose=0)
     metrics = validation_metrics(data, val_probabilities)
     metrics.update(
@@ -185,12 +185,11 @@ def train_full(
 
 def _full_phase_datasets(tc, name, data, train, size, clock, on_the_fly, share):
     """This worker's ``share`` of the training stream (``train``: (versions, labels); a
-    version of each source per epoch, chosen by ``clock``; None: no stream) and of the
-    validation images, in global batches of ``train.batch_size``, as tf.data datasets."""
-    n = len(data.classes)
-    train_ds = train and versioned_dataset(
+    version of each source per epoch, chosen by ``clock``) and of the validation images,
+    in global batches of ``train.batch_size``, as tf.data datasets."""
+    train_ds = versioned_dataset(
         *train,
-        n,
+        len(data.classes),
         size,
         tc.batch_size,
         seed=tc.seed,
@@ -201,16 +200,20 @@ def _full_phase_datasets(tc, name, data, train, size, clock, on_the_fly, share):
         share=share,
         cache={"auto": None, "memory": True, "files": False}[tc.decoded_images],
     )
-    val_ds = versioned_dataset(
+    return train_ds, _validation_dataset(tc, name, data, size, share)
+
+
+def _validation_dataset(tc, name, data, size, share):
+    """This worker's ``share`` of the validation images (every image: ``Share()``)."""
+    return versioned_dataset(
         [[p] for p in data.val_paths],
         data.val_y,
-        n,
+        len(data.classes),
         size,
         tc.batch_size,
         desc=f"{name}: decode validation images",
         share=share,
     )
-    return train_ds, val_ds
 
 
 @contextlib.contextmanager

@@ -143,9 +143,7 @@ def _train_step(model, strategy, class_weights, jit_compile=False):
                 loss += tf.add_n(model.losses) / replicas
             scaled = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_weights)
-        truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
-        matrix = tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
-        return tf.reduce_sum(weighted), matrix, gradients
+        return tf.reduce_sum(weighted), _confusion(y, probabilities, num_classes), gradients
 
     if jit_compile:
         loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
@@ -155,12 +153,26 @@ def _train_step(model, strategy, class_weights, jit_compile=False):
         model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
         return weighted_sum, matrix
 
+    return _summed_over_replicas(strategy, replica_step)
+
+
+def _summed_over_replicas(strategy, replica_fn):
+    """A tf.function ``step(batch, *args)`` running ``replica_fn(x, y, *args)`` on every
+    replica's slice of ``batch`` and returning each of its results summed over every
+    replica of every worker."""
+
     @tf.function(reduce_retracing=True)
-    def step(batch, global_size):
-        results = strategy.run(lambda xy: replica_step(xy[0], xy[1], global_size), (batch,))
+    def step(batch, *args):
+        results = strategy.run(lambda xy: replica_fn(xy[0], xy[1], *args), (batch,))
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
 
     return step
+
+
+def _confusion(y, probabilities, num_classes):
+    """The confusion matrix (rows: truth) of one-hot labels against predictions."""
+    truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
+    return tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
 
 
 def _validation_step(model, strategy):
@@ -171,15 +183,9 @@ def _validation_step(model, strategy):
     def replica_sums(x, y):
         probabilities = tf.cast(model(x, training=False), tf.float32)
         loss = tf.reduce_sum(model.loss.call(y, probabilities))
-        truth, guess = tf.argmax(y, axis=-1), tf.argmax(probabilities, axis=-1)
-        return loss, tf.math.confusion_matrix(truth, guess, num_classes, dtype=tf.float32)
+        return loss, _confusion(y, probabilities, num_classes)
 
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        results = strategy.run(lambda xy: replica_sums(xy[0], xy[1]), (batch,))
-        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
-
-    return step
+    return _summed_over_replicas(strategy, replica_sums)
 
 
 def _validate(model, evaluate, slices, val_ds, examples):

@@ -373,9 +373,10 @@ def score_everything(args, submission, wall):
 
     from ripik_clf.config import load_config
     from ripik_clf.predict.calibration import fit_temperature
+    from ripik_clf.predict.combiner import SoftVote
     from ripik_clf.predict.members import Member, predict_members
     from ripik_clf.predict.tta import member_tta
-    from ripik_clf.predict.voting import hard_vote, soft_vote
+    from ripik_clf.predict.voting import hard_vote
     from ripik_clf.train.phases import model_data
     from ripik_clf.workdir import (
         read_ensemble_definition,
@@ -442,6 +443,7 @@ def score_everything(args, submission, wall):
     report = read_report_metrics(args.workdir)
     definition = read_ensemble_definition(args.workdir)
     weights = [definition.weights[definition.families.index(n)] for n in names]
+    combiner = SoftVote(tuple(weights), definition.temperature)  # in this table's order
     tta = config.ensemble.tta  # the views offered; the submission used definition.tta
     rows.append(
         _row(
@@ -455,7 +457,7 @@ def score_everything(args, submission, wall):
     rows.append(
         _row(
             "soft ensemble, no TTA",
-            score(y_test, soft_vote(plain, weights)),
+            score(y_test, combiner.vote(plain)),
             report["soft ensemble | none"]["macro_f1"],
             None,
             None,
@@ -480,7 +482,7 @@ def score_everything(args, submission, wall):
             rows.append(
                 _row(
                     f"soft ensemble, equal weights (not submitted), {label}",
-                    score(y_test, soft_vote(probabilities)),
+                    score(y_test, SoftVote.equal(len(names)).vote(probabilities)),
                     report[f"soft, equal weights | {key}"]["macro_f1"],
                     None,
                     None,
@@ -489,7 +491,7 @@ def score_everything(args, submission, wall):
     temperatures = [t for name, _, t in calibration if "full phase" in name]
     soft = "soft ensemble = submission_probabilities.csv"
     calibration.append((soft, None, definition.temperature))
-    calibration_lines(calibration, y_test, with_tta, temperatures, weights, report)
+    calibration_lines(calibration, y_test, with_tta, temperatures, combiner, report)
     chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights))
     rows.append(_row(f"(ensemble weights, chosen on validation: {chosen})", None, None, None, None))
     rows += choice_rows(args.workdir, config.train.models)
@@ -531,11 +533,10 @@ def choice_rows(workdir, variants):
 CALIBRATION = []  # markdown lines of the calibration table, written after the main one
 
 
-def calibration_lines(entries, y_test, members, temperatures, weights, report):
+def calibration_lines(entries, y_test, members, temperatures, combiner, report):
     """Test ECE and Brier before and after temperature scaling (temperatures fitted on
     validation: the test set is out-of-sample for them)."""
     from ripik_clf.predict.calibration import apply_temperature, negative_log_likelihood
-    from ripik_clf.predict.voting import soft_vote
     from ripik_clf.report.metrics import brier_score, expected_calibration_error
 
     CALIBRATION[:] = [
@@ -547,9 +548,9 @@ def calibration_lines(entries, y_test, members, temperatures, weights, report):
     ]
     for name, calibrated, temperature in entries:
         if calibrated is None:  # the ensemble: members' and its own temperature
-            raw = soft_vote([apply_temperature(p, 1 / t) for p, t in zip(members, temperatures)],
-                            weights)  # fmt: skip
-            calibrated = apply_temperature(soft_vote(members, weights), temperature)
+            unscaled = [apply_temperature(p, 1 / t) for p, t in zip(members, temperatures)]
+            raw = combiner.vote(unscaled)
+            calibrated = combiner.apply(members)
         else:
             raw = apply_temperature(calibrated, 1 / temperature)
         cells = [

@@ -19,11 +19,8 @@ from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ripik_clf.predict.voting import (  # noqa: E402
-    bagged_greedy_selection,
-    greedy_selection,
-    soft_vote,
-)
+from ripik_clf.predict.combiner import SoftVote  # noqa: E402
+from ripik_clf.predict.voting import bagged_greedy_selection, greedy_selection  # noqa: E402
 
 CLASSES = 8
 SHARED = 0.8  # share of the noise every member has in common
@@ -51,14 +48,13 @@ def f1(y, p):
 def trial(signals, n_val, rng):
     y_val, y_test = rng.integers(0, CLASSES, n_val), rng.integers(0, CLASSES, 2000)
     val, test = members(signals, y_val, rng), members(signals, y_test, rng)
-    equal = np.ones(len(signals))
     counts, _ = greedy_selection(val, y_val)
     bagged, _, _ = bagged_greedy_selection(val, y_val, seed=int(rng.integers(1 << 30)))
-    base = f1(y_test, soft_vote(test, equal))
+    base = f1(y_test, SoftVote.equal(len(signals)).vote(test))
     out = {}
     for name, w in (("greedy", counts), ("bagged", bagged)):
         w = np.asarray(w, float)
-        out[name] = (f1(y_test, soft_vote(test, w)) - base, w.max() / w.sum() > 2 / 3)
+        out[name] = (f1(y_test, SoftVote(tuple(w)).vote(test)) - base, w.max() / w.sum() > 2 / 3)
     return out
 
 

@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from conftest import write_image
 from ripik_clf.errors import UserError
+from ripik_clf.predict.combiner import SoftVote
 from ripik_clf.report import tables
 from ripik_clf.report.markdown import calibration_section, finite, metrics_table
 from ripik_clf.report.plots import hardest_mistakes, plot_confusion, plot_hardest
@@ -32,17 +33,18 @@ def _member(labels, wrong):
 # Two members that err on different images: the soft vote of both is right everywhere.
 RIGHT_BUT_LAST = _member(Y, wrong=[5])
 RIGHT_BUT_FIRST = _member(Y, wrong=[0])
+EQUAL = SoftVote((1.0, 1.0))
 
 
 def test_validation_rows_score_each_member_and_both_votes_with_sklearn():
     stacked = np.stack([RIGHT_BUT_LAST, RIGHT_BUT_FIRST])
-    rows = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, [1.0, 1.0])
+    rows = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, EQUAL)
     m1 = rows[("m1", "none")]
     assert m1["accuracy"] == pytest.approx(accuracy_score(Y, RIGHT_BUT_LAST.argmax(1)))
     assert m1["macro_f1"] == pytest.approx(f1_score(Y, RIGHT_BUT_LAST.argmax(1), average="macro"))
     assert rows[("soft ensemble", "none")]["accuracy"] == 1.0  # the two errors cancel
     assert ("soft, equal weights", "none") not in rows  # equal weights: nothing to compare
-    weighted = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, [9.0, 1.0])
+    weighted = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, SoftVote((9.0, 1.0)))
     assert weighted[("soft ensemble", "none")]["accuracy"] == pytest.approx(5 / 6)
     assert weighted[("soft, equal weights", "none")]["accuracy"] == 1.0
 
@@ -61,13 +63,13 @@ def test_test_rows_score_only_what_the_key_labels(tmp_path, capsys):
     ids = [f"t{i}.png" for i in range(6)]
     truth = {name: CLASSES[y] for name, y in zip(ids, Y)} | {"t5.png": "unknown class"}
     members = {"m1": RIGHT_BUT_LAST, "m2": RIGHT_BUT_FIRST}
-    rows = tables.test_rows(truth, ids, members, members, CLASSES, [1.0, 1.0])
+    rows = tables.test_rows(truth, ids, members, members, CLASSES, EQUAL)
     assert "5 of 6" in capsys.readouterr().err
     assert rows["m1"]["accuracy"] == 1.0  # its one mistake is the unlabelled image
     assert rows["m2"]["accuracy"] == pytest.approx(4 / 5)
-    assert tables.test_rows(None, ids, members, members, CLASSES, [1.0, 1.0]) == {}
+    assert tables.test_rows(None, ids, members, members, CLASSES, EQUAL) == {}
     with pytest.raises(UserError, match="labels none of the 6"):
-        tables.test_rows({"other.png": "a"}, ids, members, members, CLASSES, [1.0, 1.0])
+        tables.test_rows({"other.png": "a"}, ids, members, members, CLASSES, EQUAL)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +103,7 @@ def test_the_calibration_section_shows_scaling_lowering_nll_of_an_overconfident_
     assert t > 1  # over-confident: softened
     calibrated = apply_temperature(raw, t)
     lines = calibration_section(
-        raw[None], calibrated[None], y, ["m"], [1.0], {"m": f"{t:.2f}"}, 1.0
+        raw[None], calibrated[None], y, ["m"], SoftVote((1.0,)), {"m": f"{t:.2f}"}
     )
     row = next(line for line in lines if line.startswith("| m |"))
     nll_before, nll_after = (float(c) for c in row.strip("|").split("|")[2:4])
@@ -128,7 +130,7 @@ def test_the_figures_are_images_that_open(tmp_path):
 
 def test_rows_show_n_and_a_95_interval_beside_each_score():
     stacked = np.stack([RIGHT_BUT_LAST, RIGHT_BUT_FIRST])
-    rows = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, [1.0, 1.0])
+    rows = validation_rows({"none": stacked}, Y, ["m1", "m2"], CLASSES, EQUAL)
     m1 = rows[("m1", "none")]
     low, high = m1["accuracy_interval"]
     assert m1["n"] == len(Y) and low < m1["accuracy"] <= high <= 1.0

@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import write_image
 from ripik_clf import workdir as wd
+from ripik_clf.predict.combiner import SoftVote
 from ripik_clf.report.html import markdown_to_html
 from ripik_clf.report.markdown import EnsembleReport, write_report
 from ripik_clf.report.plots import SHEET_COLUMNS, adaptive_bins, hardest_images
@@ -51,7 +52,7 @@ def _report(tmp_path, answers, rng):
         extra = dict(test_y=y, test_probabilities=_probabilities(y, [0, 2], rng),
                      test_paths=paths)  # fmt: skip
     return EnsembleReport(
-        ["original"], [1.0], "none", CLASSES,
+        ["original"], SoftVote((1.0,)), "none", CLASSES,
         rows={("original", "none"): row, ("soft ensemble", "none"): row},
         test_rows={"soft ensemble": row} if answers else {},
         val_probabilities=val[None], val_y=y, val_paths=paths, n_test=24, seconds=1.0,

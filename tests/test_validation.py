@@ -1,4 +1,4 @@
-"""The ensemble's validation set and weights (predict/validation.py, predict/submission.py),
+"""The ensemble's validation set and weights (predict/validation.py, predict/combiner.py),
 with stand-in members: which images each member is scored on, and how weights are chosen."""
 
 from types import SimpleNamespace
@@ -11,7 +11,8 @@ from ripik_clf.config import EnsembleConfig, load_config
 from ripik_clf.data.dataset import load_dataset
 from ripik_clf.data.splits import load_or_make_splits, split_record
 from ripik_clf.errors import UserError
-from ripik_clf.predict import submission, validation
+from ripik_clf.predict import validation
+from ripik_clf.predict.combiner import SoftVote
 
 
 def _member(name, family, held_out, split, classes=("cat", "dog")):
@@ -84,10 +85,12 @@ def test_weights_given_win_and_each_rule_returns_one_weight_per_family(select, c
     y = rng.integers(0, 3, 200)
     stacked = np.stack([_probabilities(y, 0.9, rng), _probabilities(y, 0.4, rng)])
     ens = EnsembleConfig(select=select)
-    weights, choice, notes = submission._choose_weights(ens, stacked, y, ["good", "poor"])
+    combiner, choices, notes = SoftVote.fit(stacked, y, ens, ["good", "poor"])
+    weights = combiner.weights
+    choice = next((c for c in choices if c.name == "weights"), None)
     assert len(weights) == 2
     if select == "none":
-        assert weights == [1.0, 1.0] and notes == [] and choice is None
+        assert weights == (1.0, 1.0) and notes == [] and choice is None
     else:
         assert weights[0] > weights[1]  # the good member outweighs the poor one
         assert "good" in capsys.readouterr().out
@@ -96,4 +99,4 @@ def test_weights_given_win_and_each_rule_returns_one_weight_per_family(select, c
         if choice:
             assert choice.chosen == "selected" and choice.candidates["selected"]["interval"][0] > 0
     given = EnsembleConfig(select=select, member_weights=[0.25, 0.75])
-    assert submission._choose_weights(given, stacked, y, ["good", "poor"])[0] == [0.25, 0.75]
+    assert SoftVote.fit(stacked, y, given, ["good", "poor"])[0].weights == (0.25, 0.75)

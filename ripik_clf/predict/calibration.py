@@ -73,6 +73,17 @@ def choose_temperature(probabilities, labels, seed=0):
     return temperature, choice
 
 
+def temperature_in_graph(probabilities, temperature):
+    """:func:`apply_temperature` on a Keras tensor (for exported graphs)."""
+    import keras
+
+    if temperature == 1.0:
+        return probabilities
+    p = keras.ops.maximum(probabilities, 1e-30)  # 0 ** (1 / T) is 0 or, at T < 0, inf
+    sharpened = keras.ops.power(p, 1.0 / float(temperature))
+    return sharpened / keras.ops.sum(sharpened, axis=-1, keepdims=True)
+
+
 def scaled_model(model, temperature):
     """A Keras model whose softmax output has ``temperature`` applied (for exports: the
     file then carries its calibration). ``model`` itself when T is 1."""
@@ -81,6 +92,5 @@ def scaled_model(model, temperature):
     if temperature == 1.0:
         return model
     inputs = keras.Input(model.input_shape[1:], name="image")
-    sharpened = keras.ops.power(model(inputs), 1.0 / temperature)
-    outputs = sharpened / keras.ops.sum(sharpened, axis=-1, keepdims=True)
+    outputs = temperature_in_graph(model(inputs), temperature)
     return keras.Model(inputs, outputs, name=f"{model.name}_calibrated")

@@ -14,7 +14,7 @@ import numpy as np
 
 from ripik_clf import workdir as wd
 from ripik_clf.errors import UserError
-from ripik_clf.predict.calibration import apply_temperature
+from ripik_clf.predict.combiner import SoftVote
 from ripik_clf.predict.inputs import collect, decode
 from ripik_clf.predict.members import (
     Member,
@@ -23,7 +23,7 @@ from ripik_clf.predict.members import (
     predict_members,
 )
 from ripik_clf.predict.tta import member_tta
-from ripik_clf.predict.voting import needs_tta, soft_vote
+from ripik_clf.predict.voting import needs_tta
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Ensemble:
         self.definition = definition
         self.members = members
         self.classes = list(definition.classes)
+        self.combiner = SoftVote.from_record(definition)
         self.cache = None  # a PredictionCache (ensemble.py's), or predict every image
 
     @property
@@ -86,8 +87,8 @@ class Ensemble:
         )
 
     def vote(self, families):
-        """The calibrated weighted soft vote of per-family probabilities ``(F, N, C)``."""
-        return apply_temperature(soft_vote(families, self.weights), self.definition.temperature)
+        """The submitted probabilities of per-family ones ``(F, N, C)`` (its combiner)."""
+        return self.combiner.apply(families)
 
     def member_probabilities(self, predict):
         """Per-member calibrated probabilities ``(M, N, C)`` under the recorded TTA.
@@ -104,7 +105,7 @@ class Ensemble:
             probabilities, failures = predict(tta, None)
             return probabilities, failures, 0
         plain, failures = predict("none", None)
-        confidence = np.nan_to_num(soft_vote(self.families(plain), self.weights)).max(axis=1)
+        confidence = np.nan_to_num(self.combiner.vote(self.families(plain))).max(axis=1)
         redo = np.flatnonzero(needs_tta(confidence, threshold) & ~np.isnan(plain[0, :, 0]))
         if len(redo):
             plain[:, redo], _ = predict(tta, redo)
@@ -265,16 +266,16 @@ def package_ensemble(workdir, folder):
 
 
 def definition_of(
-    workdir, members, families, weights, tta, temperature, threshold, split, score,
+    workdir, members, families, combiner, tta, threshold, split, score,
     tta_log_loss=None, choices=None,
 ):  # fmt: skip
-    """The record of an ensemble ``ensemble.py`` is about to predict the test set with."""
+    """The record of an ensemble ``ensemble.py`` is about to predict the test set with
+    (``combiner``: its :class:`~ripik_clf.predict.combiner.SoftVote`)."""
     return wd.EnsembleDefinition(
         members=[_member_spec(workdir, m, tta) for m in members],
         families=list(families),
-        weights=[float(w) for w in weights],
         tta=tta,
-        temperature=float(temperature),
+        **combiner.to_record(),
         classes=list(members[0].classes),
         tta_threshold=None if threshold is None else float(threshold),
         split=split,

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ripik_clf.errors import UserError
+from ripik_clf.predict.calibration import temperature_in_graph
 
 STEM = "ensemble"
 
@@ -45,32 +46,30 @@ def ensemble_model(ensemble):
         for member, spec, model in zip(ensemble.members, definition.members, models):
             views = spec.tta if stage != "none" else "none"
             p = _mean_over_views(model, resized[member.image_size], views)
-            out.append(_temperature(p, member.temperature_for(stage)))
+            out.append(temperature_in_graph(p, member.temperature_for(stage)))
         return out
 
-    def vote(members):
-        weights = np.asarray(definition.weights, float)
-        weights = weights / weights.sum()
-        families = [
+    def families(members):
+        return [
             keras.ops.mean(
                 keras.ops.stack([p for p, m in zip(members, ensemble.members) if m.family == n]),
                 axis=0,
             )
             for n in definition.families
         ]
-        return sum(float(w) * f for w, f in zip(weights, families))
 
     chosen = members_under(definition.tta)
     if definition.tta_threshold is not None:
         plain = members_under("none")
-        confidence = keras.ops.max(vote(plain), axis=-1, keepdims=True)
+        voted = ensemble.combiner.to_keras(families(plain), calibrated=False)
+        confidence = keras.ops.max(voted, axis=-1, keepdims=True)
         redo = (
             keras.ops.ones_like(confidence) > 0
             if definition.tta_threshold >= 1
             else confidence < definition.tta_threshold
         )  # the rule of voting.needs_tta
         chosen = [keras.ops.where(redo, t, p) for t, p in zip(chosen, plain)]
-    outputs = _temperature(vote(chosen), definition.temperature)
+    outputs = ensemble.combiner.to_keras(families(chosen))
     return keras.Model(image, outputs, name="ensemble")
 
 
@@ -88,16 +87,6 @@ def _mean_over_views(model, images, views):
     if views == "d4":  # predict.tta.tta_views: four rotations of the image and its mirror
         stack = [keras.ops.rot90(v, k, axes=(1, 2)) for v in stack for k in range(4)]
     return keras.ops.mean(keras.ops.stack([model(v) for v in stack]), axis=0)
-
-
-def _temperature(p, temperature):
-    """:func:`ripik_clf.predict.calibration.apply_temperature` in the graph."""
-    import keras
-
-    if temperature == 1.0:
-        return p
-    sharpened = keras.ops.power(keras.ops.maximum(p, 1e-30), 1.0 / float(temperature))
-    return sharpened / keras.ops.sum(sharpened, axis=-1, keepdims=True)
 
 
 def export_ensemble_checked(config, fmt, out_dir, quantize="none", check_images=256):

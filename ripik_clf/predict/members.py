@@ -210,7 +210,7 @@ def predict_with_members(config, files, names=None, tta="auto"):
         (classes, probabilities ``(N, C)``, failures ``[(path, reason)]``).
     """
     from ripik_clf.data.splits import saved_split_record
-    from ripik_clf.predict.voting import soft_vote
+    from ripik_clf.predict.combiner import SoftVote
 
     members = resolve_members(config.workdir, names, default_member_names(config))
     check_member_splits(members, saved_split_record(config.workdir))
@@ -219,4 +219,5 @@ def predict_with_members(config, files, names=None, tta="auto"):
     predicted, failures = predict_members(
         members, [str(f) for f in files], tta, calibrated=calibrated
     )
-    return members[0].classes, soft_vote(np.nan_to_num(predicted)), failures
+    voted = SoftVote.equal(len(members)).vote(np.nan_to_num(predicted))
+    return members[0].classes, voted, failures

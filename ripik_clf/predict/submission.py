@@ -13,10 +13,9 @@ from ripik_clf.data.dataset import scan_image_folder
 from ripik_clf.data.images import IMAGE_EXTENSIONS
 from ripik_clf.data.splits import saved_split_record
 from ripik_clf.errors import UserError
-from ripik_clf.evidence import Choice
 from ripik_clf.locks import exclusive
 from ripik_clf.predict.cache import PredictionCache
-from ripik_clf.predict.calibration import choose_temperature
+from ripik_clf.predict.combiner import SoftVote
 from ripik_clf.predict.ensemble import Ensemble, definition_of
 from ripik_clf.predict.members import (
     default_member_names,
@@ -25,13 +24,7 @@ from ripik_clf.predict.members import (
 )
 from ripik_clf.predict.tta import member_tta
 from ripik_clf.predict.validation import validation_probabilities, validation_work
-from ripik_clf.predict.voting import (
-    bagged_greedy_selection,
-    choose_threshold,
-    choose_tta,
-    greedy_selection,
-    soft_vote,
-)
+from ripik_clf.predict.voting import choose_threshold, choose_tta
 from ripik_clf.progress import progress
 from ripik_clf.report import tables
 from ripik_clf.report.markdown import EnsembleReport, calibration_section, write_report
@@ -107,15 +100,16 @@ def _run_ensemble(config, out_path, answers, shard):
         return _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache)
     val = validation_probabilities(config, members, names, modes, cache)
     ens, tta_log_loss, tta_choice = _validated_tta(ens, members, val)
-    weights, weights_choice, notes = _choose_weights(ens, val.raw[ens.tta], val.y, names)
-    temperature, temperature_choice = _ensemble_temperature(val.raw[ens.tta], val.y, weights,
-                                                            members)  # fmt: skip
-    threshold = _tta_threshold(ens, val, weights)
-    choices = [c for c in (tta_choice, weights_choice, temperature_choice) if c]
+    folded = any(m.fold is not None for m in members)
+    combiner, fitted, notes = SoftVote.fit(val.raw[ens.tta], val.y, ens, names, folded)
+    for choice in fitted:
+        print(choice.line())
+    threshold = _tta_threshold(ens, val, combiner)
+    choices = [c for c in (tta_choice, *fitted) if c]
     ensemble = Ensemble(
         definition_of(
-            config.workdir, members, names, weights, ens.tta, temperature, threshold,
-            saved_split_record(config.workdir), _macro_f1(val, weights, ens.tta), tta_log_loss,
+            config.workdir, members, names, combiner, ens.tta, threshold,
+            saved_split_record(config.workdir), _macro_f1(val, combiner, ens.tta), tta_log_loss,
             [c.to_record() for c in choices],
         ),
         members,
@@ -134,17 +128,17 @@ def _run_ensemble(config, out_path, answers, shard):
     with publication(wd.publication_journal(config.workdir)):
         _write_submission(out_path, ids, voted, members[0].classes, ens)
         report = EnsembleReport(
-            names, weights, ens.tta, members[0].classes,
+            names, combiner, ens.tta, members[0].classes,
             rows=tables.validation_rows(
-                val.raw, val.y, names, members[0].classes, weights, {ens.tta: temperature}
+                val.raw, val.y, names, members[0].classes, combiner, ens.tta
             ),
             test_rows=tables.test_rows(
                 truth, ids,
                 {m.name: p for m, p in zip(members, probabilities)}, dict(zip(names, families)),
-                members[0].classes, weights, temperature,
+                members[0].classes, combiner,
             ),
             val_probabilities=val.raw[ens.tta], val_y=val.y, val_paths=val.paths,
-            n_test=len(ids), seconds=seconds, temperature=temperature,
+            n_test=len(ids), seconds=seconds,
             member_temperatures=val.temperatures,
             notes=val.notes + _choice_notes(choices) + notes + tta_note
             + _calibration(val, ensemble, ens.tta),
@@ -216,9 +210,8 @@ def _calibration(val, ensemble, tta):
         for name in ensemble.names
     }  # fmt: skip
     return calibration_section(
-        val.raw[tta], val.calibrated[tta], val.y, ensemble.names, ensemble.weights,
-        temperatures, ensemble.definition.temperature,
-    )  # fmt: skip
+        val.raw[tta], val.calibrated[tta], val.y, ensemble.names, ensemble.combiner, temperatures
+    )
 
 
 def _write_submission(out_path, ids, probabilities, classes, ens):
@@ -248,23 +241,6 @@ def _validated_tta(ens, members, val):
     return dataclasses.replace(ens, tta=choice.chosen, tta_threshold=threshold), scores, choice
 
 
-def _ensemble_temperature(probabilities, y, weights, members):
-    """The ensemble's own temperature, on top of the weighted soft vote (it never moves
-    the arg-max): averaging softmaxes makes an ensemble under-confident, which one
-    temperature can fix, when the evidence is beyond noise. K-fold families keep T = 1:
-    their validation probabilities come from single fold models, the submission from the
-    mean of K, which is softer, so a temperature fitted on the one misfits the other."""
-    if any(m.fold is not None for m in members):
-        temperature = 1.0
-        choice = Choice("temperature", "1", "1", "held-out log loss", len(y),
-                        note="k-fold members: validation is one fold model, the submission "
-                        "the mean of the folds; not fitted")  # fmt: skip
-    else:
-        temperature, choice = choose_temperature(soft_vote(probabilities, weights), y)
-    print(choice.line())
-    return temperature, choice
-
-
 def _choice_notes(choices):
     """Each automatic choice with its evidence, one line each, for the report."""
     if not choices:
@@ -273,48 +249,20 @@ def _choice_notes(choices):
             "", *[f"- {c.line()}" for c in choices], ""]  # fmt: skip
 
 
-def _choose_weights(ens, val_probabilities, val_y, names):
-    """The soft-voting weights: given, equal, or chosen on validation (bagged or plain
-    greedy selection). Returns (weights, the bagged choice's evidence or None, notes)."""
-    if ens.member_weights or ens.select == "none":  # weights given: the user's choice wins
-        given = [float(w) for w in ens.member_weights]
-        return given or [1.0] * len(names), None, []
-    choice = None
-    if ens.select == "bagged":
-        weights, score, choice = bagged_greedy_selection(val_probabilities, val_y)
-        weights = [round(float(w), 4) for w in weights]
-        how = "Bagged greedy selection (30 bootstrap resamples of validation)"
-    else:
-        counts, score = greedy_selection(val_probabilities, val_y)
-        weights = [float(c) for c in counts]
-        how = "Greedy selection (Caruana et al., 2004; no check against noise)"
-    chosen = ", ".join(f"{n} x{w:g}" for n, w in zip(names, weights) if w)
-    print(f"{ens.select} selection: {chosen} (validation macro-F1 {score:.4f}, in-sample)")
-    if choice:
-        print(choice.line())
-    return weights, choice, [f"{how} chose: {chosen}; validation macro-F1 {score:.4f} "
-                             "(in-sample: the images the weights were chosen on).", ""]  # fmt: skip
-
-
-def _tta_threshold(ens, val, weights):
+def _tta_threshold(ens, val, combiner):
     """Two-stage TTA's confidence threshold (None: off), chosen on validation for auto:
     images below it get the ``ens.tta`` views, the rest none."""
     if ens.tta_threshold == "off":
         return None
     if ens.tta_threshold != "auto":
         return float(ens.tta_threshold)
-    return choose_threshold(
-        soft_vote(val.raw["none"], weights),
-        soft_vote(val.raw[ens.tta], weights),
-        val.y,
-    )
+    return choose_threshold(combiner.vote(val.raw["none"]), combiner.vote(val.raw[ens.tta]), val.y)
 
 
-def _macro_f1(val, weights, tta):
+def _macro_f1(val, combiner, tta):
     from sklearn.metrics import f1_score
 
-    voted = soft_vote(val.raw[tta], weights)
-    return f1_score(val.y, voted.argmax(1), average="macro")  # T keeps the arg-max
+    return f1_score(val.y, combiner.apply(val.raw[tta]).argmax(1), average="macro")
 
 
 def _predict_shard(config, members, names, modes, test_dir, test_ids, shard, cache):

@@ -8,8 +8,8 @@ import pandas as pd
 
 from ripik_clf import workdir as wd
 from ripik_clf.atomic import atomic_write_text
-from ripik_clf.predict.calibration import apply_temperature, negative_log_likelihood
-from ripik_clf.predict.voting import soft_vote
+from ripik_clf.predict.calibration import negative_log_likelihood
+from ripik_clf.predict.combiner import SoftVote
 from ripik_clf.report import html, plots
 from ripik_clf.report.leaderboard import USED_TO_CHOOSE, collect_runs, leaderboard_rows
 from ripik_clf.report.metrics import ECE_BINS, brier_score, expected_calibration_error
@@ -20,7 +20,7 @@ class EnsembleReport:
     """Everything the report shows about one ensemble (validation at its TTA)."""
 
     names: list  # families, in weight order
-    weights: list
+    combiner: SoftVote  # how the families' probabilities become the submission's
     tta: str
     classes: list
     rows: dict  # {(name, TTA mode): validation metrics}
@@ -30,7 +30,6 @@ class EnsembleReport:
     val_paths: list
     n_test: int
     seconds: float
-    temperature: float = 1.0  # the ensemble's own, on top of its members'
     member_temperatures: dict = field(default_factory=dict)  # {member: {TTA: T}}
     notes: list = field(default_factory=list)  # markdown lines after the header
     # With an answer key: the test images it labels, their classes and the submission's
@@ -60,9 +59,7 @@ def write_report(workdir, report):
 
 def _figures(out, report):
     """Every figure, written as PNG: ``[(file name, caption)]`` in the report's order."""
-    soft = apply_temperature(
-        soft_vote(report.val_probabilities, report.weights), report.temperature
-    )  # what <out>_probabilities.csv holds: the ensemble's temperature applied
+    soft = report.combiner.apply(report.val_probabilities)  # as <out>_probabilities.csv
     named = dict(zip(report.names, report.val_probabilities)) | {"soft ensemble": soft}
     y, classes = report.val_y, report.classes
     figures = []
@@ -127,7 +124,7 @@ def _slug(name):
 
 
 def _header(report):
-    weights = ", ".join(f"{w:g}" for w in report.weights)
+    weights = ", ".join(f"{w:g}" for w in report.combiner.weights)
     return [
         "# ripik_clf evaluation report",
         "",
@@ -193,14 +190,13 @@ def _footnote(report):
     ]
 
 
-def calibration_section(raw, calibrated, y, names, weights, temperatures, temperature):
+def calibration_section(raw, calibrated, y, names, combiner, temperatures):
     """Report lines: each family's and the ensemble's validation NLL, ECE and Brier score
     before and after temperature scaling (fitted on these same images: in-sample).
-    ``temperatures``: ``{family: "T1, T2"}`` as shown."""
+    ``temperatures``: ``{family: "T1, T2"}`` as shown; ``combiner``: the ensemble's vote."""
     rows = [(n, temperatures[n], r, c) for n, r, c in zip(names, raw, calibrated)]
-    voted = soft_vote(raw, weights)  # members vote with their softmaxes as they are
-    rows.append(
-        ("soft ensemble", f"{temperature:.2f}", voted, apply_temperature(voted, temperature))
+    rows.append(  # members vote with their softmaxes as they are
+        ("soft ensemble", f"{combiner.temperature:.2f}", combiner.vote(raw), combiner.apply(raw))
     )
     lines = [
         "## Calibration (validation)",

@@ -6,27 +6,27 @@ from pathlib import Path
 import numpy as np
 
 from ripik_clf.errors import UserError
-from ripik_clf.predict.calibration import apply_temperature
-from ripik_clf.predict.voting import hard_vote, soft_vote
+from ripik_clf.predict.combiner import SoftVote
+from ripik_clf.predict.voting import hard_vote
 from ripik_clf.report.metrics import summary_row
 from ripik_clf.workdir import load_csv
 
 
-def validation_rows(probabilities_by_mode, y, names, classes, weights, temperatures=None):
+def validation_rows(probabilities_by_mode, y, names, classes, combiner, tta=None):
     """``{(row name, TTA mode): metrics}``: each family, the soft and hard ensemble, and
-    (when the weights are not equal) the plain average they replace. ``temperatures``:
-    ``{mode: T}`` of the soft ensemble (its own, fitted for the submission's TTA)."""
+    (when the weights are not equal) the plain average they replace. The soft ensemble
+    is ``combiner``'s; its temperature (fitted for the submission's ``tta``) applies at
+    that TTA only."""
     rows = {}
+    equal = SoftVote.equal(len(names))
     for mode, probabilities in probabilities_by_mode.items():
         for name, p in zip(names, probabilities):
             rows[(name, mode)] = summary_row(y, p, classes)
-        soft = apply_temperature(
-            soft_vote(probabilities, weights), (temperatures or {}).get(mode, 1)
-        )
+        soft = combiner.apply(probabilities) if mode == tta else combiner.vote(probabilities)
         rows[("soft ensemble", mode)] = summary_row(y, soft, classes)
-        rows[("hard ensemble", mode)] = hard_row(y, probabilities, classes, weights)
-        if len(set(weights)) > 1:  # how the chosen weights compare with plain averaging
-            rows[("soft, equal weights", mode)] = summary_row(y, soft_vote(probabilities), classes)
+        rows[("hard ensemble", mode)] = hard_row(y, probabilities, classes, combiner.weights)
+        if len(set(combiner.weights)) > 1:  # how the chosen weights compare with plain averaging
+            rows[("soft, equal weights", mode)] = summary_row(y, equal.vote(probabilities), classes)
     return rows
 
 
@@ -65,11 +65,11 @@ def labelled_test(truth, ids, classes):
     return known, np.array([index[truth[ids[i]]] for i in known])
 
 
-def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
+def test_rows(truth, ids, members, families, classes, combiner):
     """``{row name: metrics}`` on the test images the answer key labels: each member
     (``{name: probabilities}``), each family's fold mean (``{name: probabilities}``, when
-    there are fold runs) and the two ensembles (the soft one with its ``temperature``, as
-    in ``<out>_probabilities.csv``); {} without a key."""
+    there are fold runs) and the two ensembles (the soft one ``combiner``'s, as in
+    ``<out>_probabilities.csv``); {} without a key."""
     if truth is None:
         return {}
     known, y = labelled_test(truth, ids, classes)
@@ -85,7 +85,6 @@ def test_rows(truth, ids, members, families, classes, weights, temperature=1.0):
             f"{n} (mean of folds)": summary_row(y, p[known], classes) for n, p in families.items()
         }
     stacked = np.stack(list(families.values()))[:, known]
-    soft = apply_temperature(soft_vote(stacked, weights), temperature)
-    rows["soft ensemble"] = summary_row(y, soft, classes)
-    rows["hard ensemble"] = hard_row(y, stacked, classes, weights)
+    rows["soft ensemble"] = summary_row(y, combiner.apply(stacked), classes)
+    rows["hard ensemble"] = hard_row(y, stacked, classes, combiner.weights)
     return rows

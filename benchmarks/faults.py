@@ -3,7 +3,7 @@ exit code, whether a traceback was printed, whether the message names the file a
 fault, and whether anything outside the data root was read.
 
     python benchmarks/faults.py            the hand-written corpus
-    python benchmarks/faults.py --fuzz 2   the generated cases (about 270 per scale step)
+    python benchmarks/faults.py --fuzz 1   the generated cases (about 470 per scale step)
     python benchmarks/faults.py --kills 3  kill -9 at 3 seeded moments of every command,
                                            then the same command again (~1 min a case)
 """
@@ -42,30 +42,52 @@ def main():
 
 
 def fuzz(scale):
-    """The generated cases (tests/fuzz_cases.py), one table row per class of input."""
+    """Every generated case (tests/fuzz_cases.py, tests/fuzz_state_cases.py), one table
+    row per class, counted as the issue counts them: traceback, hang, silent, lost,
+    outside (see fuzz_state_cases' docstring)."""
     from collections import defaultdict
 
-    import fuzz_cases
+    import fuzz_cases as fc
+    import fuzz_state_cases as fs
 
     by_class = defaultdict(list)
-    for name, build in fuzz_cases.all_cases(scale):
-        with tempfile.TemporaryDirectory() as tmp:
-            by_class[name.split(" #")[0]].append(fuzz_cases.run_case(name, build, tmp))
-    print("\n| generated class | cases | exit 0 | exit 2, file named | tracebacks | "
-          "other failures | reads outside the root | unusable after a rerun |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, outcomes in by_class.items():
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, build in fc.all_cases(scale):
+            with tempfile.TemporaryDirectory() as case:
+                by_class[name.split(" #")[0]].append(as_state(fc.run_case(name, build, case)))
+        trained = fs.build_trained(Path(tmp) / "trained")
+        for name, record, rng in fc.record_cases(3 * scale):
+            with tempfile.TemporaryDirectory() as case:
+                outcome = fc.run_record_case(name, record, rng, trained, case)
+            by_class["record damaged"].append(as_state(outcome))
+        for name, run in fs.all_state_cases(scale):
+            with tempfile.TemporaryDirectory() as case:
+                by_class[name.split(" #")[0]].append(run(trained, case))
+    print("\n| generated class | cases | exit 0 | exit 2, named | " + " | ".join(fs.COUNTS) + " |")
+    print("|---|" + "---:|" * (3 + len(fs.COUNTS)))
+    everything = [o for group in by_class.values() for o in group]
+    for name, outcomes in [*by_class.items(), ("**all**", everything)]:
         codes = [o.exit_code for o in outcomes]
-        named = sum(o.exit_code == 2 and o.names_file for o in outcomes)
-        tracebacks = codes.count("traceback")
-        other = sum(not o.holds for o in outcomes) - tracebacks
-        unusable = sum(not o.usable_after_rerun for o in outcomes)
-        print(f"| {name} | {len(outcomes)} | {codes.count(0)} | {named} | {tracebacks} | "
-              f"{other} | {sum(o.outside_read for o in outcomes)} | {unusable} |")  # fmt: skip
-    failed = [o for group in by_class.values() for o in group if not o.holds]
-    for outcome in failed[:20]:
+        named = sum(o.exit_code == 2 and o.names_it for o in outcomes)
+        counts = " | ".join(str(sum(o.count(c) for o in outcomes)) for c in fs.COUNTS)
+        print(f"| {name} | {len(outcomes)} | {codes.count(0)} | {named} | {counts} |")
+    failed = [o for o in everything if not o.holds]
+    print(f"\n{len(everything)} cases, {len(failed)} that do not hold")
+    for outcome in failed[:30]:
         print(f"FAILED {outcome}")
     return not failed
+
+
+def as_state(outcome):
+    """An input or record case's :class:`fuzz_cases.Outcome` on the five counts."""
+    from fuzz_state_cases import StateOutcome
+
+    code = outcome.exit_code
+    return StateOutcome(
+        outcome.case, code, outcome.message, outcome.names_file,
+        silent=code == "dropped silently", lost=not outcome.usable_after_rerun,
+        outside=outcome.outside_read,
+    )  # fmt: skip
 
 
 def kills(per_stage, seed=0):

@@ -765,6 +765,9 @@ def read_ensemble_definition(workdir):
     return definition
 
 
+MAX_IMAGE_SIZE = 65536  # a model input side, pixels: far above any backbone's
+
+
 def _positive_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e6
 
@@ -784,9 +787,18 @@ def _definition_problem(d):
         return f"temperature {d.temperature!r} is not a positive number"
     if d.tta_threshold is not None and not 0 <= d.tta_threshold <= 1:
         return f"tta_threshold {d.tta_threshold!r} is outside 0..1"
+    from ripik_clf.config import TTA_MODES
+
+    if d.tta not in TTA_MODES:
+        return f"tta {d.tta!r} is not one of {', '.join(TTA_MODES)}"
     for m in d.members:
         if m.family not in d.families:
             return f"member {m.name}'s family {m.family!r} is not among the families"
+        if m.tta not in TTA_MODES[1:]:  # a member's views are resolved: never auto
+            return f"member {m.name}'s views {m.tta!r} are not one of {', '.join(TTA_MODES[1:])}"
+        if not (isinstance(m.image_size, int) and not isinstance(m.image_size, bool)
+                and 8 <= m.image_size <= MAX_IMAGE_SIZE):  # fmt: skip
+            return f"member {m.name}'s image size {m.image_size!r} is not a whole number of pixels"
         if not all(_positive_number(t) for t in m.temperatures.values()):
             return f"member {m.name} has a temperature that is not a positive number"
     if {m.family for m in d.members} != set(d.families):

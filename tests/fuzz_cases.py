@@ -15,6 +15,7 @@ import contextlib
 import io
 import random
 import shutil
+import signal
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import yaml
 from conftest import write_image
 
 FORMATS = ("png", "jpeg", "bmp", "gif", "webp", "tiff")
+CALL_LIMIT_S = 300  # one command of a case: longer is a hang (the cases take seconds)
 
 
 @dataclass
@@ -43,16 +45,34 @@ class Outcome:
         return self.exit_code == 0 or (self.exit_code == 2 and self.names_file)
 
 
-def call(main, argv):
-    """``main(argv)`` as the script runs it: (exit code or "traceback", last stderr line)."""
+class _Hang(BaseException):  # not an Exception: the code under test cannot swallow it
+    pass
+
+
+def _time_up(signum, frame):
+    raise _Hang()
+
+
+def call(main, argv, limit_s=CALL_LIMIT_S):
+    """``main(argv)`` as the script runs it: (exit code, "traceback" or "hang", last
+    stderr line). ``limit_s``: a call still running then is a hang (SIGALRM: the main
+    thread, where pytest runs tests)."""
     err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv) or 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 2
-        except Exception as exc:  # noqa: BLE001 - what the harness is here to find
-            return "traceback", f"{type(exc).__name__}: {exc}"[:300]
+    previous = signal.signal(signal.SIGALRM, _time_up)
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv) or 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 2
+            except Exception as exc:  # noqa: BLE001 - what the harness is here to find
+                return "traceback", f"{type(exc).__name__}: {exc}"[:300]
+    except _Hang:
+        return "hang", f"no answer in {limit_s} s"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     lines = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
     return code, (lines[-1] if lines else "")
 

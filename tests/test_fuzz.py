@@ -4,21 +4,19 @@ outside the data root; damaged records of a work directory: refused in one line 
 the file, or set aside and redone."""
 
 import fuzz_cases as fc
+import fuzz_state_cases as fs
 import pytest
 
-import augment_offline
-import ensemble
 import train
-from conftest import make_folder_dataset, write_image
 
 pytestmark = pytest.mark.slow  # ~300 generated cases (CI runs them: make test-slow)
 
 CASES = list(fc.all_cases())
 
 
-def test_the_harness_generates_at_least_300_cases():
+def test_the_harness_generates_at_least_400_cases():
     records = list(fc.record_cases(RECORD_CASES_EACH))
-    assert len(CASES) + len(records) >= 300
+    assert len(CASES) + len(records) + len(STATE_CASES) >= 400
 
 
 @pytest.mark.parametrize("name,build", CASES, ids=[name for name, _ in CASES])
@@ -30,20 +28,7 @@ def test_a_generated_bad_input_is_refused_in_one_line_or_used(name, build, tmp_p
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A work directory after augmentation, the head phase and ensemble.py."""
-    root = tmp_path_factory.mktemp("fuzz")
-    data = make_folder_dataset(root / "data", {"a": 5, "b": 5, "c": 5})
-    for i in range(3):
-        write_image(root / "test" / f"t{i}.png", seed=60 + i)
-    work = str(root / "work")
-    augment_offline.main(["--data", str(data), "--workdir", work, "--copies", "1", "--size",
-                          "32", "--workers", "1", "--set", "augment.flips=none"])  # fmt: skip
-    train.main(["--phase", "head", "--workdir", work, "--set", "train.image_size=32", "--set",
-                "train.weights=none", "--set", "train.head_epochs=1",
-                "--model", "original"])  # fmt: skip
-    ensemble.main(["--workdir", work, "--test", str(root / "test"), "--out",
-                   str(root / "s.csv"), "--members", "original:head", "--tta", "none",
-                   "--select", "none"])  # fmt: skip
-    return root
+    return fs.build_trained(tmp_path_factory.mktemp("fuzz"))
 
 
 RECORD_CASES_EACH = 3
@@ -53,6 +38,18 @@ RECORDS = list(fc.record_cases(RECORD_CASES_EACH))
 @pytest.mark.parametrize("name,record,rng", RECORDS, ids=[r[0] for r in RECORDS])
 def test_a_damaged_record_is_one_line_naming_it_or_set_aside(name, record, rng, trained, tmp_path):
     outcome = fc.run_record_case(name, record, rng, trained, tmp_path)
+    assert outcome.holds, outcome
+
+
+STATE_CASES = list(fs.all_state_cases())
+
+
+@pytest.mark.parametrize("name,run", STATE_CASES, ids=[name for name, _ in STATE_CASES])
+def test_a_generated_state_fault_is_refused_in_one_line_or_harmless(name, run, trained, tmp_path):
+    """Outputs aimed at owned or read files, work folders linked elsewhere, records
+    edited by value, caches poisoned by value: no traceback, hang, silent wrong result,
+    lost state or write outside (tests/fuzz_state_cases.py)."""
+    outcome = run(trained, tmp_path)
     assert outcome.holds, outcome
 
 

@@ -212,16 +212,23 @@ def _recorded_member(workdir, spec, definition):
         path = Path(workdir) / path
     if not path.exists():
         raise UserError(
-            f"member {spec.name} of the recorded ensemble is gone ({path}): run ensemble.py again"
+            f"member {spec.name} of the recorded ensemble ({wd.ensemble_definition_path(workdir)})"
+            f" is gone ({path}): run ensemble.py again"
         )
     stat = path.stat()
     recorded = (spec.size_bytes, spec.mtime_ns or stat.st_mtime_ns)  # 0: packaged, size only
     if spec.size_bytes and (stat.st_size, stat.st_mtime_ns) != recorded:
         raise UserError(
-            f"member {spec.name} ({path}) changed after the ensemble was made (retrained?): "
+            f"member {spec.name} ({path}) changed after the ensemble was made (retrained?; "
+            f"recorded in {wd.ensemble_definition_path(workdir)}): "
             "run ensemble.py again, or name the members (--members)"
         )
     record = wd.read_run_record(path.parent, for_model=path)
+    if record is not None and record.image_size != spec.image_size:
+        raise UserError(
+            f"{wd.ensemble_definition_path(workdir)} gives member {spec.name} {spec.image_size} "
+            f"px images, but it was trained on {record.image_size} px: {wd.RESUBMIT}"
+        )
     if record is not None and list(record.classes) != list(definition.classes):
         raise UserError(
             f"{wd.ensemble_definition_path(workdir)} lists the classes {definition.classes}, "

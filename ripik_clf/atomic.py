@@ -57,6 +57,24 @@ def atomic_write(path, write):
         tmp.unlink(missing_ok=True)
 
 
+def note_unsaved(what, root, errors):
+    """A derived cache (features, predictions) is a saving, never a requirement: when
+    its entries cannot be written (a read-only or full disk, a file where its folder
+    should be), the stage goes on with what it computed and says so in one line."""
+    if errors:
+        print(f"warning: {len(errors)} {what} not saved in the cache {root} ({errors[0]}): "
+              "computed and used; the next run computes them again", file=sys.stderr)  # fmt: skip
+
+
+def forget(entry):
+    """Remove a damaged cache entry if possible (a read-only cache keeps it: it is
+    checked, and refused, again on every read)."""
+    try:
+        Path(entry).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def atomic_write_text(path, text):
     atomic_write(path, lambda tmp: tmp.write_text(text))
 

@@ -356,7 +356,7 @@ FEATURE_POISONS = ("NaN", "infinite", "wrong length", "huge header", "not an arr
 def cache_cases(n, seed=0):
     for k in range(n):
         rng = random.Random(f"cache-{seed}-{k}")
-        which = rng.choice(["predictions"] * 3 + ["features"])
+        which = rng.choice(["predictions"] * 3 + ["features"] * 2 + ["unwritable"])
         yield f"cache {which} #{k}", _cache_case(which, rng)
 
 
@@ -365,9 +365,35 @@ def _cache_case(which, rng):
         root = copy_trained(trained, tmp)
         if which == "predictions":
             return _prediction_cache_case(root, rng)
-        return _feature_cache_case(root, rng)
+        if which == "features":
+            return _feature_cache_case(root, rng)
+        return _unwritable_cache_case(root, rng)
 
     return run
+
+
+def _unwritable_cache_case(root, rng):
+    """A cache that cannot be written (a file where a folder of it should be: what a
+    read-only or full disk does to the writes, planted as root can): the stage goes on
+    without it, with the clean result."""
+    import ensemble
+    import train
+
+    work = root / "work"
+    cache = rng.choice(["predictions", "features"])
+    folders = [work / cache, *sorted(p for p in (work / cache).rglob("*") if p.is_dir())]
+    blocked = rng.choice(folders)
+    shutil.rmtree(blocked)
+    blocked.write_text("a file where the cache's folder was")
+    if cache == "predictions":
+        clean = (root / "s_probabilities.csv").read_text()
+        code, message = call(ensemble.main, ensemble_argv(root))
+        silent = code == 0 and (root / "s_probabilities.csv").read_text() != clean
+    else:
+        code, message = call(train.main, HEAD_AGAIN + ["--workdir", str(work)])
+        silent = False
+    name = f"unwritable {blocked.relative_to(work)}"
+    return StateOutcome(name, code, message, False, silent=silent)  # a refusal is the fault
 
 
 def _prediction_cache_case(root, rng):
@@ -404,13 +430,15 @@ def _poison_features(path, kind):
         path.write_bytes(b"")
 
 
+HEAD_AGAIN = ["--phase", "head", "--set", "train.image_size=32", "--set", "train.weights=none",
+              "--set", "train.head_epochs=1", "--model", "original", "--overwrite"]  # fmt: skip
+
+
 def _feature_cache_case(root, rng):
     import train
 
     work = root / "work"
-    head = ["--phase", "head", "--workdir", str(work), "--set", "train.image_size=32",
-            "--set", "train.weights=none", "--set", "train.head_epochs=1", "--model",
-            "original", "--overwrite"]  # fmt: skip
+    head = HEAD_AGAIN + ["--workdir", str(work)]
     entries = sorted((work / "features").rglob("*.npy"))
     kind = rng.choice(FEATURE_POISONS)
     for entry in rng.sample(entries, rng.randint(1, len(entries))):

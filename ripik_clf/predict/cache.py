@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ripik_clf.atomic import atomic_write
+from ripik_clf.atomic import atomic_write, forget, note_unsaved
 from ripik_clf.data.images import file_sha1
 from ripik_clf.predict.calibration import apply_temperature
 from ripik_clf.predict.members import predict_members
@@ -63,13 +63,18 @@ class PredictionCache:
             computed, failures = predict_members(
                 members, [paths[i] for i in todo], tta, batch_size, progress, calibrated=False
             )
+            unsaved = []
             for k, i in enumerate(todo):
                 if np.isnan(computed[0, k, 0]):  # unreadable: never cached, tried again
                     continue
                 out[:, i] = computed[:, k]
                 for m, folder in enumerate(folders):
                     if keys[i] and folder:
-                        _save(_entry(folder, keys[i]), computed[m, k])
+                        try:
+                            _save(_entry(folder, keys[i]), computed[m, k])
+                        except OSError as err:
+                            unsaved.append(err)
+            note_unsaved("member predictions", self.root, unsaved)
         if progress is not None:
             progress.update(len(paths) - len(todo))
         self.computed += len(todo)
@@ -128,7 +133,7 @@ def _load(entry, n_classes):
                 return vector
     except (OSError, ValueError, EOFError, KeyError, MemoryError, zipfile.BadZipFile):
         pass
-    entry.unlink(missing_ok=True)
+    forget(entry)
     return None
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ripik_clf.atomic import atomic_write
+from ripik_clf.atomic import atomic_write, forget, note_unsaved
 from ripik_clf.data.images import decoded_batches, file_sha1
 from ripik_clf.progress import progress
 
@@ -82,8 +82,13 @@ def extract_features(paths, extractor, image_size, cache_root, *, batch_size=64,
                         if entry is not None:
                             saving.append(pool.submit(_save, entry, vector))
                 bar.update(len(positions) + len(failed))
-            for future in saving:  # a write that failed (a full disk) is raised, named
-                future.result()
+            unsaved = []
+            for future in saving:
+                try:
+                    future.result()
+                except OSError as err:
+                    unsaved.append(err)
+            note_unsaved("feature vectors", cache_root, unsaved)
         bar.close()
     return features, failures
 
@@ -106,7 +111,7 @@ def _cached(entry, width):
                 return vector
     except (OSError, ValueError, EOFError, MemoryError):
         pass
-    entry.unlink(missing_ok=True)
+    forget(entry)
     return None
 
 

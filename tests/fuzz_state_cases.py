@@ -255,23 +255,27 @@ def _edit_splits(rng, rows):
     return kind
 
 
-def record_value_cases(n, seed=0):
+def drawn_cases(label, n, seed, kinds):
+    """``n`` cases of ``label``, each of a kind drawn from ``kinds`` (``{kind: (weight,
+    case(root, rng) -> StateOutcome)}``) and run on its own copy of the trained folder."""
+    names = [kind for kind, (weight, _) in kinds.items() for _ in range(weight)]
     for k in range(n):
-        rng = random.Random(f"record-value-{seed}-{k}")
-        which = rng.choice(["ensemble.json"] * 5 + ["splits.csv"] * 4 + ["metrics.json"])
-        yield f"record value {which} #{k}", _record_value_case(which, rng)
+        rng = random.Random(f"{label}-{seed}-{k}")
+        kind = rng.choice(names)
+        yield f"{label} {kind} #{k}", _on_a_copy(kinds[kind][1], rng)
 
 
-def _record_value_case(which, rng):
+def _on_a_copy(case, rng):
     def run(trained, tmp):
-        root = copy_trained(trained, tmp)
-        if which == "ensemble.json":
-            return _ensemble_record_case(root, rng)
-        if which == "splits.csv":
-            return _split_case(root, rng)
-        return _metrics_case(root, rng)
+        return case(copy_trained(trained, tmp), rng)
 
     return run
+
+
+def record_value_cases(n, seed=0):
+    kinds = {"ensemble.json": (5, _ensemble_record_case), "splits.csv": (4, _split_case),
+             "metrics.json": (1, _metrics_case)}  # fmt: skip
+    return drawn_cases("record value", n, seed, kinds)
 
 
 def clean_prediction(root):
@@ -354,22 +358,9 @@ FEATURE_POISONS = ("NaN", "infinite", "wrong length", "huge header", "not an arr
 
 
 def cache_cases(n, seed=0):
-    for k in range(n):
-        rng = random.Random(f"cache-{seed}-{k}")
-        which = rng.choice(["predictions"] * 3 + ["features"] * 2 + ["unwritable"])
-        yield f"cache {which} #{k}", _cache_case(which, rng)
-
-
-def _cache_case(which, rng):
-    def run(trained, tmp):
-        root = copy_trained(trained, tmp)
-        if which == "predictions":
-            return _prediction_cache_case(root, rng)
-        if which == "features":
-            return _feature_cache_case(root, rng)
-        return _unwritable_cache_case(root, rng)
-
-    return run
+    kinds = {"predictions": (3, _prediction_cache_case), "features": (2, _feature_cache_case),
+             "unwritable": (1, _unwritable_cache_case)}  # fmt: skip
+    return drawn_cases("cache", n, seed, kinds)
 
 
 def _unwritable_cache_case(root, rng):

@@ -79,20 +79,36 @@ def choose_with_margin(name, default, gains, metric, level=LEVEL, min_images=MIN
 
     Args:
         gains: candidate -> per-image gain over the default ``(N,)`` on the same held-out
-            images (positive = better), in order of preference among equals.
+            images (positive = better), nearest the default first.
 
     A candidate qualifies when the lower end of its paired interval is above zero and its
-    mean gain at least MIN_EFFECT; of the qualifying ones the largest mean gain wins.
-    Fewer than ``min_images`` images: the default, with a note."""
+    mean gain at least MIN_EFFECT. Candidates are taken in order, as steps away from the
+    default: a qualifying one replaces the one chosen so far only when its gain over that
+    one is beyond noise as well (the largest mean among qualifying ones would follow the
+    noise between near-equal candidates). Fewer than ``min_images`` images: the default,
+    with a note."""
     n = len(next(iter(gains.values()))) if gains else 0
     if n < min_images:
         note = f"only {n} held-out images (< {min_images}): default kept"
         return Choice(name, default, default, metric, n, level, {}, note)
-    candidates, best, best_gain = {}, default, 0.0
+    candidates, best, best_gain, passed_over = {}, default, np.zeros(n), []
     for candidate, gain in gains.items():
+        gain = np.asarray(gain, dtype=np.float64)
         mean, low, high = paired_interval(gain, level)
         candidates[candidate] = {"estimate": mean, "interval": [low, high]}
-        if low > 0 and mean >= MIN_EFFECT and mean > best_gain:
-            best, best_gain = candidate, mean
-    note = "" if best != default else "no candidate better beyond noise: default kept"
+        if not _beyond_noise(mean, low):
+            continue
+        step, step_low, _ = paired_interval(gain - best_gain, level)
+        if best == default or _beyond_noise(step, step_low):
+            best, best_gain = candidate, gain
+        else:
+            passed_over.append(f"{candidate} is not better than {best} beyond noise "
+                               f"({step:+.4f} [{step_low:+.4f}, ...])")  # fmt: skip
+    note = "; ".join(passed_over)
+    if best == default:
+        note = "no candidate better beyond noise: default kept"
     return Choice(name, default, best, metric, n, level, candidates, note)
+
+
+def _beyond_noise(mean, low):
+    return low > 0 and mean >= MIN_EFFECT

@@ -50,6 +50,37 @@ def test_a_small_set_keeps_the_default_with_a_note():
     assert choose_with_margin("x", "a", {"b": np.ones(MIN_IMAGES)}, "loss").chosen == "b"
 
 
+def _ladder(rng, near, far):
+    """Two candidates better than the default by ``near`` and ``far`` in mean per-image
+    gain, on the same images (their per-image noise mostly shared, as paired losses)."""
+    common = rng.normal(0, 0.3, N_VAL)
+    gains = {"near": near + common + rng.normal(0, 0.1, N_VAL),
+             "far": far + common + rng.normal(0, 0.1, N_VAL)}  # fmt: skip
+    return choose_with_margin("x", "default", gains, "loss").chosen
+
+
+def test_a_step_further_from_the_default_needs_its_own_evidence():
+    """Both candidates beat the default; equal to each other in expectation, the one
+    nearer the default is kept (the largest mean followed the noise between them)."""
+    rng = np.random.default_rng(10)
+    assert share([_ladder(rng, 0.15, 0.15) for _ in range(DRAWS)], "near") >= 0.9
+    assert share([_ladder(rng, 0.15, 0.40) for _ in range(DRAWS)], "far") >= 0.9
+
+
+def test_flips_take_horizontal_before_none():
+    """Mirrors and none both beat every orientation, equally: horizontal is the step
+    nearer the design's recipe."""
+    rng = np.random.default_rng(11)
+    chosen = []
+    for _ in range(DRAWS):
+        common = rng.normal(0, 0.3, N_VAL)
+        gains = {"none": 0.15, "horizontal": 0.15, "all": 0.0}
+        scores = {name: {"per_image": 1.0 - gain + common + rng.normal(0, 0.1, N_VAL)}
+                  for name, gain in gains.items()}  # fmt: skip
+        chosen.append(flips.choose(scores).chosen)
+    assert share(chosen, "horizontal") >= 0.9
+
+
 def _tta_choice(rng, skill_none, skill_auto):
     y = rng.integers(0, N_CLASSES, N_VAL)
     none = model_probabilities(rng, y, skill_none)[None]

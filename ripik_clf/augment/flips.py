@@ -81,11 +81,13 @@ def score_candidates(train_views, train_y, val_x, val_y, seed=0):
 
 def choose(scores):
     """The :class:`~ripik_clf.evidence.Choice` of flips: ``DEFAULT`` unless another
-    candidate's per-image validation log loss is lower beyond noise."""
+    candidate's per-image validation log loss is lower beyond noise; horizontal is the
+    nearer step, none is taken over it only when it beats horizontal beyond noise too."""
     from ripik_clf.evidence import choose_with_margin
 
     base = scores[DEFAULT]["per_image"]
-    gains = {c: base - s["per_image"] for c, s in scores.items() if c != DEFAULT}
+    nearest_first = [c for c in reversed(CANDIDATE_VIEWS) if c != DEFAULT and c in scores]
+    gains = {c: base - scores[c]["per_image"] for c in nearest_first}  # horizontal, then none
     return choose_with_margin("flips", DEFAULT, gains, "probe validation log loss")
 
 

@@ -17,7 +17,7 @@ import yaml
 from ripik_clf.atomic import atomic_write_text
 from ripik_clf.errors import UserError
 from ripik_clf.models.registry import DEFAULT_BACKBONE, get_spec, resolve_image_size
-from ripik_clf.workdir import RUN_NAME, RUN_NAME_RULE
+from ripik_clf.workdir import RUN_NAME, RUN_NAME_RULE, TTA_MODES
 
 DEFAULT_MAX_PIXELS = 100_000_000  # larger images are refused (decompression bombs)
 
@@ -120,7 +120,6 @@ EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic")  # tflite only
 FULL_MONITORS = ("val_loss", "val_macro_f1")
 SELECT_RULES = ("bagged", "greedy", "none")
-TTA_MODES = ("auto", "none", "flip", "d4")
 
 
 @dataclass

@@ -765,6 +765,8 @@ def read_ensemble_definition(workdir):
     return definition
 
 
+# ensemble.tta's words (config.py checks the setting, the ensemble's record the same words)
+TTA_MODES = ("auto", "none", "flip", "d4")
 MAX_IMAGE_SIZE = 65536  # a model input side, pixels: far above any backbone's
 
 
@@ -787,8 +789,6 @@ def _definition_problem(d):
         return f"temperature {d.temperature!r} is not a positive number"
     if d.tta_threshold is not None and not 0 <= d.tta_threshold <= 1:
         return f"tta_threshold {d.tta_threshold!r} is outside 0..1"
-    from ripik_clf.config import TTA_MODES
-
     if d.tta not in TTA_MODES:
         return f"tta {d.tta!r} is not one of {', '.join(TTA_MODES)}"
     for m in d.members:

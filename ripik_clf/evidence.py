@@ -91,15 +91,18 @@ def choose_with_margin(name, default, gains, metric, level=LEVEL, min_images=MIN
     if n < min_images:
         note = f"only {n} held-out images (< {min_images}): default kept"
         return Choice(name, default, default, metric, n, level, {}, note)
-    candidates, best, best_gain, passed_over = {}, default, np.zeros(n), []
+    candidates, best, best_gain, passed_over = {}, default, None, []
     for candidate, gain in gains.items():
         gain = np.asarray(gain, dtype=np.float64)
         mean, low, high = paired_interval(gain, level)
         candidates[candidate] = {"estimate": mean, "interval": [low, high]}
         if not _beyond_noise(mean, low):
             continue
+        if best == default:  # the first step: its gain over the default is the evidence
+            best, best_gain = candidate, gain
+            continue
         step, step_low, _ = paired_interval(gain - best_gain, level)
-        if best == default or _beyond_noise(step, step_low):
+        if _beyond_noise(step, step_low):
             best, best_gain = candidate, gain
         else:
             passed_over.append(f"{candidate} is not better than {best} beyond noise "

@@ -88,6 +88,17 @@ def ensemble_argv(root, out=None):
             "--select", "none"]  # fmt: skip
 
 
+def ensemble_again(root):
+    """``ensemble.py`` run again on the case's copy: (exit code, message, whether the
+    submission's probabilities differ from the clean ones the copy started with)."""
+    import ensemble
+
+    probabilities = root / "s_probabilities.csv"
+    clean = probabilities.read_text()
+    code, message = call(ensemble.main, ensemble_argv(root))
+    return code, message, probabilities.read_text() != clean
+
+
 # --- outputs aimed at what the tool owns or reads ----------------------------------------
 
 SPELLINGS = ("as is", "through ..", "a link to it", "through a linked folder")
@@ -308,19 +319,15 @@ def _ensemble_record_case(root, rng):
 def _split_case(root, rng):
     import pandas as pd
 
-    import ensemble
-
     path = root / "work" / "splits.csv"
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     rows = table.to_dict("records")
     kind = _edit_splits(rng, rows)
     pd.DataFrame(rows, columns=table.columns).to_csv(path, index=False)
-    clean = (root / "s_probabilities.csv").read_text()
-    code, message = call(ensemble.main, ensemble_argv(root))
+    code, message, changed = ensemble_again(root)
     # Every edit but the check column's changes which image is what: obeyed (exit 0) is
     # silently wrong. A wrong sha1 is caught when the image's size or time moves; until
     # then the result must be the clean one.
-    changed = (root / "s_probabilities.csv").read_text() != clean
     silent = code == 0 and (kind != "sha1" or changed)
     return StateOutcome(f"splits.csv: {kind}", code, message, "splits" in message, silent=silent)
 
@@ -367,7 +374,6 @@ def _unwritable_cache_case(root, rng):
     """A cache that cannot be written (a file where a folder of it should be: what a
     read-only or full disk does to the writes, planted as root can): the stage goes on
     without it, with the clean result."""
-    import ensemble
     import train
 
     work = root / "work"
@@ -377,9 +383,8 @@ def _unwritable_cache_case(root, rng):
     shutil.rmtree(blocked)
     blocked.write_text("a file where the cache's folder was")
     if cache == "predictions":
-        clean = (root / "s_probabilities.csv").read_text()
-        code, message = call(ensemble.main, ensemble_argv(root))
-        silent = code == 0 and (root / "s_probabilities.csv").read_text() != clean
+        code, message, changed = ensemble_again(root)
+        silent = code == 0 and changed
     else:
         code, message = call(train.main, HEAD_AGAIN + ["--workdir", str(work)])
         silent = False
@@ -388,17 +393,14 @@ def _unwritable_cache_case(root, rng):
 
 
 def _prediction_cache_case(root, rng):
-    import ensemble
-
-    clean = (root / "s_probabilities.csv").read_text()
     entries = sorted((root / "work" / "predictions").rglob("*.npz"))
     poison = rng.choice(sorted(POISONS))
     classes = len(json.loads((root / "work" / "report" / "ensemble.json").read_text())["classes"])
     for entry in rng.sample(entries, rng.randint(1, len(entries))):
         with open(entry, "wb") as out:
             np.savez(out, p=POISONS[poison](classes))
-    code, message = call(ensemble.main, ensemble_argv(root))
-    silent = code == 0 and (root / "s_probabilities.csv").read_text() != clean
+    code, message, changed = ensemble_again(root)
+    silent = code == 0 and changed
     return StateOutcome(f"prediction cache: {poison}", code, message, "predictions" in message,
                         silent=silent)  # fmt: skip
 

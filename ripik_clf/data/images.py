@@ -84,6 +84,19 @@ def probe(path, max_pixels=DEFAULT_MAX_PIXELS):
     return fmt, width, height
 
 
+def median_shorter_side(paths, sample=200):
+    """The median shorter side, in pixels, of up to ``sample`` of ``paths`` (evenly
+    spaced, headers only: milliseconds); None when none can be read."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in list(paths)[::step][:sample]:
+        try:
+            sides.append(min(probe(path, max_pixels=float("inf"))[1:]))
+        except BadImage:
+            continue  # the split's own check names unreadable images
+    return int(np.median(sides)) if sides else None
+
+
 def _is_bytes(source):
     return isinstance(source, (bytes, bytearray, memoryview))
 

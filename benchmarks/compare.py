@@ -7,11 +7,21 @@ set's ``test_labels.csv``. Prints both accuracies and macro-F1, the paired diffe
 accuracy (A - B) with its 95% paired-bootstrap interval, the exact McNemar p-value on the
 images exactly one of them gets right, and a last line starting with ``better``, ``worse``
 or ``within noise`` (A against B): better or worse when McNemar's p < 0.05.
+
+One run a side measures the test images' noise, not the training run's: two seeds of one
+configuration differed by 1.3 points on aerial21 (McNemar p = 0.002; benchmarks/RESULTS.md),
+so a single pair can call a seed "better". With other runs of either side (another
+``train.seed``: ``--also-a A2.csv ...``, ``--also-b B2.csv ...``) the verdict comes from a
+two-level bootstrap instead, resampling the runs of each side and the test images
+(better or worse when its 95% interval excludes 0); it also prints how far apart the
+runs of one side are. Few runs understate the runs' spread: three a side or more.
 """
 
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,6 +76,49 @@ def compare(truth, a, b):
     }
 
 
+def compare_runs(truth, runs_a, runs_b, boots=2000, seed=0):
+    """Two sides of several runs each (label arrays) on the same answer key (pure): the
+    mean accuracy of each side, their difference with a 95% interval from resampling
+    runs within each side and test images together, the largest gap between two runs of
+    one side, and the verdict."""
+    right_a = np.array([a == truth for a in runs_a], dtype=float)
+    right_b = np.array([b == truth for b in runs_b], dtype=float)
+    rng = np.random.default_rng(seed)
+    n = len(truth)
+    diffs = np.empty(boots)
+    for k in range(boots):
+        images = rng.integers(0, n, n)
+        pick_a = right_a[rng.integers(0, len(right_a), len(right_a))]
+        pick_b = right_b[rng.integers(0, len(right_b), len(right_b))]
+        diffs[k] = pick_a[:, images].mean() - pick_b[:, images].mean()
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    verdict = "better" if low > 0 else "worse" if high < 0 else "within noise"
+    run_accuracy = [r.mean(axis=1) for r in (right_a, right_b)]
+    return {
+        "n": n,
+        "runs": (len(right_a), len(right_b)),
+        "run_accuracy": run_accuracy,
+        "accuracy": tuple(float(r.mean()) for r in run_accuracy),
+        "difference": float(right_a.mean() - right_b.mean()),
+        "interval": (float(low), float(high)),
+        "run_gap": max(float(np.ptp(r)) for r in run_accuracy),
+        "verdict": verdict,
+    }
+
+
+def print_runs(r):
+    print(f"images: {r['n']}; runs: A {r['runs'][0]}, B {r['runs'][1]}")
+    for name, accs, mean in zip(("A", "B"), r["run_accuracy"], r["accuracy"]):
+        each = ", ".join(f"{x:.4f}" for x in accs)
+        print(f"{name}: mean accuracy {mean:.4f} (runs: {each})")
+    low, high = r["interval"]
+    print(f"A - B accuracy: {r['difference']:+.4f} (95% two-level bootstrap, runs and "
+          f"images: [{low:+.4f}, {high:+.4f}])")  # fmt: skip
+    print(f"largest gap between two runs of one side: {r['run_gap']:.4f}")
+    sides = "includes" if r["verdict"] == "within noise" else "excludes"
+    print(f"{r['verdict']} (A against B, the 95% interval {sides} 0)")
+
+
 def main():
     import pandas as pd
 
@@ -73,9 +126,17 @@ def main():
     parser.add_argument("a", type=Path, help="submission A (the change)")
     parser.add_argument("b", type=Path, help="submission B (the baseline)")
     parser.add_argument("--answers", type=Path, required=True, help="image_id,label answer key")
+    parser.add_argument("--also-a", type=Path, nargs="+", default=[], metavar="CSV",
+                        help="other runs of A (another train.seed)")  # fmt: skip
+    parser.add_argument("--also-b", type=Path, nargs="+", default=[], metavar="CSV",
+                        help="other runs of B (another train.seed)")  # fmt: skip
     args = parser.parse_args()
     key = pd.read_csv(args.answers, dtype=str)
     ids, truth = list(key["image_id"]), key["label"].to_numpy()
+    if args.also_a or args.also_b:
+        runs_a = [read_labels(p, ids) for p in [args.a, *args.also_a]]
+        runs_b = [read_labels(p, ids) for p in [args.b, *args.also_b]]
+        return print_runs(compare_runs(truth, runs_a, runs_b))
     r = compare(truth, read_labels(args.a, ids), read_labels(args.b, ids))
     print(f"images: {r['n']}")
     for name, acc, f1 in zip(("A", "B"), r["accuracy"], r["macro_f1"]):
@@ -86,6 +147,8 @@ def main():
     )
     print(f"only A right: {r['only_a']}, only B right: {r['only_b']}; "
           f"exact McNemar p = {r['mcnemar_p']:.4f}")  # fmt: skip
+    print("one run a side: the test images' noise only, not the training seed's "
+          "(--also-a / --also-b: other runs)")  # fmt: skip
     print(f"{r['verdict']} (A against B, McNemar p {'<' if r['mcnemar_p'] < ALPHA else '>='} "
           f"{ALPHA})")  # fmt: skip
 

@@ -102,7 +102,7 @@ def suggest_larger_input(configured, size, photo_paths):
             f"note: the photos' median shorter side is at least {suggested} px and the "
             f"model sees {size} px: --set train.image_size={suggested} (every stage) may be "
             "more accurate and costs more per image (Lite0 at 256 px on 256 px aerial "
-            "tiles: +2.2 points, benchmarks/RESULTS.md)",
+            "tiles: +1.2 points over two seeds, not beyond noise; benchmarks/RESULTS.md)",
             file=sys.stderr,
         )
 

@@ -154,4 +154,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # the reader went away (``| head``): nothing left to say
+        sys.stderr.close()

@@ -84,6 +84,10 @@ def run_train(config, phase, *, fold=None, resplit=False, overwrite=False):
         except (UserError, OSError) as err:
             raise _with_saved(err, config, phase, results, variant, k) from err
         resplit = False  # the split is made once, by the first run
+    if phase == "head" and results:  # once, not per variant and fold: the same photos
+        from ripik_clf.train.head import suggest_for_split
+
+        suggest_for_split(config)
     return results
 
 

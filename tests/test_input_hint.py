@@ -52,3 +52,20 @@ def test_the_head_phase_says_it_once_and_only_when_true(tmp_path, capsys):
     suggest_larger_input(None, 224, small)
     suggest_larger_input(256, 256, large)
     assert capsys.readouterr().err == ""
+
+
+def test_a_head_phase_of_two_runs_says_it_once(tmp_path, capsys):
+    import augment_offline
+    import train
+    from conftest import QUICK_COPIES, make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "data", {"cat": 4, "dog": 4}, size=256)
+    work = str(tmp_path / "work")
+    augment_offline.main(["--data", str(data), "--workdir", work, *QUICK_COPIES,
+                          "--set", "split.val_fraction=0.5"])  # fmt: skip
+    capsys.readouterr()
+    code = train.main(["--phase", "head", "--workdir", work, "--set", "train.weights=none",
+                       "--set", "train.head_epochs=1"])  # fmt: skip
+    assert code in (0, None)
+    err = capsys.readouterr().err
+    assert err.count("--set train.image_size=256") == 1  # two runs (original, augmented)

@@ -53,7 +53,6 @@ def train_head(
     )
     classes = data.classes
     feature_seconds = time.perf_counter() - started
-    suggest_larger_input(tc.image_size, size, data.val_paths)
 
     head = head_on_features(train_x.shape[1], len(classes), tc.dropout)
     compile_model(head, keras.optimizers.Adam(tc.head_lr), tc)
@@ -93,9 +92,17 @@ def train_head(
     return metrics
 
 
+def suggest_for_split(config):
+    """The input-size suggestion for the photos of the saved split (real photos, never
+    augmented copies): once per head-phase command, whatever its number of runs."""
+    table = wd.read_split_table(config.workdir)
+    if "path" in table:  # a split made by an older version names no files
+        size = resolve_image_size(config.train.backbone, config.train.image_size)
+        suggest_larger_input(config.train.image_size, size, list(table["path"]))
+
+
 def suggest_larger_input(configured, size, photo_paths):
-    """One line when the photos have more pixels than the default input shows them
-    (validation images: real photos, never augmented copies)."""
+    """One line when the photos have more pixels than the default input shows them."""
     suggested = larger_input_hint(configured, size, median_shorter_side(photo_paths))
     if suggested:
         print(

@@ -10,12 +10,12 @@ or ``within noise`` (A against B): better or worse when McNemar's p < 0.05.
 
 One run a side measures the test images' noise, not the training run's: two seeds of one
 configuration differed by 1.3 points on aerial21 and 2.3 on flowers5 (McNemar p = 0.002,
-p < 0.0001; benchmarks/RESULTS.md),
-so a single pair can call a seed "better". With other runs of either side (another
-``train.seed``: ``--also-a A2.csv ...``, ``--also-b B2.csv ...``) the verdict comes from a
-two-level bootstrap instead, resampling the runs of each side and the test images
-(better or worse when its 95% interval excludes 0); it also prints how far apart the
-runs of one side are. Few runs understate the runs' spread: three a side or more.
+p < 0.0001; benchmarks/RESULTS.md), so a single pair can call a seed "better". With other
+runs of either side (another ``train.seed``: ``--also-a A2.csv ...``, ``--also-b B2.csv
+...``) the verdict comes from a two-level bootstrap instead, resampling the runs of each
+side and the test images (better or worse when its 95% interval excludes 0); it also
+prints how far apart the runs of one side are. Few runs understate the runs' spread:
+three a side or more.
 """
 
 import argparse
